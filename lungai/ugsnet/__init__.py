@@ -1,0 +1,14 @@
+"""UGS-Net: uncertainty-guided lung nodule segmentation with the Multi-Confidence Mask.
+
+Implements Yang, Wang et al., "Lung Nodule Segmentation and Low-Confidence Region Prediction with an
+Uncertainty-Aware Attention Mechanism" (journal version, seed 001; the MICCAI 2022 version, seed 000,
+where the journal is silent). Submodules:
+
+- ``preprocess``: HU window, crop + resample to the network input (64 x 64 at 0.55 mm).
+- ``data``: the multi-reader LIDC crops, patient folds, torch datasets.
+- ``blocks`` / ``networks``: Attention U-Net feature extractor, Uncertainty-Aware Module,
+  Intersection-Union Constraining Module, baselines; registered architectures.
+- ``losses``: MCM loss and Multiple Annotation Fusion Loss.
+- ``inference`` / ``evaluation`` / ``segment``: predictions, metrics, CT volumes with nodule points.
+- ``pylidc_source``: the same samples from LIDC-IDRI DICOMs through pylidc.
+"""

@@ -1,0 +1,88 @@
+"""Training tasks (lungai.training.TrainTask) and the four models of the comparison.
+
+``MODELS`` maps a model kind to its registered architecture and its training target:
+- ``ugsnet``: UGS-Net, full loss with the Multiple Annotation Fusion Loss (all real annotations);
+- ``ugsnet_v1``: UGS-Net-V1 ablation, no IUCM, Phi on one random real annotation per step;
+- ``unet`` / ``attention_unet``: baselines trained with BCE on Label1 (the crop's own reader), as in
+  seed 001 Sec. IV-B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lungai.architectures import build_architecture
+from lungai.ugsnet.losses import UGSNetLoss
+
+MODELS = {
+    "ugsnet": "ugsnet",
+    "ugsnet_v1": "ugsnet_v1",
+    "unet": "ugsnet_unet",
+    "attention_unet": "ugsnet_attention_unet",
+}
+
+
+def model_config(kind: str, features: Sequence[int]) -> dict:
+    """Architecture config stored in checkpoints (JSON-safe)."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")
+    return {"features": [int(f) for f in features]}
+
+
+def build_model(kind: str, features: Sequence[int]) -> nn.Module:
+    return build_architecture(MODELS[kind], model_config(kind, features))
+
+
+def batch_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean hard Dice (threshold 0.5) over the batch; empty-vs-empty counts as 1."""
+    pred = (logits > 0).flatten(1).float()
+    ref = target.flatten(1)
+    inter = (pred * ref).sum(1)
+    total = pred.sum(1) + ref.sum(1)
+    return float(torch.where(total > 0, 2 * inter / total.clamp_min(1e-6), torch.ones_like(total)).mean())
+
+
+@dataclass
+class UGSNetTask:
+    """UGS-Net / UGS-Net-V1 training on multi-reader batches (see :class:`UGSNetLoss`)."""
+
+    loss: UGSNetLoss = field(default_factory=UGSNetLoss)
+
+    def training_step(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        total, _ = self.loss(model(batch["image"]), batch)
+        return total
+
+    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, float]:
+        out = model(batch["image"])
+        total, parts = self.loss(out, batch)
+        return {"loss": float(total), "dice": batch_dice(out["final"], batch["label1"]),
+                "dice_union": batch_dice(out["union"], batch["union"]),
+                "dice_intersection": batch_dice(out["intersection"], batch["intersection"]), **parts}
+
+
+@dataclass
+class Label1Task:
+    """Single-annotation baseline: BCE between the final logits and Label1."""
+
+    def training_step(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(model(batch["image"])["final"], batch["label1"])
+
+    def validation_step(self, model: nn.Module, batch: dict) -> dict[str, float]:
+        logits = model(batch["image"])["final"]
+        return {"loss": float(F.binary_cross_entropy_with_logits(logits, batch["label1"])),
+                "dice": batch_dice(logits, batch["label1"])}
+
+
+def make_task(kind: str, fusion: str = "bce", alphas: tuple[float, float, float] = (0.5, 0.5, 1.0)):
+    if kind == "ugsnet":
+        return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="all"))
+    if kind == "ugsnet_v1":
+        return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="random"))
+    if kind in ("unet", "attention_unet"):
+        return Label1Task()
+    raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")

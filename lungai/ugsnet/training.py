@@ -1,0 +1,58 @@
+"""Train one UGS-Net comparison model on the patient folds of a multi-reader file with lungai's trainer.
+
+Paper settings (seed 001 Sec. IV-A): SGDR, lr 1e-5, momentum 0.9, weight decay 1e-4, batch 32, 200 epochs,
+restart every 50 (``PAPER_TRAIN``). At a CPU budget of a few minutes per model that lr learns nothing,
+so the demo/benchmark budget (``BUDGET_TRAIN``) is Adam, lr 1e-3, cosine decay, batch 16, a few epochs,
+the same for all four models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from lungai.progress import CancelToken, ProgressCallback
+from lungai.training import TrainConfig, TrainResult, train
+from lungai.ugsnet.data import CropDataset, CropSet, patient_folds
+from lungai.ugsnet.task import MODELS, build_model, make_task, model_config
+
+PAPER_TRAIN = TrainConfig(epochs=200, batch_size=32, optimizer="sgd", lr=1e-5, momentum=0.9, weight_decay=1e-4,
+                          scheduler="sgdr", sgdr_t0=50, monitor="dice")
+BUDGET_TRAIN = TrainConfig(epochs=10, batch_size=16, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="dice")
+
+
+def split_by_patient(crops: CropSet, test_fold: int | None, n_folds: int = 5, seed: int = 0):
+    """(train rows, test rows) for ``test_fold``; ``None`` trains on everything (no test rows)."""
+    folds = patient_folds(crops.patient_id, n_folds, seed)
+    if test_fold is None:
+        return np.arange(len(crops)), np.array([], dtype=int)
+    if not 0 <= test_fold < n_folds:
+        raise ValueError(f"test fold must be in 0..{n_folds - 1}, got {test_fold}")
+    return np.nonzero(folds != test_fold)[0], np.nonzero(folds == test_fold)[0]
+
+
+def train_model(kind: str, crops: CropSet, train_rows: np.ndarray, *, features: Sequence[int],
+                config: TrainConfig = BUDGET_TRAIN, fusion: str = "bce", training_data: str = "",
+                val_rows: np.ndarray | None = None, progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> tuple[torch.nn.Module, TrainResult]:
+    """Train model ``kind`` (see :data:`lungai.ugsnet.task.MODELS`) on ``crops[train_rows]``."""
+    torch.manual_seed(config.seed)
+    model = build_model(kind, features)
+    train_set = CropDataset(crops.subset(train_rows), augment=True, seed=config.seed)
+    val_set = CropDataset(crops.subset(val_rows)) if val_rows is not None and len(val_rows) else None
+    result = train(model, make_task(kind, fusion), train_set, val_set, config, model_name=MODELS[kind],
+                   model_config=model_config(kind, features), training_data=training_data, progress=progress,
+                   cancel=cancel)
+    return model, result
+
+
+def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def default_out_dir(root: str | Path, kind: str, fold: int | None) -> Path:
+    return Path(root) / (f"{kind}_fold{fold}" if fold is not None else f"{kind}_all")
