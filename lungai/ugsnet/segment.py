@@ -205,3 +205,22 @@ def nodule_table_rows(volume: Volume, results: list[NoduleResult]) -> list[dict]
             "warnings": "; ".join(result.warnings),
         })
     return rows
+
+
+NODULE_COLORS = {"final": (0.18, 0.8, 0.25), "high": (0.9, 0.12, 0.12), "low": (0.15, 0.35, 0.95)}
+SEGMENT_SUFFIX = {"final": "", "high": " high confidence", "low": " low confidence"}
+
+
+def nodule_segments(results: list[NoduleResult], shape: tuple[int, int, int], first_number: int = 1):
+    """Masks (z, y, x) and SegmentSpecs "Nodule N" (green), "Nodule N high confidence" (red) and
+    "Nodule N low confidence" (blue) for every nodule; one place shared by the command line and Slicer."""
+    from lungai.segments import TERMINOLOGY_NODULE, SegmentSpec
+
+    masks, specs = [], []
+    for offset, result in enumerate(results):
+        number = first_number + offset
+        for region in ("final", "high", "low"):
+            masks.append(result.full_mask(region, shape))
+            specs.append(SegmentSpec(f"Nodule {number}{SEGMENT_SUFFIX[region]}", len(specs) + 1, NODULE_COLORS[region],
+                                     TERMINOLOGY_NODULE))
+    return masks, specs
