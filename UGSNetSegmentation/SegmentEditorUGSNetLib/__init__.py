@@ -1,0 +1,1 @@
+"""Segment Editor effect "UGS-Net nodule" (registered by the UGSNetSegmentation module at startup)."""

@@ -1,0 +1,59 @@
+"""Register the bundled demo weights: the fold-0 UGS-Net of the comparison run, evaluated on held-out fold 0.
+
+    python bench/ugsnet/register_demo.py --data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs
+
+The checkpoint ``runs/ugsnet_fold0/last.pt`` is what ``run_comparison.py`` trained (widths 8-16-32-64-128,
+10 epochs, Adam 1e-3 cosine, batch 16, seed 0, patients of folds 1-4); the same model is trained by
+``lungai ugsnet train --data ../shared/data/lidc_multireader.npz --fold 0 --epochs 10 --out OUT --register
+ugsnet-lidc-w8``. Metrics are on the 296 held-out crops (>= 2 readers) of fold 0.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lungai.checkpoint import load_model
+from lungai.ugsnet.commands import evaluate_crops, register_weights
+from lungai.ugsnet.data import load_npz, prepare_crops
+from lungai.ugsnet.inference import DEMO_MODEL_ID
+from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient
+
+COMMAND = ("OMP_NUM_THREADS=1 python bench/ugsnet/run_comparison.py --data ../shared/data/lidc_multireader.npz "
+           "--folds 0 1 --epochs 10 --out bench/ugsnet/runs && python bench/ugsnet/register_demo.py "
+           "--data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs  (equivalently: lungai ugsnet train "
+           "--data ../shared/data/lidc_multireader.npz --fold 0 --epochs 10 --out OUT --register ugsnet-lidc-w8)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--runs", default="bench/ugsnet/runs")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    checkpoint = Path(args.runs) / "ugsnet_fold0" / "last.pt"
+    model, header = load_model(checkpoint, expected_model="ugsnet")
+    crops = prepare_crops(load_npz(args.data))
+    _, test_rows = split_by_patient(crops, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        test = evaluate_crops(model, crops.subset(test_rows), Path(tmp))
+    timings = json.loads((Path(args.runs) / "timings.json").read_text()).get("ugsnet_fold0", {})
+    x = torch.zeros(1, 1, 64, 64)
+    with torch.no_grad():
+        model(x)
+        started = time.perf_counter()
+        for _ in range(20):
+            model(x)
+    entry = register_weights(DEMO_MODEL_ID, checkpoint, "ugsnet", header["training_data"], test, BUDGET_TRAIN,
+                             command=COMMAND, timings={
+                                 "train_seconds_2_cpu_cores_shared": timings.get("train_seconds"),
+                                 "cpu_ms_per_64x64_crop_1_thread": round((time.perf_counter() - started) / 20 * 1000, 1),
+                                 "parameters": sum(p.numel() for p in model.parameters())})
+    print(json.dumps(entry.metrics, indent=2), entry.timings)
+
+
+if __name__ == "__main__":
+    main()
