@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lungai.errors import InputError
+from lungai.segments import TERMINOLOGY_NODULE
 from lungai.ugsnet.inference import load_ugsnet_model
 from lungai.ugsnet.sample import crop_volume, load_sample
 from lungai.ugsnet.segment import NODULE_COLORS, nodule_table_rows, segment_nodules
@@ -30,17 +31,17 @@ def test_segments_geometry_and_table_match_the_backend(mrml_scene, model, sample
     from LungAICommon import mrml
     from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic
 
-    volume, point = crop_volume(sample, 3, slices=5)
+    volume, point = crop_volume(sample, 5, slices=5)
     node = _scene_volume(volume)
     logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
     seg, table, results = logic.segment(node, [point])
     expected = segment_nodules(volume, [point], model)
     names = [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())]
     assert names == ["Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"]
+    for spec, region in zip(mrml.segment_specs(seg), ("final", "high", "low")):
+        assert spec.color == pytest.approx(NODULE_COLORS[region])
+        assert spec.terminology == TERMINOLOGY_NODULE
     for name, region in zip(names, ("final", "high", "low")):
-        segment = seg.GetSegmentation().GetSegment(seg.GetSegmentation().GetSegmentIdBySegmentName(name))
-        assert segment.GetColor() == pytest.approx(NODULE_COLORS[region])
-        assert "Nodule" in segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName())[1]
         assert np.array_equal(mrml.segment_mask(seg, name, node), expected[0].full_mask(region, volume.shape))
     assert expected[0].masks["final"].any() and expected[0].masks["high"].any()
     # geometry: the segmentation is referenced to the CT and sits under the same parent in the hierarchy
@@ -64,7 +65,7 @@ def test_rerun_never_overwrites_unless_asked_and_editor_append(mrml_scene, model
     import slicer
     from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic, next_nodule_number
 
-    volume, point = crop_volume(sample, 5)
+    volume, point = crop_volume(sample, 15)
     node = _scene_volume(volume)
     logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
     first, table1, _ = logic.segment(node, [point])
@@ -91,7 +92,7 @@ def test_cli_path_imports_the_same_nodes(mrml_scene, model, sample, tmp_path):
     from lungai.ugsnet import commands
     from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic
 
-    volume, point = crop_volume(sample, 7, slices=3)
+    volume, point = crop_volume(sample, 2, slices=3)
     node = _scene_volume(volume)
     logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
     args = logic.cli_arguments(tmp_path / "ct.nrrd", tmp_path / "points.csv", tmp_path / "out")

@@ -143,7 +143,7 @@ class UGSNetSegmentationTest(ScriptedLoadableModuleTest):
         from lungai.ugsnet.sample import crop_volume, load_sample
 
         self.delayDisplay("Segmenting a bundled LIDC-IDRI nodule")
-        volume, point = crop_volume(load_sample(), 3, slices=3)
+        volume, point = crop_volume(load_sample(), 5, slices=3)
         volume_node = mrml.volume_node_from_volume(volume, "UGS-Net sample CT")
         markups = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "nodules")
         markups.AddControlPoint(*point)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -115,12 +114,16 @@ def register_weights(model_id: str, checkpoint: Path, kind: str, training_data: 
                      command: str = "", timings: dict | None = None):
     from lungai.registry import register_model, registry_path
 
+    from lungai.checkpoint import load_model, save_checkpoint
+
     target = registry_path().parent / f"{model_id}.pt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, target)
     metrics = {k: round(v, 4) for k, v in test.get("scores_of_final", {}).items()}
     metrics.update({k: round(v, 1) for k, v in test.get("hu", {}).items() if k.startswith("mean_hu")})
     metrics["test_crops"] = test.get("crops", 0)
+    model, header = load_model(checkpoint, expected_model=MODELS[kind])
+    # weights and header only: the optimiser state of last.pt would triple the bundled file
+    save_checkpoint(target, model, model_name=header["model_name"], config=header["config"],
+                    training_data=training_data, metrics=metrics)
     return register_model({
         "id": model_id, "version": "1", "module": "UGSNetSegmentation", "architecture": MODELS[kind],
         "file": f"{model_id}.pt", "licence": "Apache-2.0 (weights trained on LIDC-IDRI, CC BY 3.0)",

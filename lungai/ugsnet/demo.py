@@ -38,7 +38,7 @@ def run_demo(out_dir: Path, *, device: str = "auto", progress=None, cancel=None)
         {"crop": r["source_index"], "readers": r["n_readers"], **{k: f"{float(r[k]):.3f}" for k in
          ("dice_label1", "iou_label1", "nsd_label1", "dice_union", "dice_intersection")}} for r in rows],
         overwrite=True)
-    volume, point = crop_volume(arrays, 3, slices=3)
+    volume, point = crop_volume(arrays, 5, slices=3)
     results = segment_nodules(volume, [point], model, device=device, progress=subrange(progress, 0.7, 0.95),
                               cancel=cancel)
     masks, specs = nodule_segments(results, volume.shape)

@@ -10,7 +10,7 @@ minus HC, each restricted to the connected region that holds the final nodule.
 Bad input: a point outside the volume, a non-axial volume or in-plane spacing coarser than
 ``MAX_INPLANE_SPACING_MM`` raise InputError before any work; a point whose surroundings hold almost no lung
 parenchyma, a nodule that reaches the volume's edge, slices thicker than ``THICK_SLICE_MM`` or no nodule
-found at the point are reported per nodule in ``NoduleResult.warnings`` (and the table).
+found at the point (nothing predicted, or only air) are reported per nodule in ``NoduleResult.warnings`` (and the table).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ MAX_INPLANE_SPACING_MM = 1.5
 THICK_SLICE_MM = 5.0
 LUNG_HU_RANGE = (-950.0, -500.0)
 MIN_LUNG_FRACTION = 0.05
+MIN_NODULE_HU = -850.0
 REGION_NAMES = ("final", "high", "low", "union")
 
 
@@ -99,13 +100,18 @@ def _slice_probabilities(model, volume: Volume, k: int, center_rc, device) -> tu
     return back, patch
 
 
-def _regions(prob: dict[str, np.ndarray], keep: np.ndarray, threshold: float) -> dict[str, np.ndarray] | None:
-    """Binary regions of one slice, restricted to the final component(s) overlapping ``keep``."""
+def _regions(prob: dict[str, np.ndarray], keep: np.ndarray, threshold: float,
+             slice_hu: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Binary regions of one slice, restricted to the final component(s) overlapping ``keep``.
+
+    None when nothing overlaps ``keep`` or when the region is air (mean below ``MIN_NODULE_HU``): the network
+    only ever saw nodule-centred crops and paints a central blob even on empty lung, so air is rejected here.
+    """
     final = prob["final"] > threshold
     labels, count = ndimage.label(final)
     touching = np.unique(labels[keep & final])
     final = np.isin(labels, touching[touching > 0])
-    if not final.any():
+    if not final.any() or slice_hu[final].mean() < MIN_NODULE_HU:
         return None
     union = (prob["union"] > threshold) | final if "union" in prob else final.copy()
     labels, _ = ndimage.label(union)
@@ -143,9 +149,9 @@ def segment_nodules(volume: Volume, points_ras, model: torch.nn.Module, *, devic
         if min(j * sy, i * sx, (rows - 1 - j) * sy, (cols - 1 - i) * sx) < half_fov:
             warnings.append("the point is near the volume's in-plane edge: the crop was padded with edge values")
         masks = {name: np.zeros((slices, rows, cols), bool) for name in REGION_NAMES}
-        regions = _regions(prob, seed, threshold)
+        regions = _regions(prob, seed, threshold, volume.array[k0])
         if regions is None:
-            warnings.append("no nodule was found at this point (empty prediction)")
+            warnings.append("no nodule was found at this point (empty prediction, or only air)")
             first, last = k0, k0
         else:
             for name in REGION_NAMES:
@@ -156,7 +162,7 @@ def segment_nodules(volume: Volume, points_ras, model: torch.nn.Module, *, devic
                 while 0 <= kk < slices and abs(kk - k0) <= reach:
                     check_cancel(cancel)
                     prob, _ = _slice_probabilities(model, volume, kk, center, device)
-                    found = _regions(prob, previous, threshold)
+                    found = _regions(prob, previous, threshold, volume.array[kk])
                     if found is None:
                         break
                     for name in REGION_NAMES:
