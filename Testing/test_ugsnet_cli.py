@@ -50,3 +50,19 @@ def test_points_csv_errors(tmp_path):
         read_points_csv(tmp_path / "bad.csv")
     with pytest.raises(InputError, match="not found"):
         read_points_csv(tmp_path / "missing.csv")
+
+
+def test_bundled_model_intersection_head_stays_inside_union_head():
+    """MCM semantics of the trained heads (not only of the thresholded regions, which hold by construction):
+    on the bundled held-out crops at most 5 % of the raw intersection-head pixels fall outside the union head."""
+    from lungai.ugsnet.data import prepare_crops
+    from lungai.ugsnet.inference import confidence_masks, load_ugsnet_model, predict_probabilities
+
+    crops = prepare_crops(load_sample())
+    probabilities = predict_probabilities(load_ugsnet_model(None, "cpu")[0], crops.image_hu)
+    union, inter = probabilities["union"] > 0.5, probabilities["intersection"] > 0.5
+    assert inter.sum() > 0
+    assert (inter & ~union).sum() <= 0.05 * inter.sum()
+    regions = confidence_masks(probabilities)
+    assert not (regions.high & ~regions.union).any()
+    assert regions.low.sum() > 0
