@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lungai.training import TrainConfig
+from lungai.ugsnet.networks import DEMO_FEATURES
 from lungai.ugsnet.task import MODELS
 from lungai.ugsnet.training import BUDGET_TRAIN, with_overrides
 
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
     train.add_argument("--data", required=True, help="multi-reader .npz (format of lidc_multireader.npz)")
     train.add_argument("--out", required=True, help="output folder for log.csv, last.pt and test metrics")
     train.add_argument("--model", default="ugsnet", choices=sorted(MODELS))
-    train.add_argument("--features", type=int, nargs=5, default=[8, 16, 32, 64, 128],
+    train.add_argument("--features", type=int, nargs=5, default=list(DEMO_FEATURES),
                        help="encoder widths (paper: 64 128 256 512 1024)")
     train.add_argument("--fold", type=int, default=None, help="held-out patient fold 0-4 (default: train on all)")
     train.add_argument("--epochs", type=int, default=BUDGET_TRAIN.epochs)

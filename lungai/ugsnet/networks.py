@@ -6,7 +6,8 @@ segmentation evaluated against Label1. UGS-Net adds ``"union"``, ``"intersection
 
 Widths: the paper's Attention U-Net has widths 64-128-256-512-1024 and a 64-channel decoder map R
 (``PAPER_FEATURES``). ``features`` is configurable; R always has ``features[0]`` channels and the UAM
-branches ``features[0] // 2`` (the paper's 64 -> 32), so small widths scale R down with the backbone.
+branches ``features[0] // 2`` (the paper's 64 -> 32), so small widths scale R down with the backbone
+(``DEMO_FEATURES``: R has 8 channels, branches 4).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lungai.ugsnet.blocks import (AttentionGate, DoubleConv, FeatureAwareAttenti
                                   UpConv)
 
 PAPER_FEATURES = (64, 128, 256, 512, 1024)
-DEMO_FEATURES = (16, 32, 64, 128, 256)
+DEMO_FEATURES = (8, 16, 32, 64, 128)   # bundled weights and benchmark (CPU budget)
 
 
 class AttentionUNetBackbone(nn.Module):

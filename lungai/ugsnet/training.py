@@ -9,7 +9,6 @@ the same for all four models.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -52,7 +51,3 @@ def train_model(kind: str, crops: CropSet, train_rows: np.ndarray, *, features: 
 
 def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def default_out_dir(root: str | Path, kind: str, fold: int | None) -> Path:
-    return Path(root) / (f"{kind}_fold{fold}" if fold is not None else f"{kind}_all")
