@@ -122,6 +122,8 @@ class UGSNetSegmentationWidget(ScriptedLoadableModuleWidget):
 def show_table(table_node):
     """Show ``table_node`` in a layout with a table view (Slicer's four-up + table layout)."""
     layout = slicer.app.layoutManager()
+    if layout is None:  # --no-main-window (self-tests on build machines)
+        return
     layout.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
     selection = slicer.app.applicationLogic().GetSelectionNode()
     selection.SetActiveTableID(table_node.GetID())
