@@ -144,7 +144,7 @@ def main() -> None:
     grid, curves = evaluation.hu_density_curves(pooled)
     evaluation.save_hu_density_png(out / "hu_density.png", grid, curves,
                                    "UGS-Net, test folds " + ", ".join(map(str, args.folds))
-                                   + ": HU of real (solid) and predicted (dashed) HC (red) / LC (blue)")
+                                   + ": real (solid) vs predicted (dashed)")
     subset, regions, _ = regions_by["ugsnet", args.folds[0]]
     lc_share = np.array([(subset.union[i] & ~subset.intersection[i]).sum() for i in range(len(subset))])
     save_mcm_grid(out / "mcm_overlays.png", subset, regions, np.argsort(-lc_share)[:8])
