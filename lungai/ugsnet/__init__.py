@@ -10,5 +10,8 @@ where the journal is silent). Submodules:
   Intersection-Union Constraining Module, baselines; registered architectures.
 - ``losses``: MCM loss and Multiple Annotation Fusion Loss.
 - ``inference`` / ``evaluation`` / ``segment``: predictions, metrics, CT volumes with nodule points.
+- ``task`` / ``training``: the four comparison models on lungai's trainer.
+- ``commands`` / ``cli`` / ``demo``: ``lungai ugsnet train | evaluate | segment`` and the demo section.
+- ``sample``: the bundled 16-crop sample.
 - ``pylidc_source``: the same samples from LIDC-IDRI DICOMs through pylidc.
 """
