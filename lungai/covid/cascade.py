@@ -18,6 +18,7 @@ from torch import nn
 
 from lungai.covid.grid import GridBox
 from lungai.covid.raiunet import CHSNet, stage2_input
+from lungai.device import resolve_device
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
 
 LUNG_MARGIN = 0.1
@@ -46,7 +47,7 @@ class Cascade:
         if (lung is None) != (lung_input is None):
             raise ValueError("give both a lung network and lung_input (hierarchical), or neither (direct)")
         self.lung, self.infection, self.lung_input = lung, infection, lung_input
-        self.size, self.device, self.batch_size = int(size), torch.device(device), batch_size
+        self.size, self.device, self.batch_size = int(size), resolve_device(str(device)), batch_size
         for network in (lung, infection):
             if network is not None:
                 network.to(self.device).eval()

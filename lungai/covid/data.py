@@ -10,8 +10,8 @@ Sources (see ``../shared/data/README.md``):
   image in lungai has rows running anterior -> posterior and columns patient right -> left, as
   ``Volume.array[k]`` of an LPS-ordered axial CT. Use ``orientation="display"`` for folders whose
   slices are already in display orientation.
-- Lungs: the slicerio chest CT (34 axial slices of 128 x 128) with its right and left lung
-  labels, split by slice range: slices ``TEST_SLICES`` (the lung bases) are held out for the lung
+- Lungs: the slicerio chest CT (34 axial slices of 128 x 128, turned to display orientation)
+  with its right and left lung labels, split by slice range: slices ``TEST_SLICES`` (the lung bases) are held out for the lung
   metrics, the others train.
 - Derived lung labels for the MedSeg slices (training only, never used as ground truth in a
   reported metric): :func:`derive_lung_mask`, an image-only classical rule (no infection label
@@ -31,6 +31,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
 from lungai.covid.intensity import hu_to_unit, uint8_to_unit
+from lungai.covid.orientation import to_display
 from lungai.errors import InputError
 
 TEST_SLICES = range(22, 34)
@@ -119,8 +120,9 @@ def chest_ct_lung_slices(split: str) -> list[LabelledSlice]:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     ct = chest_ct()
     labels, _ = chest_lungs()
+    images, lungs = to_display(hu_to_unit(ct.array), ct), to_display(labels.array > 0, ct)
     indices = [k for k in range(ct.shape[0]) if (k in TEST_SLICES) == (split == "test")]
-    return [LabelledSlice(f"CTChest4-k{k:02d}", hu_to_unit(ct.array[k]), lung=labels.array[k] > 0) for k in indices]
+    return [LabelledSlice(f"CTChest4-k{k:02d}", images[k], lung=lungs[k]) for k in indices]
 
 
 def with_derived_lungs(slices: list[LabelledSlice]) -> list[LabelledSlice]:
