@@ -50,12 +50,13 @@ class LabelledSlice:
     classes: np.ndarray | None = None
 
 
-def _read_grey(path: Path) -> np.ndarray:
+def _read_grey(path: Path, labels: bool = False) -> np.ndarray:
+    """8-bit grey values; with ``labels``, palette images keep their indices (class labels)."""
     from PIL import Image
 
     try:
         with Image.open(path) as handle:
-            return np.asarray(handle.convert("L"))
+            return np.asarray(handle if labels and handle.mode in ("P", "L") else handle.convert("L"))
     except OSError as error:
         raise InputError(f"Cannot read image {path}: {error}") from error
 
@@ -82,7 +83,7 @@ def load_medseg_folder(folder: str | Path, orientation: str = "transposed") -> l
         if image.shape != infection.shape:
             raise InputError(f"{path.name} is {image.shape} but its mask is {infection.shape}.")
         classes_path = folder / "ggo_consolidation" / f"{path.stem}.png"
-        classes = _read_grey(classes_path) if classes_path.is_file() else None
+        classes = _read_grey(classes_path, labels=True) if classes_path.is_file() else None
         arrays = [uint8_to_unit(image), infection, classes]
         if orientation == "transposed":
             arrays = [None if a is None else np.ascontiguousarray(a.T) for a in arrays]
