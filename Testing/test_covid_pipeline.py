@@ -279,3 +279,25 @@ def test_logic_subprocess_path_imports_the_command_line_result(mrml_scene, tiny_
     for name in ("Right lung", "Left lung", "Infection"):
         np.testing.assert_array_equal(segment_mask(segmentation, name, volume_node), segment_mask(direct, name, volume_node))
     assert [r["Region"] for r in rows_from_table_node(table)] == ["Right lung", "Left lung", "Both lungs"]
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+def test_demo_section_uses_the_registered_model_and_bundled_samples(tiny_weights, tmp_path, monkeypatch):
+    from lungai.covid.demo import run_demo
+    from lungai.covid.model import MODEL_ID
+    from lungai.registry import register_model
+
+    repo = Path(__file__).resolve().parent.parent
+    resources = tmp_path / "Resources"
+    shutil.copytree(repo / "Resources" / "SampleData" / "covid", resources / "SampleData" / "covid")
+    (resources / "Models").mkdir(parents=True)
+    shutil.copy(tiny_weights, resources / "Models" / f"{MODEL_ID}.pt")
+    monkeypatch.setenv("LUNGAI_RESOURCES", str(resources))
+    missing = run_demo(tmp_path / "before", device="cpu")
+    assert "unavailable" in missing.text and not missing.images
+    register_model({"id": MODEL_ID, "version": "0", "module": "COVIDHierarchical", "architecture": "chsnet",
+                    "file": f"{MODEL_ID}.pt", "sha256": "", "licence": "test", "training_data": "test"})
+    section = run_demo(tmp_path / "demo", device="cpu")
+    assert len(section.images) == 3 and all(p.is_file() for p in section.images + section.files + section.tables)
+    assert [r["Region"] for r in csv.DictReader(open(section.tables[0]))] == ["Right lung", "Left lung", "Both lungs"]
