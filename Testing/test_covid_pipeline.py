@@ -187,6 +187,19 @@ def test_train_writes_a_loadable_chsnet_checkpoint(tiny_weights):
     assert cascade.hierarchical and cascade.lung_input == "mask" and cascade.size == 32
 
 
+def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
+    from lungai.checkpoint import load_checkpoint
+
+    lung = tiny_weights.parent / "lung" / "last.pt"
+    code = lungai_main(["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()),
+                        "--out", str(tmp_path), "--size", "32", "--widths", "4", "8", "8", "8", "8", "--variant", "BU",
+                        "--infection-epochs", "1", "--limit", "4", "--lung-weights", str(lung)])
+    assert code == 0
+    given, combined = load_checkpoint(lung).state_dict, load_checkpoint(tmp_path / "chsnet.pt").state_dict
+    assert all(torch.equal(value, combined[f"lung.{key}"]) for key, value in given.items())
+    assert not (tmp_path / "lung").exists()
+
+
 def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, small_medseg, tmp_path):
     out = tmp_path / "eval"
     args = ["--progress", "none", "covid", "evaluate", "--data", str(small_medseg), "--weights", str(tiny_weights),

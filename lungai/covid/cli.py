@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--orientation", choices=["transposed", "display"], default="transposed",
                        help="how the --data slices are stored (MedSeg/Inf-Net slices are transposed)")
+    train.add_argument("--lung-weights", help="reuse a trained lung stage (a raiunet checkpoint, e.g. lung/last.pt of an "
+                       "earlier run) and train only the infection stage")
     train.add_argument("--limit", type=int, help="use only the first N slices of --data (quick trials and tests)")
     train.add_argument("--cv-metrics", help="ablation.csv of bench/covid: its RAIU-Net row for --lung-input is "
                        "registered as the infection metrics (cross-validated estimate of this recipe)")
@@ -86,11 +88,18 @@ def _train(args: argparse.Namespace, ctx) -> int:
     started = time.perf_counter()
     settings = StageSettings(size=args.size, widths=tuple(args.widths), epochs=args.lung_epochs,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=ctx.device)
-    lung_config = raiunet_config(args.variant, settings)
     lung_data = "CTChest4 (slicerio) training slices + derived lungs of " + str(args.data)
-    lung = train_stage(lung_training_set(chest_ct_lung_slices("train") + with_derived_lungs(medseg), args.size, args.seed),
-                       SegmentationTask("lung"), lung_config, settings, out / "lung", lung_data,
-                       subrange(ctx.progress, 0.0, 0.4), ctx.cancel)
+    if args.lung_weights:
+        from lungai.checkpoint import load_model
+
+        lung, lung_header = load_model(args.lung_weights, "cpu", expected_model="raiunet")
+        lung_config, lung_data = lung_header["config"], lung_header.get("training_data") or lung_data
+    else:
+        lung_config = raiunet_config(args.variant, settings)
+        lung = train_stage(lung_training_set(chest_ct_lung_slices("train") + with_derived_lungs(medseg), args.size,
+                                             args.seed),
+                           SegmentationTask("lung"), lung_config, settings, out / "lung", lung_data,
+                           subrange(ctx.progress, 0.0, 0.4), ctx.cancel)
     probe = Cascade(lung, lung=lung, lung_input=args.lung_input, size=args.size, device=settings.device)
     settings.epochs = args.infection_epochs
     infection_config = raiunet_config(args.variant, settings, in_channels=2 if args.lung_input == "channel" else 1)
