@@ -62,7 +62,7 @@ def main() -> None:
                           work / f"lung_{variant}", "CTChest4 train slices + MedSeg derived lungs")
         seconds = time.perf_counter() - started
         lung_nets[variant] = net
-        cascade = Cascade(net, lung=net, lung_input="mask", size=args.size)
+        cascade = Cascade(None, lung=net, lung_input="mask", size=args.size)
         metrics, _ = lung_metrics(cascade, chest_test)
         record({"stage": "lung", "variant": variant, "mode": "-", "fold": "-", "train_seconds": round(seconds, 1),
                 **{k: round(v, 4) for k, v in metrics.items()}})
@@ -76,8 +76,7 @@ def main() -> None:
                 settings = StageSettings(size=args.size, epochs=args.infection_epochs)
                 lung_input = None if mode == "direct" else mode
                 lung = None if mode == "direct" else lung_nets[variant]
-                probe = Cascade(lung if lung is not None else torch.nn.Identity(), lung=lung, lung_input=lung_input,
-                                size=args.size)
+                probe = Cascade(None, lung=lung, lung_input=lung_input, size=args.size)
                 dataset = infection_training_set(train_slices, probe, seed=fold)
                 config = raiunet_config(variant, settings, in_channels=2 if mode == "channel" else 1)
                 started = time.perf_counter()

@@ -42,8 +42,9 @@ def _probabilities(network: nn.Module, batch: np.ndarray, device: torch.device) 
 class Cascade:
     """Run a lung network then an infection network on 2-D slices in [0, 1] (any size)."""
 
-    def __init__(self, infection: nn.Module, *, lung: nn.Module | None, lung_input: str | None, size: int,
+    def __init__(self, infection: nn.Module | None, *, lung: nn.Module | None, lung_input: str | None, size: int,
                  device: str | torch.device = "cpu", batch_size: int = 8) -> None:
+        """``infection`` may be None while only lung maps and stage-2 inputs are needed (training stage 2)."""
         if (lung is None) != (lung_input is None):
             raise ValueError("give both a lung network and lung_input (hierarchical), or neither (direct)")
         self.lung, self.infection, self.lung_input = lung, infection, lung_input
@@ -89,6 +90,8 @@ class Cascade:
         return box, stage2_input(ct, lung_map[None, None].float(), self.lung_input)[0].numpy()
 
     def _segment_batch(self, images: list[np.ndarray]) -> list[SliceResult]:
+        if self.infection is None:
+            raise ValueError("this cascade has no infection network")
         lungs = self.lung_probabilities(images) if self.hierarchical else [None] * len(images)
         masks = [None if p is None else p > THRESHOLD for p in lungs]
         prepared = [self.stage2_grid(image, mask) for image, mask in zip(images, masks)]

@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
                                              args.seed),
                            SegmentationTask("lung"), lung_config, settings, out / "lung", lung_data,
                            subrange(ctx.progress, 0.0, 0.4), ctx.cancel)
-    probe = Cascade(lung, lung=lung, lung_input=args.lung_input, size=args.size, device=settings.device)
+    probe = Cascade(None, lung=lung, lung_input=args.lung_input, size=args.size, device=settings.device)
     settings.epochs = args.infection_epochs
     infection_config = raiunet_config(args.variant, settings, in_channels=2 if args.lung_input == "channel" else 1)
     infection = train_stage(infection_training_set(medseg, probe, args.seed), SegmentationTask("infection", args.lung_input),
