@@ -11,8 +11,8 @@ Sources (see ``../shared/data/README.md``):
   ``Volume.array[k]`` of an LPS-ordered axial CT. Use ``orientation="display"`` for folders whose
   slices are already in display orientation.
 - Lungs: the slicerio chest CT (34 axial slices of 128 x 128, turned to display orientation)
-  with its right and left lung labels, split by slice range: slices ``TEST_SLICES`` (the lung bases) are held out for the lung
-  metrics, the others train.
+  with its right and left lung labels, split by slice range: slices ``TEST_SLICES`` (k = 22-33,
+  the upper lungs up to the apices) are held out for the lung metrics, the others train.
 - Derived lung labels for the MedSeg slices (training only, never used as ground truth in a
   reported metric): :func:`derive_lung_mask`, an image-only classical rule (no infection label
   is used, so deriving them for any slice leaks nothing): dark pixels below Otsu's threshold,
