@@ -159,6 +159,15 @@ def test_split_lungs_uses_patient_left_not_array_order():
     assert not (right & left).any() and ((right | left) == array).all()
 
 
+def test_split_lungs_drops_air_at_the_edge_of_the_field_of_view():
+    array = np.zeros((2, 10, 20), bool)
+    array[:, 2:8, 2:7] = True
+    array[:, 2:8, 12:18] = True
+    array[:, 0:3, 19] = True  # outside air reaching the image edge
+    right, left = split_lungs(array, Volume(array))
+    assert not (right | left)[:, :, 19].any() and (right | left)[:, 2:8, 2:7].all()
+
+
 def test_single_slice_volume_works(chest_ct):
     one = Volume(chest_ct.array[15:16], chest_ct.spacing, chest_ct.origin, chest_ct.direction)
     result = segment_volume(one, stub_cascade(6.0, 10.0))

@@ -6,7 +6,8 @@ own pixel grid (resized to the model grid and back), and turned back, so the out
 volume's geometry exactly.
 
 Right versus left lung (the network predicts "lung" only): the lung mask is cleaned of 3-D
-components smaller than 1 % of it; when the two largest components each hold at least 20 % of the
+components that touch the in-plane edge of the field of view (air outside the body; kept if
+nothing else is left) and of components smaller than 1 % of the rest; when the two largest components each hold at least 20 % of the
 lungs, each is one lung and the one further towards patient left (larger LPS x of its centroid)
 is the left lung; otherwise (lungs touching, or one lung) voxels are split by the sagittal plane
 halfway between the leftmost and rightmost lung voxels (LPS x).
@@ -61,6 +62,13 @@ def split_lungs(lungs: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarr
     if count == 0:
         return np.zeros_like(lungs, dtype=bool), np.zeros_like(lungs, dtype=bool)
     sizes = ndimage.sum(lungs, labels, index=np.arange(1, count + 1))
+    edge = np.zeros(lungs.shape, dtype=bool)
+    edge[:, [0, -1], :] = True
+    edge[:, :, [0, -1]] = True
+    inside = np.ones(count, dtype=bool)
+    inside[np.unique(labels[edge & lungs]) - 1] = False
+    if (sizes * inside).sum() > 0:  # air outside the body touches the field of view; lungs do not
+        sizes = sizes * inside
     keep = np.flatnonzero(sizes >= 0.01 * sizes.sum()) + 1
     lungs = np.isin(labels, keep)
     x = _lps_x(volume)
