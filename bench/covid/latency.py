@@ -7,7 +7,7 @@ model. Also times the whole bundled pipeline on the 34-slice chest CT. Results d
 machine and its load (2 shared cores here).
 
 Command (from the repository root):
-    OMP_NUM_THREADS=1 python bench/covid/latency.py --out bench/covid
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/latency.py --out bench/covid
 """
 from __future__ import annotations
 
@@ -110,8 +110,8 @@ def main() -> None:
         + "\n".join(lines)
         + f"\n\nCHS-Net (two RAIU-Nets, mask mode): {chs_paper:,} parameters at the default widths 16-32-64-128-256 "
           f"(paper, Table 3: 4.2 M); {chs_bundled:,} at the bundled widths 8-16-32-64-128. The stage-2 network in "
-          "'channel' mode adds a few hundred parameters for its second input channel.\n\n"
-        + pipeline_text + "\n\nCommand:\n\n    OMP_NUM_THREADS=1 python bench/covid/latency.py --out bench/covid\n")
+          "'channel' mode adds 140 parameters (its second input channel).\n\n"
+        + pipeline_text + "\n\nCommand:\n\n    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/latency.py --out bench/covid\n")
 
 
 if __name__ == "__main__":
