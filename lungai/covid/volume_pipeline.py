@@ -38,6 +38,7 @@ RIGHT_LUNG = SegmentSpec("Right lung", 1, (0.35, 0.75, 0.35), TERMINOLOGY_RIGHT_
 LEFT_LUNG = SegmentSpec("Left lung", 2, (0.30, 0.50, 0.90), TERMINOLOGY_LEFT_LUNG)
 INFECTION = SegmentSpec("Infection", 3, (0.90, 0.20, 0.15), TERMINOLOGY_INFECTION)
 SEGMENTS = (RIGHT_LUNG, LEFT_LUNG, INFECTION)
+_TIE_MM = 1e-3  # voxels on the midline go to the right lung, whatever the float rounding of the geometry
 TABLE_COLUMNS = ("Region", "Lung volume (mL)", "Infection volume (mL)", "Infected (%)")
 
 
@@ -80,11 +81,11 @@ def split_lungs(lungs: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarr
         # smaller pieces go to the side of the nearer big component's centroid
         rest = lungs & ~first & ~second
         midline = (x[first].mean() + x[second].mean()) / 2
-        left = left | (rest & (x > midline))
-        right = right | (rest & (x <= midline))
+        left = left | (rest & (x > midline + _TIE_MM))
+        right = right | (rest & (x <= midline + _TIE_MM))
         return right, left
     midline = (x[lungs].min() + x[lungs].max()) / 2
-    return lungs & (x <= midline), lungs & (x > midline)
+    return lungs & (x <= midline + _TIE_MM), lungs & (x > midline + _TIE_MM)
 
 
 def burden_table(right: np.ndarray, left: np.ndarray, infection: np.ndarray, voxel_mm3: float) -> list[dict]:
