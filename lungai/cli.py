@@ -9,6 +9,7 @@ error. Errors are one line; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
@@ -138,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, on_signal)
     try:
         return int(args.func(args, ctx) or EXIT_OK)
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
     except LungAIError as error:
         ctx.close()
         if args.debug:
