@@ -1,0 +1,325 @@
+"""CHS-Net data, cascade, volume pipeline, command line and Slicer logic on real data and MRML.
+
+A tiny CHS-Net (baseline variant, 32 x 32 grid) is trained once per session through the real
+``lungai covid train`` command on the chest CT and four MedSeg slices; everything else runs on it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_data_dir
+from lungai.cli import main as lungai_main
+from lungai.covid.cascade import Cascade
+from lungai.covid.data import derive_lung_mask, load_medseg_folder
+from lungai.covid.grid import GridBox
+from lungai.covid.orientation import from_display, to_display
+from lungai.covid.volume_pipeline import SEGMENTS, segment_volume, split_lungs
+from lungai.errors import InputError, LungAIError
+from lungai.volume import Volume
+
+
+def medseg_dir() -> Path:
+    return shared_data_dir() / "covid_infection_medseg"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("chsnet")
+    torch.set_num_threads(1)
+    code = lungai_main(["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()),
+                        "--out", str(out), "--size", "32", "--widths", "4", "8", "8", "8", "8", "--variant", "BU",
+                        "--lung-epochs", "8", "--infection-epochs", "1", "--limit", "4", "--lr", "0.01"])
+    assert code == 0
+    return out / "chsnet.pt"
+
+
+@pytest.fixture
+def small_medseg(tmp_path) -> Path:
+    """Three real MedSeg slices in the covid_infection_medseg layout."""
+    for sub in ("images", "infection"):
+        (tmp_path / sub).mkdir()
+    for name in ("0", "1", "2"):
+        shutil.copy(medseg_dir() / "images" / f"{name}.jpg", tmp_path / "images")
+        shutil.copy(medseg_dir() / "infection" / f"{name}.png", tmp_path / "infection")
+    return tmp_path
+
+
+def stub_cascade(lung_bias: float, infection_bias: float, size: int = 32) -> Cascade:
+    """A cascade whose stages are 1x1 convolutions with known output (lung = dark pixels)."""
+    lung, infection = torch.nn.Conv2d(1, 1, 1), torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        lung.weight.fill_(-20.0)
+        lung.bias.fill_(lung_bias)
+        infection.weight.zero_()
+        infection.bias.fill_(infection_bias)
+    return Cascade(infection, lung=lung, lung_input="mask", size=size)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def test_medseg_loader_reads_and_transposes_the_layout():
+    transposed = load_medseg_folder(medseg_dir())
+    display = load_medseg_folder(medseg_dir(), orientation="display")
+    assert len(transposed) == 50
+    assert transposed[0].image.shape == display[0].image.shape[::-1]
+    np.testing.assert_array_equal(transposed[0].infection, display[0].infection.T)
+    assert 0.0 <= transposed[0].image.min() and transposed[0].image.max() <= 1.0
+    assert set(np.unique(transposed[0].classes)) <= {0, 1, 2}
+
+
+def test_medseg_loader_explains_a_wrong_folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(InputError, match="needs 'images/' and 'infection/'"):
+        load_medseg_folder(tmp_path)
+
+
+def test_derived_lungs_agree_with_real_labels_on_the_chest_ct():
+    from lungai.covid.data import chest_ct_lung_slices
+
+    dices = []
+    for s in chest_ct_lung_slices("train"):
+        if s.lung.sum() > 500:
+            derived = derive_lung_mask(s.image)
+            dices.append(2 * (derived & s.lung).sum() / (derived.sum() + s.lung.sum()))
+    assert np.mean(dices) > 0.85
+
+
+def test_display_orientation_puts_the_right_lung_on_the_left_of_the_image(chest_ct, chest_lungs):
+    labels, _ = chest_lungs
+    display = to_display(labels.array, chest_ct)
+    columns = np.indices(display.shape)[2]
+    assert columns[display == 1].mean() < columns[display == 2].mean()  # 1 = right lung
+    rows = np.indices(display.shape)[1]
+    spine = to_display(chest_ct.array > 300, chest_ct)  # bone: spine is posterior = bottom
+    assert rows[spine].mean() > display.shape[1] / 2
+    np.testing.assert_array_equal(from_display(display, chest_ct), labels.array)
+
+
+def test_orientation_round_trip_for_swapped_axes():
+    direction = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    volume = Volume(np.random.default_rng(0).normal(size=(2, 3, 5)), direction=direction)
+    display = to_display(volume.array, volume)
+    assert display.shape == (2, 5, 3)
+    np.testing.assert_array_equal(from_display(display, volume), volume.array)
+
+
+def test_grid_box_round_trip_keeps_the_image():
+    image = np.zeros((40, 60), np.float32)
+    image[10:30, 20:50] = 1
+    box = GridBox.whole(image.shape)
+    back = box.paste(box.extract(image, 60), image.shape)
+    assert np.abs(back - image).mean() < 0.02
+    around = GridBox.around(image > 0, 0.1)
+    assert around.side == 36  # 30 pixels grown by 10 % each way
+    assert around.top <= 10 and around.top + around.side >= 30 and around.left <= 20 and around.left + around.side >= 50
+
+
+# --- cascade and volume pipeline ---------------------------------------------------------------
+
+def test_mask_mode_reports_no_infection_outside_the_lungs():
+    s = load_medseg_folder(medseg_dir())[0]
+    result = stub_cascade(lung_bias=6.0, infection_bias=10.0).segment([s.image])[0]
+    lungs, infection = result.lung > 0.5, result.infection > 0.5
+    assert lungs.any() and infection.any()
+    assert not (infection & ~lungs).any()
+
+
+def test_slices_without_lungs_get_no_infection_and_a_lungless_volume_is_refused(chest_ct):
+    result = stub_cascade(lung_bias=-50.0, infection_bias=10.0).segment([np.full((64, 64), 0.3, np.float32)])[0]
+    assert not (result.infection > 0.5).any()
+    with pytest.raises(InputError, match="No lungs were found"):
+        segment_volume(chest_ct, stub_cascade(lung_bias=-50.0, infection_bias=10.0))
+
+
+def test_bad_volumes_get_clear_errors(chest_ct):
+    cascade = stub_cascade(6.0, 10.0)
+    oblique = chest_ct.like(chest_ct.array)
+    angle = np.radians(30)
+    oblique.direction = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    with pytest.raises(InputError, match="not axial"):
+        segment_volume(oblique, cascade)
+    with pytest.raises(InputError, match="Hounsfield"):
+        segment_volume(chest_ct.like(np.clip(chest_ct.array, 0, 255).astype(np.uint8)), cascade)
+
+
+def test_split_lungs_uses_patient_left_not_array_order():
+    array = np.zeros((2, 10, 20), bool)
+    array[:, 2:8, 2:7] = True  # low i
+    array[:, 2:8, 12:18] = True  # high i
+    volume = Volume(array, direction=np.diag([-1.0, -1.0, 1.0]))  # i runs towards patient right
+    right, left = split_lungs(array, volume)
+    assert right[:, 2:8, 12:18].all() and left[:, 2:8, 2:7].all()
+    assert not (right & left).any() and ((right | left) == array).all()
+
+
+def test_split_lungs_drops_air_at_the_edge_of_the_field_of_view():
+    array = np.zeros((2, 10, 20), bool)
+    array[:, 2:8, 2:7] = True
+    array[:, 2:8, 12:18] = True
+    array[:, 0:3, 19] = True  # outside air reaching the image edge
+    right, left = split_lungs(array, Volume(array))
+    assert not (right | left)[:, :, 19].any() and (right | left)[:, 2:8, 2:7].all()
+
+
+def test_single_slice_volume_works(chest_ct):
+    one = Volume(chest_ct.array[15:16], chest_ct.spacing, chest_ct.origin, chest_ct.direction)
+    result = segment_volume(one, stub_cascade(6.0, 10.0))
+    assert result.masks["Infection"].shape == (1, 128, 128)
+
+
+def test_burden_table_volumes_equal_voxel_counts(chest_ct):
+    result = segment_volume(chest_ct, stub_cascade(6.0, 10.0))
+    ml = chest_ct.voxel_volume_mm3 / 1000
+    right, left = result.table[0], result.table[1]
+    assert right["Lung volume (mL)"] == pytest.approx(result.masks["Right lung"].sum() * ml, abs=1e-3)
+    assert left["Lung volume (mL)"] == pytest.approx(result.masks["Left lung"].sum() * ml, abs=1e-3)
+    assert result.table[2]["Lung volume (mL)"] == pytest.approx(right["Lung volume (mL)"] + left["Lung volume (mL)"], abs=2e-3)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def test_train_writes_a_loadable_chsnet_checkpoint(tiny_weights):
+    from lungai.checkpoint import load_checkpoint
+    from lungai.covid.model import load_cascade
+
+    header = load_checkpoint(tiny_weights).header
+    assert header["model_name"] == "chsnet" and header["extra"]["input_size"] == 32
+    assert 0.0 <= header["metrics"]["lung_dice"] <= 1.0
+    cascade, _ = load_cascade(tiny_weights, "cpu")
+    assert cascade.hierarchical and cascade.lung_input == "mask" and cascade.size == 32
+
+
+def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
+    from lungai.checkpoint import load_checkpoint
+
+    lung = tiny_weights.parent / "lung" / "last.pt"
+    code = lungai_main(["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()),
+                        "--out", str(tmp_path), "--size", "32", "--widths", "4", "8", "8", "8", "8", "--variant", "BU",
+                        "--infection-epochs", "1", "--limit", "4", "--lung-weights", str(lung)])
+    assert code == 0
+    given, combined = load_checkpoint(lung).state_dict, load_checkpoint(tmp_path / "chsnet.pt").state_dict
+    assert all(torch.equal(value, combined[f"lung.{key}"]) for key, value in given.items())
+    assert not (tmp_path / "lung").exists()
+
+
+def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, small_medseg, tmp_path):
+    out = tmp_path / "eval"
+    args = ["--progress", "none", "covid", "evaluate", "--data", str(small_medseg), "--weights", str(tiny_weights),
+            "--out", str(out)]
+    assert lungai_main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "hierarchical" and metrics["slices"] == 3
+    assert set(metrics["infection"]) == {"accuracy", "precision", "specificity", "recall", "dice", "jaccard"}
+    assert len(list(csv.DictReader(open(out / "per_slice.csv")))) == 3
+    assert lungai_main(args) == 2  # exists: refused without --overwrite
+
+
+def test_segment_writes_segments_and_table_on_the_volume_grid(tiny_weights, chest_ct, tmp_path):
+    import slicerio
+
+    from lungai.sample_data import chest_ct_path
+
+    out = tmp_path / "seg"
+    args = ["--progress", "none", "covid", "segment", "--volume", str(chest_ct_path()), "--weights", str(tiny_weights),
+            "--out", str(out)]
+    assert lungai_main(args) == 0
+    segmentation = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
+    assert [s["name"] for s in segmentation["segments"]] == [s.name for s in SEGMENTS]
+    np.testing.assert_allclose(segmentation["ijkToLPS"], chest_ct.ijk_to_lps(), atol=1e-4)
+    rows = list(csv.DictReader(open(out / "burden.csv")))
+    assert [r["Region"] for r in rows] == ["Right lung", "Left lung", "Both lungs"]
+    assert lungai_main(args) == 2
+
+
+# --- Slicer logic on the headless MRML harness ---------------------------------------------------
+
+def test_logic_creates_segments_and_a_table_matching_voxel_counts(mrml_scene, tiny_weights, chest_ct):
+    import vtk
+
+    from COVIDHierarchicalLib import COVIDHierarchicalLogic
+    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
+
+    volume_node = volume_node_from_volume(chest_ct, "CTChest4")
+    segmentation, table = COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), device="cpu")
+    names = [segmentation.GetSegmentation().GetNthSegment(i).GetName()
+             for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+    assert names == ["Right lung", "Left lung", "Infection"]
+    infection = segmentation.GetSegmentation().GetSegment(segmentation.GetSegmentation().GetSegmentIdBySegmentName("Infection"))
+    tag = vtk.reference("")
+    assert infection.GetTag(infection.GetTerminologyEntryTagName(), tag) and "Lesion" in str(tag)
+    assert segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()).GetID() == volume_node.GetID()
+    rows = rows_from_table_node(table)
+    ml = chest_ct.voxel_volume_mm3 / 1000
+    right = segment_mask(segmentation, "Right lung", volume_node)
+    left = segment_mask(segmentation, "Left lung", volume_node)
+    infected = segment_mask(segmentation, "Infection", volume_node)
+    assert right.shape == chest_ct.shape and right.any() and left.any()
+    assert rows[0]["Lung volume (mL)"] == pytest.approx(right.sum() * ml, abs=1e-3)
+    assert rows[1]["Lung volume (mL)"] == pytest.approx(left.sum() * ml, abs=1e-3)
+    assert rows[2]["Infection volume (mL)"] == pytest.approx(infected.sum() * ml, abs=1e-3)
+    assert rows[0]["Infection volume (mL)"] == pytest.approx((infected & right).sum() * ml, abs=1e-3)
+
+
+def test_logic_cancel_leaves_the_scene_unchanged_and_never_overwrites_silently(mrml_scene, tiny_weights, chest_ct):
+    from COVIDHierarchicalLib import COVIDHierarchicalLogic
+    from LungAICommon.mrml import volume_node_from_volume
+    from lungai.progress import Cancelled, CancelToken
+
+    volume_node = volume_node_from_volume(chest_ct, "CTChest4")
+    before = mrml_scene.GetNumberOfNodes()
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), device="cpu", cancel=token)
+    assert mrml_scene.GetNumberOfNodes() == before
+    segmentation, table = COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), device="cpu")
+    with pytest.raises(LungAIError, match="would be replaced"):
+        COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), segmentation_node=segmentation)
+    again, _ = COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), device="cpu",
+                                            segmentation_node=segmentation, table_node=table, overwrite=True)
+    assert again is segmentation
+
+
+def test_logic_subprocess_path_imports_the_command_line_result(mrml_scene, tiny_weights, chest_ct, tmp_path):
+    from COVIDHierarchicalLib import COVIDHierarchicalLogic
+    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
+
+    logic = COVIDHierarchicalLogic()
+    volume_node = volume_node_from_volume(chest_ct, "CTChest4")
+    volume_path = logic.export_volume(volume_node, tmp_path / "input.nrrd")
+    arguments = logic.cli_arguments(volume_path, tmp_path / "out", weights=str(tiny_weights), device="cpu")
+    assert lungai_main(["--progress", "none", *arguments]) == 0
+    segmentation, table = logic.import_results(tmp_path / "out", volume_node)
+    direct, _ = logic.run(volume_node, weights=str(tiny_weights), device="cpu")
+    for name in ("Right lung", "Left lung", "Infection"):
+        np.testing.assert_array_equal(segment_mask(segmentation, name, volume_node), segment_mask(direct, name, volume_node))
+    assert [r["Region"] for r in rows_from_table_node(table)] == ["Right lung", "Left lung", "Both lungs"]
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+def test_demo_section_uses_the_registered_model_and_bundled_samples(tiny_weights, tmp_path, monkeypatch):
+    from lungai.covid.demo import run_demo
+    from lungai.covid.model import MODEL_ID
+    from lungai.registry import register_model
+
+    repo = Path(__file__).resolve().parent.parent
+    resources = tmp_path / "Resources"
+    shutil.copytree(repo / "Resources" / "SampleData" / "covid", resources / "SampleData" / "covid")
+    (resources / "Models").mkdir(parents=True)
+    shutil.copy(tiny_weights, resources / "Models" / f"{MODEL_ID}.pt")
+    monkeypatch.setenv("LUNGAI_RESOURCES", str(resources))
+    missing = run_demo(tmp_path / "before", device="cpu")
+    assert "unavailable" in missing.text and not missing.images
+    register_model({"id": MODEL_ID, "version": "0", "module": "COVIDHierarchical", "architecture": "chsnet",
+                    "file": f"{MODEL_ID}.pt", "sha256": "", "licence": "test", "training_data": "test"})
+    section = run_demo(tmp_path / "demo", device="cpu")
+    assert len(section.images) == 3 and all(p.is_file() for p in section.images + section.files + section.tables)
+    assert [r["Region"] for r in csv.DictReader(open(section.tables[0]))] == ["Right lung", "Left lung", "Both lungs"]
