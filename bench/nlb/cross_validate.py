@@ -4,7 +4,7 @@ For every variant and fold: train NLBUNet on the other folds (fixed budget, last
 classification on the held-out IQ-OTH/NCCD snapshots and segmentation on the held-out LIDC crops.
 Finished runs are kept in ``--work`` and skipped when the script is run again.
 
-Regenerate (from the repository root, about 40 minutes on one CPU thread):
+Regenerate (from the repository root, about 75 minutes on a shared CPU thread):
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/cross_validate.py \
         --iqoth ../shared/data/iqoth_nccd --lidc ../shared/data/lidc_multireader.npz \
         --work /tmp/nlb_cv --out bench/nlb
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--max-crops", type=int, default=300)
+    parser.add_argument("--max-crops", type=int, default=200)
     parser.add_argument("--size", type=int, default=128)
     return parser.parse_args(argv)
 
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     (out / "cv_folds.json").write_text(json.dumps(folds.describe(), indent=2) + "\n")
     data = load_data(folds, args.lidc, args.size)
     results = []
-    for variant in args.variants:
-        for fold in range(args.folds):
+    for fold in range(args.folds):  # every variant on fold 0 first
+        for variant in args.variants:
             results.append(run_one(args, folds, data, variant, fold))
             print(json.dumps({k: results[-1][k] for k in ("variant", "fold", "f1", "dice", "train_seconds")}),
                   flush=True)

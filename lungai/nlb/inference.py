@@ -24,7 +24,7 @@ from lungai.errors import InputError
 from lungai.io import read_volume
 from lungai.nlb.data import IMAGE_SUFFIXES, read_snapshot
 from lungai.nlb.evaluation import predict
-from lungai.nlb.intensity import INPUT_SIZE, prepare_slices
+from lungai.nlb.intensity import INPUT_SIZE, prepare_slices, to_grey
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.segments import TERMINOLOGY_NEOPLASM, SegmentSpec
 from lungai.volume import Volume
@@ -96,7 +96,12 @@ def score_slices(model: nn.Module, array: np.ndarray, direction: np.ndarray | No
 
 
 def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
-    """:func:`score_slices` on the axial slices of ``volume`` (see the module docstring)."""
+    """:func:`score_slices` on the axial slices of ``volume`` (see the module docstring).
+
+    A colour volume (Z, H, W, 3|4), as Slicer loads an RGB picture, is converted to grey first.
+    """
+    if volume.array.ndim == 4 and volume.array.shape[-1] in (3, 4):
+        volume = Volume(to_grey(volume.array), volume.spacing, volume.origin, volume.direction)
     if volume.array.ndim != 3:
         raise InputError(f"expected a volume of shape (slices, rows, columns), got {volume.array.shape}")
     if not volume.is_axial():
