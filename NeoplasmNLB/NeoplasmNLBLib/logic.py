@@ -45,6 +45,14 @@ class NeoplasmNLBLogic:
         """Ids of the registered NeoplasmNLB models whose weights are present."""
         return [e.id for e in load_registry() if e.module == "NeoplasmNLB" and e.available]
 
+    @staticmethod
+    def block_type(model_id: str) -> str:
+        """The non-local block type of a registered model (read from its checkpoint header)."""
+        from lungai.checkpoint import load_checkpoint
+        from lungai.registry import get_model_entry
+
+        return load_checkpoint(get_model_entry(model_id).path).header["config"].get("block_type", "")
+
     def run(self, input_node, *, model_id: str | None = None, weights: str | None = None, threshold: float = 0.5,
             device: str = "auto", progress: ProgressCallback | None = None,
             cancel: CancelToken | None = None) -> NeoplasmNLBResult:

@@ -4,7 +4,7 @@ For every variant and fold: train NLBUNet on the other folds (fixed budget, last
 classification on the held-out IQ-OTH/NCCD snapshots and segmentation on the held-out LIDC crops.
 Finished runs are kept in ``--work`` and skipped when the script is run again.
 
-Regenerate (from the repository root, about 75 minutes on a shared CPU thread):
+Regenerate (from the repository root, about 70 minutes on one shared CPU thread):
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/cross_validate.py \
         --iqoth ../shared/data/iqoth_nccd --lidc ../shared/data/lidc_multireader.npz \
         --work /tmp/nlb_cv --out bench/nlb
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=list(BLOCK_TYPES), choices=BLOCK_TYPES)
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--max-crops", type=int, default=200)

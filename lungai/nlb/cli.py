@@ -11,7 +11,7 @@ from lungai.nlb.blocks import BLOCK_TYPES
 from lungai.nlb.inference import DEFAULT_MODEL_ID
 
 EXIT_OK = 0
-DEFAULT_TRAIN = {"epochs": 5, "batch_size": 16, "lr": 2e-3, "max_crops": 200, "folds": 2, "seed": 0}
+DEFAULT_TRAIN = {"epochs": 4, "batch_size": 16, "lr": 2e-3, "max_crops": 200, "folds": 2, "seed": 0}
 
 
 def load_nlb_model(weights: str | None, model_id: str | None, device: str):
@@ -48,7 +48,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
     out = Path(args.out)
     folds = make_folds(args.iqoth, args.lidc, args.folds, args.seed)
     data = load_data(folds, args.lidc, 128)
-    model_config = {"block_type": args.block}
+    model_config = {"block_type": args.block, "widths": list(args.widths)}
     data_text = (f"IQ-OTH/NCCD snapshots + LIDC-IDRI crops (consensus masks, at most {args.max_crops}); "
                  + ("all data" if held_out is None else
                     f"{args.folds}-fold split seed {args.seed}, fold {held_out} held out"))
@@ -91,7 +91,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
 
 def _train_command(args: argparse.Namespace) -> str:
     return (f"OMP_NUM_THREADS=1 lungai --device cpu nlb train --iqoth {args.iqoth} --lidc {args.lidc} "
-            f"--out {args.out} --block {args.block} --epochs {args.epochs} --batch-size {args.batch_size} "
+            f"--out {args.out} --block {args.block} --widths {' '.join(map(str, args.widths))} --epochs {args.epochs} --batch-size {args.batch_size} "
             f"--lr {args.lr} --max-crops {args.max_crops} --folds {args.folds} --held-out-fold {args.held_out_fold} "
             f"--seed {args.seed} --register {args.register}")
 
@@ -159,6 +159,8 @@ def register(subparsers) -> None:
     train.add_argument("--lidc", required=True, help="lidc_multireader.npz")
     train.add_argument("--out", required=True, help="output folder (log.csv, last.pt, metrics.json)")
     train.add_argument("--block", default="symmetry_localized", choices=BLOCK_TYPES, help="non-local block type")
+    train.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32, 64, 128],
+                       help="channels per U-Net level (the last is the bottleneck)")
     train.add_argument("--epochs", type=int, default=DEFAULT_TRAIN["epochs"])
     train.add_argument("--batch-size", type=int, default=DEFAULT_TRAIN["batch_size"])
     train.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])

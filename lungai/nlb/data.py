@@ -25,6 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from lungai.errors import InputError
+from lungai.registry import resources_dir
 from lungai.nlb.intensity import INPUT_SIZE, SquareResize, hu_to_unit, to_grey, to_unit
 
 CLASS_LABELS = {"normal": 0, "benign": 1, "malignant": 1}
@@ -39,6 +40,11 @@ class Snapshot:
     @property
     def label(self) -> int:
         return CLASS_LABELS[self.category]
+
+
+def bundled_sample_dir() -> Path:
+    """The few IQ-OTH/NCCD snapshots bundled with the extension (``iqoth_nccd`` layout, README there)."""
+    return resources_dir() / "SampleData" / "nlb" / "iqoth_nccd_sample"
 
 
 def list_snapshots(root: str | Path) -> list[Snapshot]:

@@ -3,11 +3,12 @@
 * 8-bit snapshots (IQ-OTH/NCCD PNGs, any uint8 image or volume whose values are integers in 0..255): the
   publisher already windowed them; value / 255. Colour images are converted to grey first (ITU-R 601 luma,
   as PIL's "L" mode does).
-* CT in Hounsfield units: clipped to the window :data:`HU_WINDOW` = (-160, 240) HU (level 40, width 400, the
-  standard mediastinal window) and scaled linearly to [0, 1]. We chose this window because the IQ-OTH/NCCD
-  snapshots the classifier learns from look like it: lung parenchyma and fat black or nearly, soft tissue grey,
-  contrast-filled vessels and bone bright. Consequence for segmentation: ground-glass parts of nodules
-  (below -160 HU) are black in the network's input.
+* CT in Hounsfield units: clipped to the window :data:`HU_WINDOW` = (-600, 400) HU (level -100, width 1000)
+  and scaled linearly to [0, 1]. The window serves both heads: like the IQ-OTH/NCCD snapshots the classifier
+  learns from, it shows aerated lung (about -850 HU) black and soft tissue grey to bright; unlike the
+  mediastinal window (-160, 240) those snapshots resemble most, it keeps the fainter parts of nodules visible
+  for the segmentation head (median fraction of LIDC consensus-mask pixels above the lower bound: 68 %
+  against 27 % at -160 HU, where 42 % of nodules would be under one fifth visible).
 * Anything else must pass :func:`lungai.validation.check_hu_like` (air present, values within the HU range)
   or is refused with its :class:`lungai.errors.InputError`; NaN or infinite values are refused too.
 * Size: slices are zero-padded (value 0 = below the window) to a square, centred, then resized to
@@ -27,7 +28,7 @@ from lungai.errors import InputError
 from lungai.plotting import window_to_unit
 from lungai.validation import check_finite, check_hu_like
 
-HU_WINDOW: tuple[float, float] = (-160.0, 240.0)
+HU_WINDOW: tuple[float, float] = (-600.0, 400.0)
 INPUT_SIZE = 128
 MIN_IMAGE_SIZE = 16
 

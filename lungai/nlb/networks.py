@@ -64,7 +64,8 @@ class NLBUNet(nn.Module):
         block_type: one of :data:`lungai.nlb.blocks.BLOCK_TYPES`.
         widths: channels per level; level i works at 1 / 2**i of the input size, the last is the bottleneck.
         grid: n of the n x n token grid of the grid blocks.
-        attention_levels: encoder levels that get a block (default: 1/4, 1/8, 1/16).
+        attention_levels: encoder levels that get a block (default: the last three, i.e. 1/4, 1/8, 1/16 for
+            five levels).
         dropout: before the classification layer.
 
     ``forward(x)``: x (B, in_channels, H, W) in [0, 1] -> dict with ``class_logit`` (B,) and ``seg_logits``
@@ -73,11 +74,13 @@ class NLBUNet(nn.Module):
 
     def __init__(self, block_type: str = "symmetry_localized", in_channels: int = 1,
                  widths: tuple[int, ...] = (8, 16, 32, 64, 128), grid: int = 4,
-                 attention_levels: tuple[int, ...] = (2, 3, 4), dropout: float = 0.2) -> None:
+                 attention_levels: tuple[int, ...] | None = None, dropout: float = 0.2) -> None:
         super().__init__()
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"unknown block type {block_type!r}; expected one of {', '.join(BLOCK_TYPES)}")
         widths = tuple(widths)
+        if attention_levels is None:
+            attention_levels = tuple(range(max(0, len(widths) - 3), len(widths)))
         if any(not 0 <= level < len(widths) for level in attention_levels):
             raise ValueError(f"attention_levels {attention_levels} outside 0..{len(widths) - 1}")
         self.block_type = block_type
@@ -113,6 +116,6 @@ def build_nlb_unet(**config) -> NLBUNet:
     """Factory for the architecture registry; ``config`` holds :class:`NLBUNet` keyword arguments."""
     config = dict(config)
     for key in ("widths", "attention_levels"):
-        if key in config:
+        if config.get(key) is not None:
             config[key] = tuple(config[key])
     return NLBUNet(**config)
