@@ -16,7 +16,8 @@ def test_hu_window_maps_to_unit_range():
     low, high = HU_WINDOW
     hu = np.array([-1000, low, (low + high) / 2, high, 3000], dtype=np.int16)
     assert np.allclose(hu_to_unit(hu), [0.0, 0.0, 0.5, 1.0, 1.0])
-    unit, kind = to_unit(np.array([[-1000, 40], [240, 1000]], dtype=np.int16))
+    assert (low, high) == (-600.0, 400.0)  # the documented window: level -100, width 1000
+    unit, kind = to_unit(np.array([[-1000, -100], [400, 1000]], dtype=np.int16))
     assert kind == "HU" and np.allclose(unit, [[0, 0.5], [1, 1]])
 
 
