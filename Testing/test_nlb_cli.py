@@ -116,7 +116,11 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     assert model.blocks[1].gate.abs().sum() > 0  # the blocks left their identity start
 
 
-def test_train_command_writes_a_loadable_checkpoint_and_held_out_metrics(tmp_path):
+def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registers(tmp_path, monkeypatch):
+    from lungai.registry import get_model_entry, load_registered_model
+
+    monkeypatch.setenv("LUNGAI_RESOURCES", str(tmp_path / "Resources"))
+    (tmp_path / "Resources" / "Models").mkdir(parents=True)
     data = shared_data_dir()
     small = tmp_path / "iq"  # 8 real snapshots and 12 real crops of 6 patients keep the test fast
     for s in list_snapshots(data / "iqoth_nccd")[::110]:
@@ -128,9 +132,14 @@ def test_train_command_writes_a_loadable_checkpoint_and_held_out_metrics(tmp_pat
     out = tmp_path / "run"
     code = main(["--progress", "none", "--device", "cpu", "nlb", "train", "--iqoth", str(small), "--lidc",
                  str(tmp_path / "lidc.npz"), "--out", str(out), "--block", "symmetry", "--widths", "4", "8", "8", "--epochs", "1",
-                 "--max-crops", "4", "--batch-size", "4"])
+                 "--max-crops", "4", "--batch-size", "4", "--register", "nlb_test"])
     assert code == 0
     model, header = load_model(out / "last.pt", expected_model="nlb_unet")
     assert header["config"] == {"block_type": "symmetry", "widths": [4, 8, 8]}
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["held_out_f1"] <= 1 and 0 <= metrics["held_out_dice"] <= 1
+    entry = get_model_entry("nlb_test")
+    assert entry.available and entry.module == "NeoplasmNLB" and "--block symmetry" in entry.command
+    assert entry.metrics["held_out_f1"] == metrics["held_out_f1"] and entry.timings["cpu_ms_per_slice_1_thread"] > 0
+    registered, _ = load_registered_model("nlb_test")
+    assert all(torch.equal(a, b) for a, b in zip(registered.state_dict().values(), model.state_dict().values()))

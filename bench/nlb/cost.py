@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         writer.writerows(rows)
     load = os.getloadavg()
     lines = ["# NeoplasmNLB: parameters and CPU latency per block variant", "",
+             "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD " + " ".join(["python", "bench/nlb/cost.py"] + sys.argv[1:]) + "`",
+             "",
              f"NLBUNet widths 8-16-32-64-128, blocks at 1/4, 1/8, 1/16, grid 4 x 4, input {args.size} x {args.size}; "
              f"one thread on {platform.processor() or platform.machine()}, torch {torch.__version__}; load average "
              f"during the run {load[0]:.1f} (shared machine: compare variants with each other, not with other "
@@ -69,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['ms_per_batch16']} |" for r in rows]
     lines += ["", "The localized and symmetry modifications add no parameters: they reweight the attention of the basic "
               "block. Plain self-attention has the same projections but attends between all pixels instead of "
-              "4 x 4 = 16 grid tokens.", "",
-              "Command: `" + " ".join(["python", "bench/nlb/cost.py"] + sys.argv[1:]) + "`", ""]
+              "4 x 4 = 16 grid tokens.", ""]
     (out / "cost.md").write_text("\n".join(lines))
 
 

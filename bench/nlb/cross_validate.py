@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import platform
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,8 @@ def write_tables(results: list[dict], out: Path, args: argparse.Namespace) -> No
         writer.writeheader()
         writer.writerows(results)
     lines = [f"# NeoplasmNLB: {args.folds}-fold cross-validation of the block variants", "",
+             "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD " + " ".join(["python", "bench/nlb/cross_validate.py"] + sys.argv[1:])
+             + f"` on {platform.machine()} (2 shared CPU cores, no GPU), torch {torch.__version__}.", "",
              f"Budget per run: {args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr} with cosine decay, "
              f"{args.size} x {args.size} inputs, one CPU thread; training on all IQ-OTH/NCCD snapshots of the other "
              f"fold(s) plus at most {args.max_crops} LIDC crops. Mean (min-max) over folds.", "",
@@ -102,8 +105,8 @@ def write_tables(results: list[dict], out: Path, args: argparse.Namespace) -> No
     lines += ["", "Classification: held-out IQ-OTH/NCCD snapshots (neoplasm = benign or malignant), threshold 0.5. "
               "IQ-OTH/NCCD has no patient ids: slices of one patient can be in both folds, so these numbers are "
               "optimistic for new patients. Segmentation: held-out LIDC crops (folds by patient), consensus masks "
-              "(at least half of the readers), mean per-crop IoU and Dice at probability 0.5.", "",
-              "Command: `" + " ".join(["python", "bench/nlb/cross_validate.py"] + sys.argv[1:]) + "`", ""]
+              "(at least half of the readers), mean per-crop IoU and Dice at probability 0.5. Per-fold numbers: "
+              "cv_results.csv; fold sizes: cv_folds.json.", ""]
     (out / "cv_results.md").write_text("\n".join(lines))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from lungai.nlb.blocks import BLOCK_TYPES
@@ -33,15 +32,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, ctx) -> int:
-    import torch
-
     from lungai.checkpoint import load_model
     from lungai.device import resolve_device
+    from lungai.nlb.bundle import register_checkpoint
     from lungai.nlb.evaluation import classification_report, predict, segmentation_report
     from lungai.nlb.networks import build_nlb_unet
     from lungai.nlb.training import load_data, make_folds, train_nlb, training_dataset
     from lungai.progress import subrange
-    from lungai.registry import register_model, resources_dir
     from lungai.training import TrainConfig
 
     held_out = None if args.held_out_fold < 0 else args.held_out_fold
@@ -71,18 +68,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
                    "held_out_dice": seg["dice"]}
     (out / "metrics.json").write_text(json.dumps({**metrics, "folds": folds.describe()}, indent=2) + "\n")
     if args.register:
-        target = resources_dir() / "Models" / f"{args.register}.pt"
-        shutil.copyfile(out / "last.pt", target)
-        x = torch.rand(1, 1, 128, 128)
-        entry = register_model({
-            "id": args.register, "version": "1", "module": "NeoplasmNLB", "architecture": "nlb_unet",
-            "file": target.name, "sha256": "", "licence": "Apache-2.0 (weights trained on IQ-OTH/NCCD, CC BY 4.0, "
-            "and LIDC-IDRI, CC BY 3.0)", "training_data": data_text,
-            "description": f"U-Net with {args.block} non-local blocks: neoplasm presence per CT slice and its "
-                           "segmentation (seed 002)",
-            "command": _train_command(args),
-            "metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
-            "timings": {"cpu_ms_per_slice_1_thread": _latency_ms(model.cpu(), x)}})
+        entry = register_checkpoint(out / "last.pt", args.register, command=_train_command(args),
+                                    metrics={k: v for k, v in metrics.items() if not isinstance(v, list)})
         print(f"registered {entry.id}: {entry.path}")
     ctx.close()
     print(json.dumps(metrics, indent=2))
@@ -94,26 +81,6 @@ def _train_command(args: argparse.Namespace) -> str:
             f"--out {args.out} --block {args.block} --widths {' '.join(map(str, args.widths))} --epochs {args.epochs} --batch-size {args.batch_size} "
             f"--lr {args.lr} --max-crops {args.max_crops} --folds {args.folds} --held-out-fold {args.held_out_fold} "
             f"--seed {args.seed} --register {args.register}")
-
-
-def _latency_ms(model, x) -> float:
-    import time
-
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.no_grad():
-            model(x)
-            times = []
-            for _ in range(10):
-                started = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - started)
-    finally:
-        torch.set_num_threads(threads)
-    return round(1000 * sorted(times)[len(times) // 2], 1)
 
 
 def _evaluate(args: argparse.Namespace, ctx) -> int:
