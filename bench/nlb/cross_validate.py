@@ -110,6 +110,20 @@ def write_tables(results: list[dict], out: Path, args: argparse.Namespace) -> No
     (out / "cv_results.md").write_text("\n".join(lines))
 
 
+def write_split_lists(folds, out: Path) -> None:
+    """The fold of every snapshot file and of every LIDC patient, so the split is written down, not only seeded."""
+    with open(out / "cv_split_snapshots.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "category", "fold"])
+        writer.writerows([f"{s.category}/{s.path.name}", s.category, int(f)]
+                         for s, f in zip(folds.snapshots, folds.snapshot_folds))
+    patients = dict(zip(folds.crop_patient_ids, folds.crop_folds))
+    with open(out / "cv_split_lidc_patients.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["patient_id", "fold"])
+        writer.writerows([p, int(patients[p])] for p in sorted(patients))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
@@ -117,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     folds = make_folds(args.iqoth, args.lidc, args.folds, args.seed)
     (out / "cv_folds.json").write_text(json.dumps(folds.describe(), indent=2) + "\n")
+    write_split_lists(folds, out)
     data = load_data(folds, args.lidc, args.size)
     results = []
     for fold in range(args.folds):  # every variant on fold 0 first
