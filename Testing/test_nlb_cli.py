@@ -12,6 +12,7 @@ from lungai.checkpoint import load_model, save_checkpoint
 from lungai.cli import main
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.nlb.blocks import BLOCK_TYPES
+from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
 from lungai.nlb.data import NLBDataset, bundled_sample_dir, list_snapshots, load_nodule_crops, load_snapshots
 from lungai.nlb.training import NLBTask
 from lungai.volume import Volume
@@ -91,6 +92,15 @@ def test_classify_refuses_bad_input_clearly(tiny_weights, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_segmentation_threshold_calibration_picks_the_best_dice():
+    masks = np.zeros((2, 8, 8), dtype=bool)
+    masks[:, 2:5, 2:5] = True
+    maps = np.where(masks, 0.4, 0.1)  # well ranked but under-confident, as after a short training
+    maps[0, 0, 0] = 0.3  # one background pixel: thresholds up to 0.3 take it in
+    assert calibrate_seg_threshold(maps, masks) == 0.35
+    assert seg_threshold_of({"extra": {"seg_threshold": 0.35}}) == 0.35 and seg_threshold_of({}) == 0.5
+
+
 def test_training_task_learns_on_real_samples_and_trains_both_heads():
     data = shared_data_dir()
     snapshots = list_snapshots(data / "iqoth_nccd")
@@ -138,6 +148,7 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
     assert header["config"] == {"block_type": "symmetry", "widths": [4, 8, 8]}
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["held_out_f1"] <= 1 and 0 <= metrics["held_out_dice"] <= 1
+    assert header["extra"]["seg_threshold"] == metrics["seg_threshold"] in SEG_THRESHOLD_GRID
     entry = get_model_entry("nlb_test")
     assert entry.available and entry.module == "NeoplasmNLB" and "--block symmetry" in entry.command
     assert entry.metrics["held_out_f1"] == metrics["held_out_f1"] and entry.timings["cpu_ms_per_slice_1_thread"] > 0

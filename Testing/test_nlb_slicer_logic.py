@@ -77,7 +77,6 @@ def test_subprocess_path_gives_the_same_nodes_and_never_overwrites(mrml_scene, c
 
 
 def test_jump_centres_slice_views_on_the_most_likely_slice(mrml_scene, chest_ct):
-    import slicer
     from LungAICommon.mrml import volume_node_from_volume
     from NeoplasmNLBLib.logic import NeoplasmNLBLogic
 

@@ -22,6 +22,7 @@ import vtk
 
 from LungAICommon.mrml import plot_from_series, segmentation_node_from_labelmap, table_node_from_rows, volume_from_node
 from lungai.io import read_segmentation, read_table_csv, write_volume
+from lungai.nlb.evaluation import seg_threshold_of
 from lungai.nlb.inference import DEFAULT_MODEL_ID, NEOPLASM_SEGMENT, score_volume
 from lungai.nlb.report import SEGMENTATION, SLICES_CSV
 from lungai.progress import CancelToken, ProgressCallback
@@ -59,8 +60,9 @@ class NeoplasmNLBLogic:
         """Blocking path: score ``input_node`` with a registered model (or a weights file) and add the results."""
         from lungai.nlb.cli import load_nlb_model
 
-        model, _ = load_nlb_model(weights, model_id, device)
+        model, header = load_nlb_model(weights, model_id, device)
         scores = score_volume(model, volume_from_node(input_node), threshold=threshold,
+                              seg_threshold=seg_threshold_of(header),
                               device=next(model.parameters()).device, progress=progress, cancel=cancel)
         return self.add_results(input_node, scores.rows(), scores.labelmap, threshold)
 

@@ -16,8 +16,8 @@ import argparse
 import csv
 import json
 import platform
+import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,9 @@ import torch
 
 from lungai.checkpoint import load_model
 from lungai.nlb.blocks import BLOCK_TYPES
-from lungai.nlb.evaluation import classification_report, predict, segmentation_report
+from lungai.nlb.evaluation import classification_report, predict, seg_threshold_of, segmentation_report
 from lungai.nlb.networks import build_nlb_unet
-from lungai.nlb.training import load_data, make_folds, train_nlb, training_dataset
+from lungai.nlb.training import calibrate_checkpoint, load_data, make_folds, train_nlb, training_dataset
 from lungai.training import TrainConfig
 
 
@@ -48,6 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def epochs_done(run_dir: Path) -> int:
+    if not (run_dir / "log.csv").exists() or not (run_dir / "last.pt").exists():
+        return 0
+    with open(run_dir / "log.csv") as handle:
+        return len(list(csv.DictReader(handle)))
+
+
 def run_one(args: argparse.Namespace, folds, data, variant: str, fold: int) -> dict:
     run_dir = Path(args.work) / f"{variant}_fold{fold}"
     result_path = run_dir / "result.json"
@@ -58,27 +65,32 @@ def run_one(args: argparse.Namespace, folds, data, variant: str, fold: int) -> d
     dataset = training_dataset(folds, data, fold, args.max_crops)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, scheduler="cosine",
                          seed=args.seed, device="cpu", out_dir=str(run_dir))
-    started = time.perf_counter()
-    train_nlb(model, model_config, dataset, config,
-              training_data=f"IQ-OTH/NCCD + LIDC crops, {args.folds}-fold CV seed {args.seed}, all folds but {fold}")
-    train_seconds = time.perf_counter() - started
-    model, _ = load_model(run_dir / "last.pt", expected_model="nlb_unet")
+    if epochs_done(run_dir) == args.epochs:  # trained before, evaluation missing: calibrate and evaluate only
+        calibrate_checkpoint(run_dir / "last.pt", dataset)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
+        train_nlb(model, model_config, dataset, config,
+                  training_data=f"IQ-OTH/NCCD + LIDC crops, {args.folds}-fold CV seed {args.seed}, all folds but {fold}")
+    with open(run_dir / "log.csv") as handle:
+        train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(handle))
+    model, header = load_model(run_dir / "last.pt", expected_model="nlb_unet")
     snap_idx = np.flatnonzero(folds.snapshot_folds == fold)
     crop_idx = np.flatnonzero(folds.crop_folds == fold)
     probabilities, _ = predict(model, data.snapshot_images[snap_idx])
     _, maps = predict(model, data.crops.images[crop_idx])
     cls = classification_report(probabilities, data.snapshot_labels[snap_idx])
-    seg = segmentation_report(maps, data.crops.masks[crop_idx, 0].numpy())
+    seg = segmentation_report(maps, data.crops.masks[crop_idx, 0].numpy(), seg_threshold_of(header))
     result = {"variant": variant, "fold": fold, "train_seconds": round(train_seconds, 1),
               "train_samples": len(dataset), **{k: cls[k] for k in ("precision", "recall", "f1", "accuracy")},
               "confusion_matrix": cls["confusion_matrix"], "test_snapshots": cls["n"],
-              "iou": seg["iou"], "dice": seg["dice"], "test_crops": seg["n"]}
+              "iou": seg["iou"], "dice": seg["dice"], "seg_threshold": seg_threshold_of(header),
+              "test_crops": seg["n"]}
     result_path.write_text(json.dumps(result, indent=2))
     return result
 
 
 def write_tables(results: list[dict], out: Path, args: argparse.Namespace) -> None:
-    columns = ["variant", "fold", "precision", "recall", "f1", "accuracy", "iou", "dice", "train_seconds",
+    columns = ["variant", "fold", "precision", "recall", "f1", "accuracy", "iou", "dice", "seg_threshold", "train_seconds",
                "train_samples", "test_snapshots", "test_crops"]
     with open(out / "cv_results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -105,7 +117,9 @@ def write_tables(results: list[dict], out: Path, args: argparse.Namespace) -> No
     lines += ["", "Classification: held-out IQ-OTH/NCCD snapshots (neoplasm = benign or malignant), threshold 0.5. "
               "IQ-OTH/NCCD has no patient ids: slices of one patient can be in both folds, so these numbers are "
               "optimistic for new patients. Segmentation: held-out LIDC crops (folds by patient), consensus masks "
-              "(at least half of the readers), mean per-crop IoU and Dice at probability 0.5. Per-fold numbers: "
+              "(at least half of the readers), mean per-crop IoU and Dice at the run's segmentation threshold, "
+              "calibrated on its training crops (best mean Dice on the grid 0.05..0.95; column seg_threshold of "
+              "cv_results.csv). Per-fold numbers: "
               "cv_results.csv; fold sizes: cv_folds.json.", ""]
     (out / "cv_results.md").write_text("\n".join(lines))
 

@@ -35,7 +35,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
     from lungai.checkpoint import load_model
     from lungai.device import resolve_device
     from lungai.nlb.bundle import register_checkpoint
-    from lungai.nlb.evaluation import classification_report, predict, segmentation_report
+    from lungai.nlb.evaluation import classification_report, predict, seg_threshold_of, segmentation_report
     from lungai.nlb.networks import build_nlb_unet
     from lungai.nlb.training import load_data, make_folds, train_nlb, training_dataset
     from lungai.progress import subrange
@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
     train_nlb(build_nlb_unet(**model_config), model_config, training_dataset(folds, data, held_out, args.max_crops),
               config, training_data=data_text, progress=subrange(ctx.progress, 0.0, 0.9), cancel=ctx.cancel)
     device = resolve_device(ctx.device)
-    model, _ = load_model(out / "last.pt", device, expected_model="nlb_unet")
+    model, header = load_model(out / "last.pt", device, expected_model="nlb_unet")
     metrics: dict = {}
     if held_out is not None:
         snap = folds.snapshot_folds == held_out
@@ -62,10 +62,10 @@ def _train(args: argparse.Namespace, ctx) -> int:
         probabilities, _ = predict(model, data.snapshot_images[snap], device=device)
         _, maps = predict(model, data.crops.images[crop], device=device)
         cls = classification_report(probabilities, data.snapshot_labels[snap])
-        seg = segmentation_report(maps, data.crops.masks[crop, 0].numpy())
+        seg = segmentation_report(maps, data.crops.masks[crop, 0].numpy(), seg_threshold_of(header))
         metrics = {**{f"held_out_{k}": cls[k] for k in ("precision", "recall", "f1", "accuracy")},
                    "held_out_confusion_matrix": cls["confusion_matrix"], "held_out_iou": seg["iou"],
-                   "held_out_dice": seg["dice"]}
+                   "held_out_dice": seg["dice"], "seg_threshold": seg_threshold_of(header)}
     (out / "metrics.json").write_text(json.dumps({**metrics, "folds": folds.describe()}, indent=2) + "\n")
     if args.register:
         entry = register_checkpoint(out / "last.pt", args.register, command=_train_command(args),
@@ -97,6 +97,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
 
 
 def _classify(args: argparse.Namespace, ctx) -> int:
+    from lungai.nlb.evaluation import seg_threshold_of
     from lungai.nlb.inference import read_input, score_volume
     from lungai.nlb.report import write_outputs
     from lungai.progress import report, subrange
@@ -104,7 +105,8 @@ def _classify(args: argparse.Namespace, ctx) -> int:
     report(ctx.progress, 0.0, "reading input")
     volume = read_input(args.volume)
     model, header = load_nlb_model(args.weights, args.model, ctx.device)
-    scores = score_volume(model, volume, threshold=args.threshold, device=next(model.parameters()).device,
+    scores = score_volume(model, volume, threshold=args.threshold, seg_threshold=seg_threshold_of(header),
+                          device=next(model.parameters()).device,
                           progress=subrange(ctx.progress, 0.05, 0.9), cancel=ctx.cancel)
     report(ctx.progress, 0.9, "writing results")
     write_outputs(args.out, volume, scores, overwrite=args.overwrite,

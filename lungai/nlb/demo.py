@@ -8,7 +8,7 @@ from lungai.demo import DemoSection
 from lungai.io import write_table_csv
 from lungai.nlb.cli import load_nlb_model
 from lungai.nlb.data import bundled_sample_dir
-from lungai.nlb.evaluation import evaluate_snapshot_folder
+from lungai.nlb.evaluation import evaluate_snapshot_folder, seg_threshold_of
 from lungai.nlb.inference import DEFAULT_MODEL_ID, score_volume
 from lungai.nlb.report import OVERLAY_PNG, PLOT_PNG, SEGMENTATION, SLICES_CSV, write_outputs
 from lungai.progress import CancelToken, ProgressCallback, subrange
@@ -21,7 +21,8 @@ def run_demo(out_dir: Path, *, device: str = "auto", progress: ProgressCallback 
     model, header = load_nlb_model(None, DEFAULT_MODEL_ID, device)
     torch_device = next(model.parameters()).device
     ct = chest_ct()
-    scores = score_volume(model, ct, device=torch_device, progress=subrange(progress, 0.0, 0.7), cancel=cancel)
+    scores = score_volume(model, ct, seg_threshold=seg_threshold_of(header), device=torch_device,
+                          progress=subrange(progress, 0.0, 0.7), cancel=cancel)
     paths = write_outputs(folder, ct, scores, overwrite=True, about={"model": DEFAULT_MODEL_ID})
     metrics = evaluate_snapshot_folder(model, bundled_sample_dir(), folder / "snapshots", device=torch_device,
                                        progress=subrange(progress, 0.7, 1.0), cancel=cancel, overwrite=True)

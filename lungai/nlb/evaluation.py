@@ -51,6 +51,25 @@ def segmentation_report(probability_maps: np.ndarray, masks: np.ndarray, thresho
             "dice": float(np.mean([dice(p, m) for p, m in zip(predicted, masks)])), "n": int(len(masks))}
 
 
+SEG_THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def calibrate_seg_threshold(probability_maps: np.ndarray, masks: np.ndarray) -> float:
+    """The threshold of :data:`SEG_THRESHOLD_GRID` with the best mean Dice on (training) crops.
+
+    After a short training the segmentation probabilities inside nodules stay below 0.5 although their
+    ranking is good (measured: mean Dice 0.53 at 0.4 against 0.0 at 0.5), so the threshold is calibrated on
+    the training crops and stored in the checkpoint (:func:`seg_threshold_of`).
+    """
+    scores = [segmentation_report(probability_maps, masks, t)["dice"] for t in SEG_THRESHOLD_GRID]
+    return SEG_THRESHOLD_GRID[int(np.argmax(scores))]
+
+
+def seg_threshold_of(header: dict[str, Any]) -> float:
+    """The segmentation threshold stored in a checkpoint header (0.5 when none was calibrated)."""
+    return float(header.get("extra", {}).get("seg_threshold", 0.5))
+
+
 def evaluate_snapshot_folder(model: nn.Module, data_dir: str | Path, out_dir: str | Path, *, threshold: float = 0.5,
                              size: int = INPUT_SIZE, device: str | torch.device = "cpu",
                              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,

@@ -79,7 +79,11 @@ def score_slices(model: nn.Module, array: np.ndarray, direction: np.ndarray | No
                  threshold: float = 0.5, seg_threshold: float = 0.5, size: int = INPUT_SIZE, batch_size: int = 8,
                  device: str | torch.device = "cpu", progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> SliceScores:
-    """Classify and segment every slice of ``array`` ((Z, H, W) volume, (H, W) image or (H, W, 3|4) colour)."""
+    """Classify and segment every slice of ``array`` ((Z, H, W) volume, (H, W) image or (H, W, 3|4) colour).
+
+    ``seg_threshold``: on the segmentation probability; use the model's calibrated value
+    (:func:`lungai.nlb.evaluation.seg_threshold_of` of its checkpoint header).
+    """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"the decision threshold must lie in [0, 1], got {threshold}")
     flips = _radiological_flips(direction) if direction is not None else (False, False)

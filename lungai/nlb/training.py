@@ -23,6 +23,8 @@ from torch.nn import functional as F
 
 from lungai.nlb.data import (NLBDataset, NoduleCrops, Snapshot, group_folds, list_snapshots, load_nodule_crops,
                              load_snapshots, stratified_folds, subsample)
+from lungai.checkpoint import load_model, save_checkpoint
+from lungai.nlb.evaluation import calibrate_seg_threshold, predict, seg_threshold_of
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.training import TrainConfig, TrainResult, train
 
@@ -119,6 +121,25 @@ def training_dataset(folds: Folds, data: LoadedData, held_out: int | None, max_c
 def train_nlb(model: nn.Module, model_config: dict[str, Any], dataset: NLBDataset, config: TrainConfig, *,
               training_data: str, seg_weight: float = 1.0, progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None) -> TrainResult:
-    """Train with the generic trainer, no validation set (fixed budget: the last epoch is kept)."""
-    return train(model, NLBTask(seg_weight), dataset, None, config, model_name=MODEL_NAME,
-                 model_config=model_config, training_data=training_data, progress=progress, cancel=cancel)
+    """Train with the generic trainer, no validation set (fixed budget: the last epoch is kept), then
+    calibrate the segmentation threshold on the training crops into ``last.pt`` (:func:`calibrate_checkpoint`)."""
+    result = train(model, NLBTask(seg_weight), dataset, None, config, model_name=MODEL_NAME,
+                   model_config=model_config, training_data=training_data, progress=progress, cancel=cancel)
+    if result.last_checkpoint is not None:
+        calibrate_checkpoint(result.last_checkpoint, dataset)
+    return result
+
+
+def calibrate_checkpoint(path: str | Path, dataset: NLBDataset) -> float:
+    """Store in the checkpoint's header ``extra.seg_threshold`` the threshold with the best mean Dice on the
+    dataset's segmentation crops (training data only); returns it."""
+    model, header = load_model(path, expected_model=MODEL_NAME)
+    crops = dataset.has_label == 0
+    if not crops.any():
+        return seg_threshold_of(header)
+    _, maps = predict(model, dataset.images[crops])
+    threshold = calibrate_seg_threshold(maps, dataset.masks[crops, 0].numpy() > 0)
+    save_checkpoint(path, model, model_name=header["model_name"], config=header["config"],
+                    version=header["version"], training_data=header["training_data"], metrics=header["metrics"],
+                    extra={**header.get("extra", {}), "seg_threshold": threshold})
+    return threshold
