@@ -106,3 +106,6 @@ def test_dataset_mixes_classification_and_segmentation_samples():
     first, last = dataset[1], dataset[4]
     assert first["has_label"] == 1 and first["has_mask"] == 0 and first["label"] == 1
     assert last["has_label"] == 0 and last["has_mask"] == 1 and torch.equal(last["mask"], masks[1])
+    negatives = NLBDataset(snaps, np.array([0, 1, 1]), crops, masks, normal_empty_masks=True)
+    assert [float(negatives[i]["has_mask"]) for i in range(5)] == [1.0, 0.0, 0.0, 1.0, 1.0]
+    assert negatives[0]["mask"].sum() == 0 and negatives[0]["has_label"] == 1

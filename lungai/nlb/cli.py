@@ -46,12 +46,13 @@ def _train(args: argparse.Namespace, ctx) -> int:
     folds = make_folds(args.iqoth, args.lidc, args.folds, args.seed)
     data = load_data(folds, args.lidc, 128)
     model_config = {"block_type": args.block, "widths": list(args.widths)}
-    data_text = (f"IQ-OTH/NCCD snapshots + LIDC-IDRI crops (consensus masks, at most {args.max_crops}); "
+    data_text = (f"IQ-OTH/NCCD snapshots + LIDC-IDRI crops (consensus masks, at most {args.max_crops})"
+                 + ("; normal snapshots as empty segmentation targets; " if args.normal_empty_masks else "; ")
                  + ("all data" if held_out is None else
                     f"{args.folds}-fold split seed {args.seed}, fold {held_out} held out"))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, scheduler="cosine",
                          seed=args.seed, device=ctx.device, out_dir=str(out))
-    train_nlb(build_nlb_unet(**model_config), model_config, training_dataset(folds, data, held_out, args.max_crops),
+    train_nlb(build_nlb_unet(**model_config), model_config, training_dataset(folds, data, held_out, args.max_crops, args.normal_empty_masks),
               config, training_data=data_text, progress=subrange(ctx.progress, 0.0, 0.9), cancel=ctx.cancel)
     device = resolve_device(ctx.device)
     model, header = load_model(out / "last.pt", device, expected_model="nlb_unet")
@@ -80,7 +81,7 @@ def _train_command(args: argparse.Namespace) -> str:
     return (f"OMP_NUM_THREADS=1 lungai --device cpu nlb train --iqoth {args.iqoth} --lidc {args.lidc} "
             f"--out {args.out} --block {args.block} --widths {' '.join(map(str, args.widths))} --epochs {args.epochs} --batch-size {args.batch_size} "
             f"--lr {args.lr} --max-crops {args.max_crops} --folds {args.folds} --held-out-fold {args.held_out_fold} "
-            f"--seed {args.seed} --register {args.register}")
+            f"--seed {args.seed}{' --normal-empty-masks' if args.normal_empty_masks else ''} --register {args.register}")
 
 
 def _evaluate(args: argparse.Namespace, ctx) -> int:
@@ -135,6 +136,9 @@ def register(subparsers) -> None:
     train.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])
     train.add_argument("--max-crops", type=int, default=DEFAULT_TRAIN["max_crops"],
                        help="at most this many LIDC crops for the segmentation head")
+    train.add_argument("--normal-empty-masks", action="store_true",
+                       help="also train the segmentation head on normal snapshots with empty masks (whole slices "
+                            "without neoplasm), so it learns to stay empty off nodules")
     train.add_argument("--folds", type=int, default=DEFAULT_TRAIN["folds"])
     train.add_argument("--held-out-fold", type=int, default=0,
                        help="fold kept out of training and evaluated at the end (-1: train on everything)")

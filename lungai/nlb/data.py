@@ -132,12 +132,14 @@ class NLBDataset(Dataset):
     """Classification snapshots and segmentation crops in one dataset of dict samples.
 
     Each sample: ``image`` (1, S, S), ``label`` (float), ``has_label`` (1 for snapshots), ``mask`` (1, S, S),
-    ``has_mask`` (1 for crops). With ``flip=True`` images (and masks) are flipped left-right at random.
+    ``has_mask`` (1 for crops; with ``normal_empty_masks`` also for label-0 snapshots, whose empty mask is a
+    correct segmentation target: a whole slice without neoplasm). With ``flip=True`` images (and masks) are
+    flipped left-right at random.
     """
 
     def __init__(self, snapshots: torch.Tensor | None = None, labels: np.ndarray | None = None,
                  crops: torch.Tensor | None = None, masks: torch.Tensor | None = None, *, flip: bool = False,
-                 seed: int = 0) -> None:
+                 normal_empty_masks: bool = False, seed: int = 0) -> None:
         size = (snapshots if snapshots is not None else crops).shape[-1]
         empty = torch.zeros(0, 1, size, size)
         snapshots = snapshots if snapshots is not None else empty
@@ -149,6 +151,9 @@ class NLBDataset(Dataset):
         if n_snap:
             self.labels[:n_snap] = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
         self.has_label = (torch.arange(len(self.images)) < n_snap).float()
+        self.has_mask = 1.0 - self.has_label
+        if normal_empty_masks:
+            self.has_mask[:n_snap] = (self.labels[:n_snap] == 0).float()
         self.flip = flip
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -160,7 +165,7 @@ class NLBDataset(Dataset):
         if self.flip and torch.rand(1, generator=self.generator).item() < 0.5:
             image, mask = image.flip(-1), mask.flip(-1)
         return {"image": image, "mask": mask, "label": self.labels[index], "has_label": self.has_label[index],
-                "has_mask": 1.0 - self.has_label[index]}
+                "has_mask": self.has_mask[index]}
 
 
 def subsample(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

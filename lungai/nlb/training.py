@@ -3,7 +3,8 @@
 Each batch mixes IQ-OTH/NCCD snapshots (classification targets only) and LIDC nodule crops (segmentation
 targets only), see :mod:`lungai.nlb.data`. Loss per batch:
 ``BCE(class_logit, label)`` over the snapshots + ``seg_weight * (BCE + soft Dice)(seg_logits, mask)`` over the
-crops; a term is left out when its samples are absent from the batch.
+crops (and, with ``normal_empty_masks``, over the normal snapshots with empty masks); a term is left out when
+its samples are absent from the batch.
 
 Cross-validation protocol (:func:`make_folds`): IQ-OTH/NCCD snapshots in ``n_folds`` folds stratified by
 category (no patient ids exist), LIDC crops in ``n_folds`` folds by patient id, both shuffled with ``seed``.
@@ -110,12 +111,14 @@ def load_data(folds: Folds, lidc_path: str | Path, size: int) -> LoadedData:
                       load_nodule_crops(lidc_path, size))
 
 
-def training_dataset(folds: Folds, data: LoadedData, held_out: int | None, max_crops: int | None) -> NLBDataset:
-    """Training data: every fold but ``held_out`` (all data when None), at most ``max_crops`` crops."""
+def training_dataset(folds: Folds, data: LoadedData, held_out: int | None, max_crops: int | None,
+                     normal_empty_masks: bool = False) -> NLBDataset:
+    """Training data: every fold but ``held_out`` (all data when None), at most ``max_crops`` crops; see
+    :class:`NLBDataset` for ``normal_empty_masks``."""
     snap_idx = np.flatnonzero(folds.snapshot_folds != held_out)
     crop_idx = subsample(np.flatnonzero(folds.crop_folds != held_out), max_crops, folds.seed)
     return NLBDataset(data.snapshot_images[snap_idx], data.snapshot_labels[snap_idx], data.crops.images[crop_idx],
-                      data.crops.masks[crop_idx], flip=True, seed=folds.seed)
+                      data.crops.masks[crop_idx], flip=True, normal_empty_masks=normal_empty_masks, seed=folds.seed)
 
 
 def train_nlb(model: nn.Module, model_config: dict[str, Any], dataset: NLBDataset, config: TrainConfig, *,
