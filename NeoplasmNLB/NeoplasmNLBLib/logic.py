@@ -1,0 +1,120 @@
+"""NeoplasmNLB logic: score every slice of a volume node, show a table, a plot and a segmentation.
+
+Qt-free (slicer MRML, vtk, numpy, lungai only) so pytest runs it on slicer-core. Two paths build the same
+nodes through :mod:`LungAICommon.mrml`:
+
+* blocking: :meth:`NeoplasmNLBLogic.run` calls :func:`lungai.nlb.inference.score_volume` in this process;
+* subprocess (the widget): :meth:`NeoplasmNLBLogic.cli_arguments` for ``lungai nlb classify`` on a volume
+  written by :meth:`NeoplasmNLBLogic.write_input`, then :meth:`NeoplasmNLBLogic.import_results`.
+
+Nodes are created only at the end, so a cancelled run leaves the scene unchanged; existing nodes are never
+overwritten (new nodes get unique names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import slicer
+import vtk
+
+from LungAICommon.mrml import plot_from_series, segmentation_node_from_labelmap, table_node_from_rows, volume_from_node
+from lungai.io import read_segmentation, read_table_csv, write_volume
+from lungai.nlb.evaluation import seg_threshold_of
+from lungai.nlb.inference import DEFAULT_MODEL_ID, NEOPLASM_SEGMENT, score_volume
+from lungai.nlb.report import SEGMENTATION, SLICES_CSV
+from lungai.progress import CancelToken, ProgressCallback
+from lungai.registry import load_registry
+
+
+@dataclass
+class NeoplasmNLBResult:
+    table: object  # vtkMRMLTableNode, one row per slice
+    chart: object  # vtkMRMLPlotChartNode, probability against slice index
+    segmentation: object  # vtkMRMLSegmentationNode with the "Neoplasm" segment
+    most_likely_slice: int
+    probabilities: np.ndarray
+
+
+class NeoplasmNLBLogic:
+    """Per-slice neoplasm probability and segmentation for a scalar volume node (CT in HU or 8-bit image)."""
+
+    @staticmethod
+    def available_models() -> list[str]:
+        """Ids of the registered NeoplasmNLB models whose weights are present."""
+        return [e.id for e in load_registry() if e.module == "NeoplasmNLB" and e.available]
+
+    @staticmethod
+    def block_type(model_id: str) -> str:
+        """The non-local block type of a registered model (read from its checkpoint header)."""
+        from lungai.checkpoint import load_checkpoint
+        from lungai.registry import get_model_entry
+
+        return load_checkpoint(get_model_entry(model_id).path).header["config"].get("block_type", "")
+
+    def run(self, input_node, *, model_id: str | None = None, weights: str | None = None, threshold: float = 0.5,
+            device: str = "auto", progress: ProgressCallback | None = None,
+            cancel: CancelToken | None = None) -> NeoplasmNLBResult:
+        """Blocking path: score ``input_node`` with a registered model (or a weights file) and add the results."""
+        from lungai.nlb.cli import load_nlb_model
+
+        model, header = load_nlb_model(weights, model_id, device)
+        scores = score_volume(model, volume_from_node(input_node), threshold=threshold,
+                              seg_threshold=seg_threshold_of(header),
+                              device=next(model.parameters()).device, progress=progress, cancel=cancel)
+        return self.add_results(input_node, scores.rows(), scores.labelmap, threshold)
+
+    @staticmethod
+    def write_input(input_node, path: str | Path) -> Path:
+        """Write the input volume for the subprocess path (overwrites ``path``, a temporary file)."""
+        return write_volume(volume_from_node(input_node), path, overwrite=True)
+
+    @staticmethod
+    def cli_arguments(input_path: str | Path, out_dir: str | Path, *, model_id: str | None = None,
+                      weights: str | None = None, threshold: float = 0.5, device: str = "auto") -> list[str]:
+        """Arguments after ``python -m lungai --progress lines`` for the subprocess path."""
+        arguments = ["--device", device, "nlb", "classify", "--volume", str(input_path), "--out", str(out_dir),
+                     "--threshold", f"{threshold:g}", "--overwrite"]
+        if weights:
+            arguments += ["--weights", str(weights)]
+        else:
+            arguments += ["--model", model_id or DEFAULT_MODEL_ID]
+        return arguments
+
+    def import_results(self, out_dir: str | Path, input_node, threshold: float = 0.5) -> NeoplasmNLBResult:
+        """Add the nodes for the files written by ``lungai nlb classify --out out_dir``."""
+        out_dir = Path(out_dir)
+        rows = [{"slice": int(r["slice"]), "probability": float(r["probability"]), "decision": int(r["decision"])}
+                for r in read_table_csv(out_dir / SLICES_CSV)]
+        labelmap, _ = read_segmentation(out_dir / SEGMENTATION)
+        return self.add_results(input_node, rows, labelmap.array, threshold)
+
+    def add_results(self, input_node, rows: list[dict], labelmap: np.ndarray, threshold: float) -> NeoplasmNLBResult:
+        """Table, plot and segmentation nodes named after the input, beside it in the subject hierarchy."""
+        name = input_node.GetName()
+        slices = [r["slice"] for r in rows]
+        probabilities = np.array([r["probability"] for r in rows], dtype=float)
+        table = table_node_from_rows(rows, f"{name} neoplasm per slice")
+        chart = plot_from_series(slices, {"neoplasm probability": probabilities,
+                                          "threshold": [threshold] * len(slices)},
+                                 f"{name} neoplasm probability", "slice", "probability")
+        segmentation = segmentation_node_from_labelmap(labelmap, input_node, [NEOPLASM_SEGMENT],
+                                                       f"{name} neoplasm")
+        return NeoplasmNLBResult(table, chart, segmentation, int(np.argmax(probabilities)), probabilities)
+
+    @staticmethod
+    def slice_center_ras(input_node, slice_index: int) -> tuple[float, float, float]:
+        """RAS position of the centre of axial slice ``slice_index`` (array index k)."""
+        dims = input_node.GetImageData().GetDimensions()
+        ijk = [(dims[0] - 1) / 2.0, (dims[1] - 1) / 2.0, float(slice_index), 1.0]
+        matrix = vtk.vtkMatrix4x4()
+        input_node.GetIJKToRASMatrix(matrix)
+        return tuple(matrix.MultiplyPoint(ijk)[:3])
+
+    def jump_to_slice(self, input_node, slice_index: int) -> tuple[float, float, float]:
+        """Centre every slice view on ``slice_index`` (the most likely slice); returns the RAS point."""
+        point = self.slice_center_ras(input_node, slice_index)
+        slicer.vtkMRMLSliceNode.JumpAllSlices(slicer.mrmlScene, *point, slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+        return point

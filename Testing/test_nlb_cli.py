@@ -1,0 +1,156 @@
+"""``lungai nlb train | evaluate | classify`` on real samples with tiny models; the network heads and registry."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_data_dir
+
+from lungai.architectures import build_architecture
+from lungai.checkpoint import load_model, save_checkpoint
+from lungai.cli import main
+from lungai.io import read_segmentation, read_table_csv, write_volume
+from lungai.nlb.blocks import BLOCK_TYPES
+from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
+from lungai.nlb.data import NLBDataset, bundled_sample_dir, list_snapshots, load_nodule_crops, load_snapshots
+from lungai.nlb.training import NLBTask
+from lungai.volume import Volume
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: the test machine's cores are shared, and oversubscribed threads run many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+TINY = {"block_type": "localized", "widths": [4, 8, 8], "attention_levels": [1, 2], "grid": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("nlb_cli") / "tiny.pt"
+    return save_checkpoint(path, build_architecture("nlb_unet", TINY), model_name="nlb_unet", config=TINY)
+
+
+@pytest.mark.parametrize("block_type", BLOCK_TYPES)
+def test_registered_architecture_has_both_heads_for_every_block(block_type):
+    model = build_architecture("nlb_unet", {**TINY, "block_type": block_type})
+    out = model(torch.rand(2, 1, 40, 36))  # not a multiple of 4: padded inside, cropped back
+    assert out["class_logit"].shape == (2,) and out["seg_logits"].shape == (2, 1, 40, 36)
+
+
+def test_evaluate_writes_metrics_for_any_folder_in_the_iqoth_layout(tiny_weights, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["--progress", "none", "nlb", "evaluate", "--data", str(bundled_sample_dir()), "--weights",
+                 str(tiny_weights), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"precision", "recall", "f1", "accuracy", "confusion_matrix"} <= set(metrics)
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.sum() == 5 and matrix[1].sum() == 3  # 2 normal, 1 benign + 2 malignant = neoplasm
+    rows = read_table_csv(out / "predictions.csv")
+    assert len(rows) == 5 and {r["category"] for r in rows} == {"normal", "benign", "malignant"}
+    predicted = np.array([int(r["decision"]) for r in rows])
+    truth = np.array([int(r["label"]) for r in rows])
+    assert metrics["accuracy"] == pytest.approx(np.mean(predicted == truth))
+    # never overwrites, and an empty folder is refused with a clear message (exit 2)
+    assert main(["--progress", "none", "nlb", "evaluate", "--data", str(bundled_sample_dir()), "--weights",
+                 str(tiny_weights), "--out", str(out)]) == 2
+    assert main(["--progress", "none", "nlb", "evaluate", "--data", str(tmp_path), "--weights", str(tiny_weights),
+                 "--out", str(tmp_path / "x")]) == 2
+
+
+def test_classify_a_ct_volume_and_a_single_image(tiny_weights, tmp_path, chest_ct):
+    ct_path = write_volume(chest_ct, tmp_path / "ct.nrrd")
+    out = tmp_path / "ct_out"
+    assert main(["--progress", "none", "nlb", "classify", "--volume", str(ct_path), "--weights", str(tiny_weights),
+                 "--out", str(out), "--threshold", "0"]) == 0
+    rows = read_table_csv(out / "slices.csv")
+    assert len(rows) == chest_ct.shape[0] and all(r["decision"] == "1" for r in rows)
+    labelmap, specs = read_segmentation(out / "neoplasm.seg.nrrd")
+    assert labelmap.shape == chest_ct.shape and specs[0].name == "Neoplasm"
+    assert np.allclose(labelmap.spacing, chest_ct.spacing) and np.allclose(labelmap.origin, chest_ct.origin)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["slices"] == 34 and summary["intensity"] == "HU" and summary["block_type"] == "localized"
+    assert (out / "probability.png").stat().st_size > 0 and (out / "most_likely_slice.png").stat().st_size > 0
+
+    image = next(s.path for s in list_snapshots(bundled_sample_dir()) if s.category == "malignant")
+    assert main(["--progress", "none", "nlb", "classify", "--volume", str(image), "--weights", str(tiny_weights),
+                 "--out", str(tmp_path / "img_out")]) == 0
+    summary = json.loads((tmp_path / "img_out" / "summary.json").read_text())
+    assert summary["slices"] == 1 and summary["intensity"] == "8-bit"
+
+
+def test_classify_refuses_bad_input_clearly(tiny_weights, tmp_path, capsys):
+    raw = write_volume(Volume(np.full((3, 32, 32), 2000, dtype=np.int16)), tmp_path / "raw.nrrd")
+    assert main(["--progress", "none", "nlb", "classify", "--volume", str(raw), "--weights", str(tiny_weights),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "Hounsfield" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_segmentation_threshold_calibration_picks_the_best_dice():
+    masks = np.zeros((2, 8, 8), dtype=bool)
+    masks[:, 2:5, 2:5] = True
+    maps = np.where(masks, 0.4, 0.1)  # well ranked but under-confident, as after a short training
+    maps[0, 0, 0] = 0.3  # one background pixel: thresholds up to 0.3 take it in
+    assert calibrate_seg_threshold(maps, masks) == 0.35
+    assert seg_threshold_of({"extra": {"seg_threshold": 0.35}}) == 0.35 and seg_threshold_of({}) == 0.5
+
+
+def test_training_task_learns_on_real_samples_and_trains_both_heads():
+    data = shared_data_dir()
+    snapshots = list_snapshots(data / "iqoth_nccd")
+    chosen = [snapshots[0], snapshots[-1]]  # one benign, one normal (sorted by category)
+    crops = load_nodule_crops(data / "lidc_multireader.npz", size=64, indices=np.arange(2))
+    dataset = NLBDataset(load_snapshots(chosen, 64), np.array([s.label for s in chosen]), crops.images, crops.masks)
+    batch = {k: torch.stack([dataset[i][k] if torch.is_tensor(dataset[i][k]) else torch.tensor(dataset[i][k])
+                             for i in range(len(dataset))]) for k in dataset[0]}
+    torch.manual_seed(0)
+    model = build_architecture("nlb_unet", TINY)
+    task = NLBTask()
+    losses = task.losses(model, batch)
+    assert losses["class"] > 0 and losses["seg"] > 0
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with torch.no_grad():
+        first = float(task.training_step(model, batch))
+    for _ in range(25):
+        optimizer.zero_grad()
+        task.training_step(model, batch).backward()
+        optimizer.step()
+    with torch.no_grad():
+        assert float(task.training_step(model, batch)) < 0.7 * first
+    assert model.blocks[1].gate.abs().sum() > 0  # the blocks left their identity start
+
+
+def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registers(tmp_path, monkeypatch):
+    from lungai.registry import get_model_entry, load_registered_model
+
+    monkeypatch.setenv("LUNGAI_RESOURCES", str(tmp_path / "Resources"))
+    (tmp_path / "Resources" / "Models").mkdir(parents=True)
+    data = shared_data_dir()
+    small = tmp_path / "iq"  # 8 real snapshots and 12 real crops of 6 patients keep the test fast
+    for s in list_snapshots(data / "iqoth_nccd")[::110]:
+        (small / s.category).mkdir(parents=True, exist_ok=True)
+        (small / s.category / s.path.name).symlink_to(s.path)
+    with np.load(data / "lidc_multireader.npz") as lidc:
+        rows = np.flatnonzero(np.isin(lidc["patient_id"], np.unique(lidc["patient_id"])[:6]))[:12]
+        np.savez(tmp_path / "lidc.npz", **{key: lidc[key][rows] for key in lidc.files})
+    out = tmp_path / "run"
+    code = main(["--progress", "none", "--device", "cpu", "nlb", "train", "--iqoth", str(small), "--lidc",
+                 str(tmp_path / "lidc.npz"), "--out", str(out), "--block", "symmetry", "--widths", "4", "8", "8", "--epochs", "1",
+                 "--max-crops", "4", "--batch-size", "4", "--register", "nlb_test"])
+    assert code == 0
+    model, header = load_model(out / "last.pt", expected_model="nlb_unet")
+    assert header["config"] == {"block_type": "symmetry", "widths": [4, 8, 8]}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["held_out_f1"] <= 1 and 0 <= metrics["held_out_dice"] <= 1
+    assert header["extra"]["seg_threshold"] == metrics["seg_threshold"] in SEG_THRESHOLD_GRID
+    entry = get_model_entry("nlb_test")
+    assert entry.available and entry.module == "NeoplasmNLB" and "--block symmetry" in entry.command
+    assert entry.metrics["held_out_f1"] == metrics["held_out_f1"] and entry.timings["cpu_ms_per_slice_1_thread"] > 0
+    registered, _ = load_registered_model("nlb_test")
+    assert all(torch.equal(a, b) for a, b in zip(registered.state_dict().values(), model.state_dict().values()))

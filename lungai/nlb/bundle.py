@@ -1,0 +1,50 @@
+"""Copy a trained NeoplasmNLB checkpoint into ``Resources/Models`` and register it (the one way to do so)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lungai.checkpoint import load_model
+from lungai.registry import ModelEntry, register_model, resources_dir
+
+LICENCE = "Apache-2.0; trained on IQ-OTH/NCCD (CC BY 4.0) and LIDC-IDRI (CC BY 3.0)"
+
+
+def cpu_latency_ms(model: torch.nn.Module, size: int = 128, repeats: int = 20) -> float:
+    """Median time of one forward pass of a size x size slice on one CPU thread."""
+    model = model.cpu().eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.rand(1, 1, size, size)
+        with torch.no_grad():
+            model(x)
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    return round(1000 * sorted(times)[repeats // 2], 1)
+
+
+def register_checkpoint(checkpoint: str | Path, model_id: str, *, command: str, metrics: dict[str, Any],
+                        description: str = "", timings: dict[str, Any] | None = None) -> ModelEntry:
+    """Copy ``checkpoint`` to ``Resources/Models/<model_id>.pt`` and add or replace its registry entry."""
+    model, header = load_model(checkpoint, expected_model="nlb_unet")
+    target = resources_dir() / "Models" / f"{model_id}.pt"
+    shutil.copyfile(checkpoint, target)
+    variant = header["config"].get("block_type")
+    return register_model({
+        "id": model_id, "version": "1", "module": "NeoplasmNLB", "architecture": "nlb_unet", "file": target.name,
+        "sha256": "", "licence": LICENCE, "training_data": header.get("training_data", ""),
+        "description": description or f"U-Net with {variant} non-local blocks (seed 002): neoplasm probability per "
+                                      "CT slice and its segmentation",
+        "command": command, "metrics": metrics,
+        "timings": {"cpu_ms_per_slice_1_thread": cpu_latency_ms(model), **(timings or {})}})
