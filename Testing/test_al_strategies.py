@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lungai.al._compat import InputError
+from lungai.errors import InputError
 from lungai.al.losses import weighted_soft_dice_loss
 from lungai.al.strategies import (select_rss, select_rvs, select_uss, select_uvs, slice_budget,
                                   slice_candidates)

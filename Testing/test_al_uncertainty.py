@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lungai.al._compat import InputError
+from lungai.errors import InputError
 from lungai.al.networks import ALUNet
 from lungai.al.uncertainty import (mc_dropout_mode, mc_mean_probabilities, predictive_entropy, slice_uncertainty,
                                    volume_uncertainty)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from lungai.al._compat import InputError
+from lungai.errors import InputError
 
 WINDOW_HU = (-1000.0, 400.0)
 AIR_HU = -1024.0

@@ -26,11 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-try:  # the foundation's registry (lungai.architectures)
-    from lungai.architectures import register_architecture
-except ImportError:  # pragma: no cover - LOCAL WORKAROUND until the foundation is merged
-    def register_architecture(name):  # type: ignore[no-redef]
-        return lambda factory: factory
+from lungai.architectures import register_architecture
 
 DEFAULT_DROPOUT = 0.25
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from scipy.signal import find_peaks
 
-from lungai.al._compat import InputError
+from lungai.errors import InputError
 
 STRATEGIES = ("uss", "uvs", "rvs", "rss")
 MIN_PEAK_DISTANCE = 5

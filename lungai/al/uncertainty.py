@@ -19,7 +19,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from lungai.al._compat import CancelToken, InputError, ProgressCallback, report
+from lungai.errors import InputError
+from lungai.progress import CancelToken, ProgressCallback, report
 
 DEFAULT_SAMPLES = 20
 METHODS = ("batched", "loop")
