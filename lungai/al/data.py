@@ -7,6 +7,7 @@ results are resized back to the slice's own grid, so volumes of different in-pla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +15,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from lungai.errors import InputError
+from lungai.io import read_volume
+from lungai.validation import validate_ct
 
 WINDOW_HU = (-1000.0, 400.0)
 AIR_HU = -1024.0
@@ -42,12 +45,14 @@ def label_slices(label: np.ndarray, input_size: int) -> torch.Tensor:
 
 @dataclass
 class PoolCase:
-    """One pool volume: HU image and binary reference (both (Z, Y, X)), and which slices are annotated."""
+    """One pool volume: HU image and binary reference (both (Z, Y, X)), which slices are annotated, and the
+    voxel spacing (x, y, z) in mm for distance metrics."""
 
     name: str
     image: np.ndarray
     label: np.ndarray | None = None
     annotated: np.ndarray = field(default=None)  # (Z,) bool
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self):
         if self.image.ndim != 3:
@@ -130,11 +135,37 @@ def synthesize_case(image_hu: np.ndarray, label: np.ndarray, rng: np.random.Gene
 
 
 def synthesize_pool(image_hu: np.ndarray, label: np.ndarray, n_cases: int, seed: int = 0, prefix: str = "sim",
-                    **kwargs) -> list[PoolCase]:
+                    spacing=(1.0, 1.0, 1.0), **kwargs) -> list[PoolCase]:
     """``n_cases`` simulated volumes from one scan (see :func:`synthesize_case`); all derive from that scan."""
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(n_cases):
         img, lab, _ = synthesize_case(image_hu, label, rng, **kwargs)
-        cases.append(PoolCase(f"{prefix}{i:02d}", img, lab))
+        cases.append(PoolCase(f"{prefix}{i:02d}", img, lab, spacing=tuple(spacing)))
+    return cases
+
+
+def load_folder_pool(folder: str | Path) -> list[PoolCase]:
+    """Labelled volumes from ``folder/images/<name>`` and ``folder/labels/<name>`` (same file names; any format
+    :func:`lungai.io.read_volume` reads). Every non-zero label voxel is foreground."""
+    folder = Path(folder)
+    images_dir, labels_dir = folder / "images", folder / "labels"
+    if not images_dir.is_dir() or not labels_dir.is_dir():
+        raise InputError(f"{folder} needs an 'images' and a 'labels' folder with volumes of the same file names")
+    cases = []
+    for path in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".")):
+        label_path = labels_dir / path.name
+        if not label_path.exists():
+            raise InputError(f"{path.name} has no labelmap {label_path}")
+        image, label = read_volume(path), read_volume(label_path)
+        validate_ct(image)
+        if not image.is_axial():
+            raise InputError(f"{path.name} is not axial; the 2-D network needs axial slices (reslice it first)")
+        if label.shape != image.shape or not np.allclose(label.spacing, image.spacing, rtol=1e-3):
+            raise InputError(f"{label_path.name}: labelmap geometry {label.shape} {label.spacing} differs from the "
+                             f"volume's {image.shape} {image.spacing}")
+        cases.append(PoolCase(path.name.split(".")[0], image.array.astype(np.float32), (label.array > 0).astype(np.uint8),
+                              spacing=image.spacing))
+    if not cases:
+        raise InputError(f"no volumes in {images_dir}")
     return cases

@@ -78,11 +78,18 @@ class ALUNet(nn.Module):
 
     (B, in_channels, H, W) -> logits (B, out_channels, H, W); H and W must be divisible by
     ``2 ** (len(channels) - 1)``. One output channel means a sigmoid foreground probability, more mean softmax.
+    ``input_size`` is the square slice size the network was trained on (slices are resized to it, see
+    :mod:`lungai.al.data`); it is part of the config so a checkpoint carries its own preprocessing.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, channels: tuple[int, ...] = (8, 16, 32, 64),
-                 dropout: float = DEFAULT_DROPOUT):
+                 dropout: float = DEFAULT_DROPOUT, input_size: int = 128):
         super().__init__()
+        if input_size % 2 ** (len(channels) - 1):
+            raise ValueError(f"input_size {input_size} must be divisible by {2 ** (len(channels) - 1)}")
+        self.input_size = input_size
+        self.config = {"in_channels": in_channels, "out_channels": out_channels, "channels": list(channels),
+                       "dropout": dropout, "input_size": input_size}  # rebuilds this network (checkpoints)
         if len(channels) < 2:
             raise ValueError("ALUNet needs at least two levels (channels of length >= 2)")
         self.encoders = nn.ModuleList()
@@ -127,6 +134,6 @@ class ALUNet(nn.Module):
 
 @register_architecture("al_unet")
 def build_al_unet(in_channels: int = 1, out_channels: int = 1, channels=(8, 16, 32, 64),
-                  dropout: float = DEFAULT_DROPOUT) -> ALUNet:
+                  dropout: float = DEFAULT_DROPOUT, input_size: int = 128) -> ALUNet:
     """Registry factory for :class:`ALUNet` (config keys are the constructor's arguments)."""
-    return ALUNet(in_channels, out_channels, tuple(channels), dropout)
+    return ALUNet(in_channels, out_channels, tuple(channels), dropout, input_size)
