@@ -13,7 +13,6 @@ separate volume at a few points of each training.
 """
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,14 +159,6 @@ def simulate(pool: list[PoolCase], val_cases: list[PoolCase], test_cases: list[P
                          "query_seconds": query_seconds, "train_seconds": seconds, "slices_per_iteration": budget,
                          **evaluate(model, test_cases)})
     return rows
-
-
-def write_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def plot_learning_curves(rows: list[dict], path: Path) -> Path:
