@@ -61,8 +61,9 @@ def evaluate(model: torch.nn.Module, cases: list[PoolCase]) -> dict[str, float]:
     row = {}
     for name, vals in values.items():
         arr = np.asarray(vals, dtype=float)
-        row[f"{name}_mean"] = float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
-        row[f"{name}_p5"], row[f"{name}_p95"] = (float(v) for v in np.nanpercentile(arr, [5, 95]))
+        arr = arr[np.isfinite(arr)]  # HD and MSD are undefined (NaN) for an empty prediction
+        stats = (arr.mean(), *np.percentile(arr, [5, 95])) if arr.size else (float("nan"),) * 3
+        row[f"{name}_mean"], row[f"{name}_p5"], row[f"{name}_p95"] = (float(v) for v in stats)
     return row
 
 
