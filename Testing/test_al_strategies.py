@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lungai.errors import InputError
-from lungai.al.losses import weighted_soft_dice_loss
+from lungai.al.losses import partial_annotation_loss, weighted_soft_dice_loss
 from lungai.al.strategies import (select_rss, select_rvs, select_uss, select_uvs, slice_budget,
                                   slice_candidates)
 
@@ -95,3 +95,19 @@ def test_weighted_dice_matches_eq2_and_ignores_unannotated_slices():
     empty = weighted_soft_dice_loss(q, torch.ones_like(q), torch.zeros_like(q))
     empty.backward()
     assert float(empty.detach()) == 0.0 and torch.all(q.grad == 0)
+
+
+def test_dice_plus_bce_also_ignores_unannotated_slices():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 1, 3, 8, 8, requires_grad=True)
+    y = (torch.rand(2, 1, 3, 8, 8) > 0.5).float()
+    w = torch.zeros_like(y)
+    w[:, :, 2] = 1.0
+    loss = partial_annotation_loss(logits, y, w, "dice+bce")
+    expected = partial_annotation_loss(logits, y, w, "dice") + torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, :, 2], y[:, :, 2])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert torch.all(logits.grad[:, :, :2] == 0) and torch.any(logits.grad[:, :, 2] != 0)
+    with pytest.raises(ValueError, match="unknown loss"):
+        partial_annotation_loss(logits, y, w, "focal")

@@ -177,7 +177,8 @@ class ActiveLearningSamplerLogic:
 
     def retrain(self, volume_nodes, segmentation_node, segment_name: str, out_path: Path, steps: int = 100,
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> str:
-        """Fine-tune on the annotated slices only, save and register a new version, make it current.
+        """Fine-tune on the annotated slices only (weighted soft Dice + weighted cross-entropy, as the bundled
+        model was trained), save and register a new version, make it current.
 
         A cancel raises before anything is saved: the previous model version stays in use.
         """
@@ -188,7 +189,7 @@ class ActiveLearningSamplerLogic:
         volumes = self._volumes(volume_nodes)
         labels = self._labels(volume_nodes, segmentation_node, segment_name)
         model, _ = load_al_model(self.model_id, device=self.device)
-        result = retrain(model, volumes, labels, annotated, FitSettings(steps=steps, lr=3e-4), device=self.device,
+        result = retrain(model, volumes, labels, annotated, FitSettings(steps=steps, lr=3e-4, loss="dice+bce"), device=self.device,
                          progress=progress, cancel=cancel)
         new_id = save_version(result.model, Path(out_path), base_id=self.model_id, register=True,
                               training_data=f"{result.annotated_slices} annotated slices in Slicer")

@@ -48,6 +48,9 @@ def register(subparsers) -> None:
     retrain.add_argument("--steps", type=int, default=100)
     retrain.add_argument("--lr", type=float, default=3e-4)
     retrain.add_argument("--batch-size", type=int, default=8)
+    retrain.add_argument("--loss", choices=("dice", "dice+bce"), default="dice+bce",
+                       help="dice: weighted soft Dice (paper, Eq. 2); dice+bce (default): plus weighted "
+                            "cross-entropy, which calibrates the background so entropy maps show real doubt")
     retrain.add_argument("--seed", type=int, default=0)
     retrain.add_argument("--out", required=True, help="new checkpoint (.pt)")
     retrain.add_argument("--register", action="store_true", help="add it to the registry as <model>-v<N>")
@@ -68,6 +71,8 @@ def register(subparsers) -> None:
     simulate.add_argument("--steps", type=int, default=300, help="optimiser steps per training")
     simulate.add_argument("--lr", type=float, default=1e-3)
     simulate.add_argument("--batch-size", type=int, default=8)
+    simulate.add_argument("--loss", choices=("dice", "dice+bce"), default="dice",
+                       help="dice: weighted soft Dice (paper, Eq. 2); dice+bce: plus weighted cross-entropy")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--out", required=True, help="output folder: simulation.csv, learning_curves.png")
     simulate.add_argument("--overwrite", action="store_true")
@@ -80,6 +85,9 @@ def register(subparsers) -> None:
     train.add_argument("--steps", type=int, default=600)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--loss", choices=("dice", "dice+bce"), default="dice+bce",
+                       help="dice: weighted soft Dice (paper, Eq. 2); dice+bce (default): plus weighted "
+                            "cross-entropy, which calibrates the background so entropy maps show real doubt")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="checkpoint (.pt)")
     train.add_argument("--register", metavar="ID", help="register the checkpoint (in Resources/Models) under ID")
@@ -199,7 +207,7 @@ def _retrain(args, ctx) -> int:
     device = resolve_device(ctx.device)
     model, _ = load_al_model(args.model, args.checkpoint, device)
     result = retrain(model, volumes, labels, annotated,
-                     FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed),
+                     FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
                      device=str(device), progress=ctx.progress, cancel=ctx.cancel)
     base = args.model or (Path(args.checkpoint).stem if args.checkpoint else DEFAULT_MODEL)
     new_id = save_version(result.model, out, base_id=base, register=args.register,
@@ -241,7 +249,7 @@ def _simulate(args, ctx) -> int:
                               initial_volumes=args.initial_volumes, volumes_per_iteration=args.volumes_per_iteration,
                               slices_per_iteration=args.slices_per_iteration, n_samples=args.samples, box=args.box,
                               channels=tuple(args.channels), input_size=args.input_size, seed=args.seed,
-                              fit=FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed))
+                              fit=FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss))
     started = time.perf_counter()
     rows = simulate(pool, val, test, config, device=str(resolve_device(ctx.device)), progress=ctx.progress,
                     cancel=ctx.cancel)
@@ -274,7 +282,7 @@ def _train(args, ctx) -> int:
     started = time.perf_counter()
     source = args.pool_folder or (f"{len(pool)} volumes simulated from the slicerio chest CT CTChest4 (lungs "
                                   "= right + left lung segments); all derive from one scan")
-    fit(model, pool, val, FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed),
+    fit(model, pool, val, FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
         device=str(resolve_device(ctx.device)), progress=ctx.progress, cancel=ctx.cancel, training_data=source)
     seconds = time.perf_counter() - started
     model = model.cpu()
@@ -299,5 +307,5 @@ def _train(args, ctx) -> int:
 
 
 def _argv_tail(args) -> list[str]:
-    keys = ("pool_size", "val_size", "test_size", "input_size", "steps", "lr", "batch_size", "seed")
+    keys = ("pool_size", "val_size", "test_size", "input_size", "steps", "lr", "batch_size", "seed", "loss")
     return [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys] + [f"--out {args.out}", f"--register {args.register}"]

@@ -49,7 +49,7 @@ def score_volume(model: nn.Module, image_hu: np.ndarray, *, n_samples: int = DEF
     x = preprocess_slices(image_hu, model_input_size(model))
     mean = mc_mean_probabilities(model, x, n_samples, method=method, max_batch=max_batch, seed=seed,
                                  progress=progress, cancel=cancel)
-    mean = resize(mean.float(), tuple(image_hu.shape[1:])).clamp_(0.0, 1.0)
+    mean = resize(mean.float(), tuple(image_hu.shape[1:])).clamp(0.0, 1.0)
     if mean.shape[1] > 1:
         mean = mean / mean.sum(dim=1, keepdim=True)
     entropy = predictive_entropy(mean, axis=1).numpy().astype(np.float32)

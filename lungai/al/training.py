@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lungai.al.data import AnnotatedSliceDataset, PoolCase
-from lungai.al.losses import weighted_soft_dice_loss
+from lungai.al.losses import partial_annotation_loss
 from lungai.checkpoint import load_checkpoint
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.training import TrainConfig, TrainResult, train
@@ -20,10 +20,14 @@ ARCHITECTURE = "al_unet"
 
 
 class PartialAnnotationTask:
-    """TrainTask: weighted soft Dice on sigmoid outputs; validation Dice and Jaccard (pooled over the batch)."""
+    """TrainTask: weighted soft Dice (optionally + weighted BCE, see :func:`partial_annotation_loss`) on sigmoid
+    outputs; validation Dice and Jaccard (pooled over the batch)."""
+
+    def __init__(self, loss: str = "dice"):
+        self.loss = loss
 
     def training_step(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return weighted_soft_dice_loss(torch.sigmoid(model(batch["image"])), batch["label"], batch["weight"])
+        return partial_annotation_loss(model(batch["image"]), batch["label"], batch["weight"], self.loss)
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, float]:
         pred = model(batch["image"]) > 0
@@ -43,6 +47,7 @@ class FitSettings:
     lr: float = 1e-3
     seed: int = 0
     validations: int = 6
+    loss: str = "dice"  # "dice" (Eq. 2, the paper) or "dice+bce"
 
 
 def fit(model: nn.Module, cases: list[PoolCase], val_cases: list[PoolCase] | None = None,
@@ -61,7 +66,7 @@ def fit(model: nn.Module, cases: list[PoolCase], val_cases: list[PoolCase] | Non
         config = TrainConfig(epochs=epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed,
                              device=device, monitor="jaccard", val_every=max(1, epochs // settings.validations),
                              out_dir=str(out_dir or tmp))
-        result = train(model, PartialAnnotationTask(), dataset, val, config, model_name=ARCHITECTURE,
+        result = train(model, PartialAnnotationTask(settings.loss), dataset, val, config, model_name=ARCHITECTURE,
                        model_config=model.config, training_data=training_data, progress=progress,
                        cancel=cancel)
         if val is not None and result.best_checkpoint is not None:

@@ -134,7 +134,7 @@ class RetrainResult:
 
 
 def retrain(model: nn.Module, volumes: dict[str, Volume], labels: dict[str, np.ndarray],
-            annotated: dict[str, np.ndarray], settings: FitSettings = FitSettings(steps=100, lr=3e-4), *,
+            annotated: dict[str, np.ndarray], settings: FitSettings = FitSettings(steps=100, lr=3e-4, loss="dice+bce"), *,
             device: str = "cpu", progress: ProgressCallback | None = None,
             cancel: CancelToken | None = None) -> RetrainResult:
     """Fine-tune a **copy** of ``model`` on the annotated slices only (weighted soft Dice, Eq. 2).
