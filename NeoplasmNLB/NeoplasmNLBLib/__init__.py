@@ -1,0 +1,1 @@
+"""Logic of the Neoplasm NLB module: Qt-free (slicer MRML, vtk, numpy, lungai)."""

@@ -1,0 +1,27 @@
+"""Run every SlicerLungAI module's self-test inside an installed Slicer, then exit with its status.
+
+    Slicer --no-splash --no-main-window --testing \
+        --additional-module-paths <build>/lib/Slicer-5.x/qt-scripted-modules \
+        --python-script Testing/run_slicer_selftests.py [ModuleName ...]
+
+Each module's ``ScriptedLoadableModuleTest`` uses only bundled data.
+"""
+import sys
+import traceback
+
+import slicer
+
+MODULES = ["UGSNetSegmentation", "ActiveLearningSampler", "COVIDHierarchical", "NeoplasmNLB"]
+
+names = sys.argv[1:] or MODULES
+failed = []
+for name in names:
+    try:
+        slicer.selfTests[name]()
+        print(f"PASSED {name}")
+    except Exception:  # noqa: BLE001 - report every module, then fail
+        traceback.print_exc()
+        failed.append(name)
+        print(f"FAILED {name}")
+print(f"{len(names) - len(failed)} passed, {len(failed)} failed")
+slicer.util.exit(1 if failed else 0)

@@ -1,0 +1,48 @@
+"""Name -> network factory, so a checkpoint header can rebuild its own architecture."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from lungai.errors import CheckpointError
+from lungai.plugins import import_available
+
+ArchitectureFactory = Callable[..., nn.Module]
+
+_ARCHITECTURE_MODULES = ["lungai.ugsnet.networks", "lungai.covid.networks", "lungai.nlb.networks", "lungai.al.networks"]
+_FACTORIES: dict[str, ArchitectureFactory] = {}
+
+
+def register_architecture(name: str) -> Callable[[ArchitectureFactory], ArchitectureFactory]:
+    """Decorator: make ``factory(**config) -> nn.Module`` buildable under ``name``."""
+
+    def decorate(factory: ArchitectureFactory) -> ArchitectureFactory:
+        if name in _FACTORIES and _FACTORIES[name] is not factory:
+            raise ValueError(f"architecture '{name}' is registered twice")
+        _FACTORIES[name] = factory
+        return factory
+
+    return decorate
+
+
+def _import_known_modules() -> None:
+    import_available(_ARCHITECTURE_MODULES)
+
+
+def available_architectures() -> list[str]:
+    _import_known_modules()
+    return sorted(_FACTORIES)
+
+
+def build_architecture(name: str, config: dict) -> nn.Module:
+    """Build the registered network ``name`` with keyword arguments ``config``."""
+    if name not in _FACTORIES:
+        _import_known_modules()
+    if name not in _FACTORIES:
+        known = ", ".join(sorted(_FACTORIES)) or "none"
+        raise CheckpointError(f"Unknown architecture '{name}' (known: {known}); the checkpoint needs a newer lungai.")
+    try:
+        return _FACTORIES[name](**config)
+    except TypeError as error:
+        raise CheckpointError(f"The configuration stored for architecture '{name}' does not fit it: {error}") from error

@@ -1,0 +1,162 @@
+"""The ``lungai`` command line.
+
+Global options choose the device, the progress style and whether tracebacks are shown. Module
+subcommands are discovered from ``lungai.<module>.cli`` packages (see :data:`_COMMAND_MODULES`),
+each of which defines ``register(subparsers)``; every leaf parser sets ``func=handler`` with
+``handler(args, ctx) -> int``. Exit codes: 0 ok, 2 bad input (a :class:`LungAIError`), 1 internal
+error. Errors are one line; ``--debug`` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lungai.errors import LungAIError
+from lungai.plugins import import_available
+from lungai.progress import CancelToken, TqdmProgress, print_line
+
+_COMMAND_MODULES = ["lungai.ugsnet.cli", "lungai.covid.cli", "lungai.nlb.cli", "lungai.al.cli"]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass
+class CLIContext:
+    """What every command handler gets besides its arguments."""
+
+    device: str = "auto"
+    progress_style: str = "tqdm"
+    cancel: CancelToken = field(default_factory=CancelToken)
+    _bar: TqdmProgress | None = None
+
+    def progress(self, fraction: float, message: str) -> None:
+        if self.progress_style == "lines":
+            print_line(fraction, message)
+        elif self.progress_style == "tqdm":
+            if self._bar is None:
+                self._bar = TqdmProgress()
+            self._bar(fraction, message)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
+    import platform
+
+    import numpy
+    import SimpleITK
+    import torch
+
+    import lungai
+    from lungai.architectures import available_architectures
+    from lungai.device import resolve_device
+    from lungai.registry import load_registry, registry_path
+
+    print(f"lungai {lungai.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
+          f"numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}")
+    try:
+        import monai
+
+        print(f"monai {monai.__version__}")
+    except ImportError:
+        print("monai: not installed")
+    print(f"device (auto): {resolve_device('auto')} | CUDA available: {torch.cuda.is_available()} "
+          f"({torch.cuda.device_count()} GPUs) | requested: {resolve_device(ctx.device)}")
+    modules = [module.__name__.split(".")[1] for module in import_available(_COMMAND_MODULES)]
+    print(f"modules: {', '.join(modules) or 'none yet'}")
+    print(f"architectures: {', '.join(available_architectures()) or 'none'}")
+    entries = load_registry()
+    print(f"model registry: {registry_path()} ({len(entries)} models)")
+    for entry in entries:
+        state = "present" if entry.available else ("MISSING" if not entry.path.is_file() else "CHECKSUM MISMATCH")
+        print(f"  {entry.id} v{entry.version} [{entry.module}] {entry.architecture}: weights {state}; {entry.description}")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, ctx: CLIContext) -> int:
+    from lungai.demo import run_demo
+
+    index = run_demo(Path(args.out), device=ctx.device, overwrite=args.overwrite, progress=ctx.progress, cancel=ctx.cancel)
+    ctx.close()
+    print(f"demo written: {index}")
+    return EXIT_OK
+
+
+def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """The global options, accepted before or after the subcommand (defaults set at the top only)."""
+    default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
+    parser.add_argument("--device", default=default("auto"), help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu")
+    parser.add_argument("--progress", default=default("tqdm"), choices=["tqdm", "lines", "none"],
+                        help="progress as a bar, as machine-readable lines (for Slicer), or not at all")
+    parser.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:  # argparse has no public walk over subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *_subparsers(child)]
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lungai", description="Lung CT segmentation and uncertainty tools (SlicerLungAI backend).")
+    _add_global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    info = commands.add_parser("info", help="versions, device and registered models")
+    info.set_defaults(func=_info)
+    demo = commands.add_parser("demo", help="run every module on bundled data and write an HTML report")
+    demo.add_argument("--out", required=True, help="output folder (created; must be empty unless --overwrite)")
+    demo.add_argument("--overwrite", action="store_true", help="replace files in an existing output folder")
+    demo.set_defaults(func=_demo)
+    for module in import_available(_COMMAND_MODULES):
+        module.register(commands)
+    for child in _subparsers(parser):
+        _add_global_options(child, top=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = CLIContext(device=args.device, progress_style=args.progress)
+
+    def on_signal(signum: int, frame: object) -> None:
+        ctx.cancel.cancel()
+        signal.signal(signum, signal.SIG_DFL)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    try:
+        return int(args.func(args, ctx) or EXIT_OK)
+    except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
+    except LungAIError as error:
+        ctx.close()
+        if args.debug:
+            traceback.print_exc()
+        print(f"lungai: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # noqa: BLE001 - the one place that reports internal errors
+        ctx.close()
+        if args.debug:
+            traceback.print_exc()
+        print(f"lungai: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        ctx.close()
+
+
+def run() -> None:
+    sys.exit(main())
