@@ -300,7 +300,7 @@ def _train(args, ctx) -> int:
                                        "uncertainty (active learning)",
                         "command": "lungai al train " + " ".join(_argv_tail(args)),
                         "metrics": {**metrics, "test_set": f"{len(test)} held-out simulated volumes"},
-                        "timings": {"train_seconds_cpu_1_thread": round(seconds, 1),
+                        "timings": {"train_wall_seconds_1_thread_shared_cpu": round(seconds, 1), "steps": args.steps,
                                     "parameters": sum(p.numel() for p in model.parameters())}})
     print(f"trained in {seconds:.0f} s, test Dice {metrics['dice_mean']:.3f}: {out}")
     return 0
