@@ -57,6 +57,6 @@ def run_demo(out_dir: Path, *, device: str = "auto", progress: ProgressCallback 
             f"bundled chest CT ({ATTRIBUTION}) Volume-level uncertainty {score.volume_uncertainty:.4f} nats. "
             f"The USS candidates are the local maxima of the slice profile at least 5 slices apart (red dots); the "
             f"table ranks the {len(rows)} slices a user would annotate next. The model was trained on volumes "
-            "simulated from this same scan, so its uncertainty here is low; the point is the workflow.")
+            "simulated from this same scan (see bench/al for the strategy comparison).")
     return DemoSection("Active Learning Sampler: slices to annotate next", text, images=[overlay, profile_png],
                        files=files, tables=[table])
