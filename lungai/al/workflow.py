@@ -20,7 +20,7 @@ from lungai.checkpoint import load_model, save_checkpoint
 from lungai.errors import InputError, LungAIError
 from lungai.io import read_table_csv, write_table_csv, write_volume
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, subrange
-from lungai.registry import get_model_entry, load_registered_model, register_model
+from lungai.registry import get_model_entry, load_registered_model, load_registry, register_model
 from lungai.validation import validate_ct
 from lungai.volume import Volume
 
@@ -175,8 +175,6 @@ def save_version(model: nn.Module, path: Path, *, base_id: str, register: bool, 
         base, version = None, 1
     new_id = base_id
     if register:
-        from lungai.registry import load_registry
-
         taken = {e.id for e in load_registry()}
         version += 1
         while f"{base_id}-v{version}" in taken:
