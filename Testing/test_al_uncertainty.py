@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lungai.errors import InputError
-from lungai.al.networks import ALUNet
+from lungai.al.networks import ALUNet, FastDropout
 from lungai.al.uncertainty import (mc_dropout_mode, mc_mean_probabilities, predictive_entropy, slice_uncertainty,
                                    volume_uncertainty)
 
@@ -128,3 +128,15 @@ def test_slice_and_volume_uncertainty():
     assert volume_uncertainty(entropy, foreground, box=3) == pytest.approx((9 * 0.4 + 3 * 0.2) / 27)
     # empty prediction: documented fallback to the mean over all voxels
     assert volume_uncertainty(entropy, np.zeros_like(foreground), box=11) == pytest.approx(float(entropy.mean()))
+
+
+def test_fast_dropout_matches_torch_dropout_statistics():
+    layer = FastDropout(0.25).train()
+    x = torch.ones(400_000, requires_grad=True)
+    y = layer(x)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.75) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+    assert torch.equal(layer.eval()(x), x)

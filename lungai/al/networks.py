@@ -34,6 +34,24 @@ from lungai.architectures import register_architecture
 DEFAULT_DROPOUT = 0.25
 
 
+class FastDropout(nn.Dropout):
+    """Element-wise (inverted) dropout whose keep-mask comes from 16-bit random integers.
+
+    Same distribution as :class:`torch.nn.Dropout` with ``p`` resolved to 1/65536 (0.25 is exact), about
+    twice as fast on CPU, which matters because MC sampling spends a third of its decoder time drawing masks.
+    A subclass of ``nn.Dropout``, so MC-dropout mode finds it and checkpoints are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p >= 1:
+            return torch.zeros_like(x)
+        threshold = round(self.p * 65536) - 32768
+        keep = torch.randint(-32768, 32768, x.shape, dtype=torch.int16, device=x.device) >= threshold
+        return torch.where(keep, x, 0.0).mul_(1.0 / (1.0 - self.p))
+
+
 class ConvBNReLU(nn.Sequential):
     """3x3 convolution, BatchNorm, ReLU. (B, c_in, H, W) -> (B, c_out, H, W)."""
 
@@ -62,7 +80,7 @@ class DecoderBlock(nn.Module):
         self.conv_skip = nn.Conv2d(c_skip, c_out, 3, padding=1, bias=False)
         self.fuse_norm = nn.Sequential(nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
         self.conv = ConvBNReLU(c_out, c_out)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = FastDropout(dropout) if dropout > 0 else nn.Identity()
 
     def skip_term(self, skip: torch.Tensor) -> torch.Tensor:
         """The deterministic part of the fusion: ``conv_skip(skip)``."""
