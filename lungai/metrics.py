@@ -8,7 +8,9 @@ metrics are NaN when either mask is empty (no surface to measure).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +39,14 @@ def _spacing(spacing: Sequence[float] | None, ndim: int) -> list[float] | None:
     return [float(s) for s in spacing]
 
 
+@contextlib.contextmanager
+def _monai_surface_warnings_silenced() -> Iterator[None]:
+    """MONAI 1.5+ warns about an argument that its own surface-distance code passes."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
+        yield
+
+
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     y_pred, y = _pair(pred, ref)
     return float(compute_dice(y_pred, y, include_background=True, ignore_empty=False))
@@ -53,8 +63,9 @@ def nsd(pred: np.ndarray, ref: np.ndarray, tolerance_mm: float = 1.0, spacing: S
     MONAI's pooled formula: (|S_p within tol of S_r| + |S_r within tol of S_p|) / (|S_p| + |S_r|).
     """
     y_pred, y = _pair(pred, ref)
-    value = compute_surface_dice(y_pred, y, class_thresholds=[tolerance_mm], include_background=True,
-                                 spacing=_spacing(spacing, y.ndim - 2))
+    with _monai_surface_warnings_silenced():
+        value = compute_surface_dice(y_pred, y, class_thresholds=[tolerance_mm], include_background=True,
+                                     spacing=_spacing(spacing, y.ndim - 2))
     return float(value)
 
 
@@ -63,8 +74,9 @@ def hausdorff(pred: np.ndarray, ref: np.ndarray, percentile: float | None = None
     y_pred, y = _pair(pred, ref)
     if not y_pred.any() or not y.any():
         return float("nan")
-    return float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=percentile,
-                                            spacing=_spacing(spacing, y.ndim - 2)))
+    with _monai_surface_warnings_silenced():
+        return float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=percentile,
+                                                spacing=_spacing(spacing, y.ndim - 2)))
 
 
 def mean_surface_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> float:
@@ -72,8 +84,9 @@ def mean_surface_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[f
     y_pred, y = _pair(pred, ref)
     if not y_pred.any() or not y.any():
         return float("nan")
-    return float(compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True,
-                                                  spacing=_spacing(spacing, y.ndim - 2)))
+    with _monai_surface_warnings_silenced():
+        return float(compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True,
+                                                      spacing=_spacing(spacing, y.ndim - 2)))
 
 
 def relative_volume_error(pred: np.ndarray, ref: np.ndarray) -> float:
