@@ -6,6 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests run in parallel workers (pytest -n 2) on 2 cores: one thread each avoids oversubscription.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = ["UGSNetSegmentation", "ActiveLearningSampler", "COVIDHierarchical", "NeoplasmNLB"]

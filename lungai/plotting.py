@@ -10,7 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-LUNG_WINDOW = (-1350.0, 150.0)  # level -600, width 1500 HU
+from lungai.intensity import LUNG_WINDOW, window_to_uint8, window_to_unit  # noqa: E402,F401  (re-exported)
+
 
 
 def radiological_view(array: np.ndarray, direction: np.ndarray, plane: str, index: int) -> np.ndarray:
@@ -31,16 +32,6 @@ def radiological_view(array: np.ndarray, direction: np.ndarray, plane: str, inde
     else:
         raise ValueError(f"plane must be 'axial' or 'coronal', not {plane!r}")
     return view[:, ::-1] if flip_x else view
-
-
-def window_to_unit(array: np.ndarray, window: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
-    """Map ``window`` = (low, high) linearly to [0, 1], clipping outside."""
-    low, high = window
-    return np.clip((np.asarray(array, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
-
-
-def window_to_uint8(array: np.ndarray, window: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
-    return np.round(window_to_unit(array, window) * 255).astype(np.uint8)
 
 
 def overlay_rgb(image2d: np.ndarray, overlays: Sequence[tuple[np.ndarray, Sequence[float]]],

@@ -14,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from lungai.errors import InputError
+from lungai.intensity import LUNG_WINDOW, window_to_unit
 
-LUNG_WINDOW_HU = (-1350.0, 150.0)
+LUNG_WINDOW_HU = LUNG_WINDOW
 
 
 def hu_to_unit(hu: np.ndarray, window: tuple[float, float] = LUNG_WINDOW_HU) -> np.ndarray:
     """HU -> [0, 1] float32 through the lung window."""
-    low, high = window
-    return np.clip((np.asarray(hu, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
+    return window_to_unit(hu, window)
 
 
 def uint8_to_unit(grey: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from lungai.errors import InputError
-from lungai.plotting import window_to_unit
+from lungai.intensity import window_to_unit
 from lungai.validation import check_finite, check_hu_like
 
 HU_WINDOW: tuple[float, float] = (-600.0, 400.0)
