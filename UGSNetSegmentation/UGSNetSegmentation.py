@@ -3,7 +3,7 @@
 Thin Slicer module over UGSNetSegmentationLib.logic (Qt-free, tested headless). The widget gathers the CT,
 the nodule points, the model and the device, runs ``lungai ugsnet segment`` in a subprocess (progress and
 Cancel), then loads the results as one segmentation node and one table through the logic. The module also
-registers the Segment Editor effect "UGS-Net nodule" (SegmentEditorUGSNetLib).
+registers the Segment Editor effect "UGS-Net nodule" (SegmentEditorUGSNetEffect).
 """
 
 import os
@@ -42,7 +42,7 @@ def register_editor_effect():
     import qSlicerSegmentationsEditorEffectsPythonQt as effects
 
     effect = effects.qSlicerSegmentEditorScriptedEffect(None)
-    path = os.path.join(os.path.dirname(__file__), "SegmentEditorUGSNetLib", "SegmentEditorEffect.py")
+    path = os.path.join(os.path.dirname(__file__), "SegmentEditorUGSNetEffect", "SegmentEditorEffect.py")
     effect.setPythonSource(path.replace("\\", "/"))
     effect.self().register()
 
