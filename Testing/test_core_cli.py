@@ -1,7 +1,6 @@
 """The lungai command line: info, demo, --help everywhere, exit codes and one-line errors."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -62,7 +62,6 @@ def test_cancel_token():
 
 
 def test_cancelled_training_stops(tmp_path):
-    from tiny_lung_task import run  # noqa: F401  (registers the architecture)
     import tiny_lung_task
     from lungai.training import TrainConfig, train
 

@@ -18,14 +18,6 @@ from lungai.nlb.training import NLBTask
 from lungai.volume import Volume
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the test machine's cores are shared, and oversubscribed threads run many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 TINY = {"block_type": "localized", "widths": [4, 8, 8], "attention_levels": [1, 2], "grid": 2}
 
 

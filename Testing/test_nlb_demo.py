@@ -1,21 +1,10 @@
 """The NeoplasmNLB demo section and self-test inputs run on bundled data and the bundled weights only."""
 
-import pytest
-import torch
 
 from lungai.io import read_table_csv
 from lungai.nlb.demo import run_demo
 from lungai.nlb.inference import DEFAULT_MODEL_ID
 from lungai.registry import get_model_entry
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the test machine's cores are shared, and oversubscribed threads run many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_bundled_weights_are_registered_and_intact():

@@ -1,6 +1,5 @@
 """A few UGS-Net training steps on real multi-reader crops lower the loss; the checkpoint reloads."""
 
-from dataclasses import replace
 
 import numpy as np
 import torch

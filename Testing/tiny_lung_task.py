@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lungai.architectures import register_architecture
-from lungai.plotting import window_to_unit
+from lungai.intensity import window_to_unit
 from lungai.resampling import resize_slices
 from lungai.sample_data import chest_ct, chest_lungs
 from lungai.training import TrainConfig, seed_everything, train

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lungai.intensity import LUNG_WINDOW, window_to_uint8, window_to_unit  # noqa: E402,F401  (re-exported)
+from lungai.intensity import LUNG_WINDOW, window_to_unit  # noqa: E402
 
 
 

@@ -9,7 +9,8 @@ from lungai.al.plots import plot_profiles
 from lungai.al.workflow import DEFAULT_MODEL, load_al_model, rank, score_pool, write_scores
 from lungai.device import resolve_device
 from lungai.io import write_table_csv
-from lungai.plotting import radiological_view, window_to_unit
+from lungai.intensity import window_to_unit
+from lungai.plotting import radiological_view
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.sample_data import ATTRIBUTION, chest_ct
 

@@ -24,7 +24,7 @@ from scipy import ndimage
 from lungai.errors import InputError
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
 from lungai.ugsnet.inference import predict_probabilities
-from lungai.ugsnet.preprocess import INPUT_SIZE, INPUT_SPACING_MM, patch_coordinates, resample_patch
+from lungai.ugsnet.preprocess import INPUT_SIZE, INPUT_SPACING_MM, resample_patch
 from lungai.validation import validate_ct
 from lungai.volume import Volume
 
