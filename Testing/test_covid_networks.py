@@ -8,7 +8,8 @@ import torch
 from lungai.covid.blocks import (HybridPool2d, InceptionConv, ResidualInceptionBlock, SpectralDepthAttention,
                                  SpectralSpatialAttention, SSDAttention)
 from lungai.covid.losses import bce_dice_loss, soft_dice_loss
-from lungai.covid.raiunet import CHSNet, RAIUNet, count_parameters
+from lungai.covid.raiunet import CHSNet, RAIUNet
+from lungai.timing import count_parameters
 from lungai.covid.spectral import global_spectral_pool2d, spectral_lowpass2d, spectral_pool2d
 
 TINY = (4, 8, 8, 8, 8)

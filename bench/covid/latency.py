@@ -34,21 +34,16 @@ CONFIGS = [
 def measure_one(widths: list[int], size: int, in_channels: int) -> dict:
     import torch
 
-    from lungai.covid.raiunet import RAIUNet, count_parameters
+    from lungai.covid.raiunet import RAIUNet
+    from lungai.timing import count_parameters, forward_times_ms
 
     torch.set_num_threads(1)
     model = RAIUNet(in_channels, 1, widths).eval()
     x = torch.rand(1, in_channels, size, size)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    with torch.no_grad():
-        for i in range(9):
-            started = time.perf_counter()
-            model(x)
-            if i >= 2:
-                times.append(time.perf_counter() - started)
+    times = forward_times_ms(model, x, repeats=7, warmup=2)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"parameters": count_parameters(model), "median_ms": round(1000 * statistics.median(times), 1),
+    return {"parameters": count_parameters(model), "median_ms": round(statistics.median(times), 1),
             "peak_extra_mb": round((peak - base) / 1024, 1)}
 
 
@@ -77,7 +72,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure_one(**json.loads(args.one))))
         return
-    from lungai.covid.raiunet import CHSNet, count_parameters
+    from lungai.covid.raiunet import CHSNet
+    from lungai.timing import count_parameters
 
     rows = []
     for name, widths, size, channels in CONFIGS:

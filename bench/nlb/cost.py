@@ -14,25 +14,17 @@ import csv
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from lungai.nlb.blocks import BLOCK_TYPES
 from lungai.nlb.networks import build_nlb_unet
+from lungai.timing import forward_times_ms
 
 
 def best_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    with torch.no_grad():
-        for _ in range(2):
-            model(x)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - started)
-    return 1000 * min(times)
+    return min(forward_times_ms(model, x, repeats, warmup=2))
 
 
 def main(argv: list[str] | None = None) -> None:

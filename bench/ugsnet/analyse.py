@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from lungai.ugsnet.commands import save_mcm_grid
 from lungai.ugsnet.data import load_npz, prepare_crops
 from lungai.ugsnet.inference import confidence_masks
 from lungai.ugsnet.networks import PAPER_FEATURES
+from lungai.timing import count_parameters, forward_times_ms
 from lungai.ugsnet.task import build_model
 
 MODELS = ("unet", "attention_unet", "ugsnet_v1", "ugsnet")
@@ -49,12 +50,7 @@ def load_predictions(runs: Path, kind: str, fold: int):
 def latency(kind: str, features, repeats: int = 5) -> tuple[int, float]:
     model = build_model(kind, features).eval()
     x = torch.zeros(1, 1, 64, 64)
-    with torch.no_grad():
-        model(x)
-        started = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-    return sum(p.numel() for p in model.parameters()), 1000 * (time.perf_counter() - started) / repeats
+    return count_parameters(model), statistics.mean(forward_times_ms(model, x, repeats, warmup=1))
 
 
 def main() -> None:

@@ -10,13 +10,14 @@ ugsnet-lidc-w8``. Metrics are on the 296 held-out crops (>= 2 readers) of fold 0
 
 import argparse
 import json
+import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from lungai.checkpoint import load_model
+from lungai.timing import count_parameters, forward_times_ms
 from lungai.ugsnet.commands import evaluate_crops, register_weights
 from lungai.ugsnet.data import load_npz, prepare_crops
 from lungai.ugsnet.inference import DEMO_MODEL_ID
@@ -42,16 +43,12 @@ def main() -> None:
         test = evaluate_crops(model, crops.subset(test_rows), Path(tmp))
     timings = json.loads((Path(args.runs) / "timings.json").read_text()).get("ugsnet_fold0", {})
     x = torch.zeros(1, 1, 64, 64)
-    with torch.no_grad():
-        model(x)
-        started = time.perf_counter()
-        for _ in range(20):
-            model(x)
+    milliseconds = statistics.mean(forward_times_ms(model, x, repeats=20, warmup=1))
     entry = register_weights(DEMO_MODEL_ID, checkpoint, "ugsnet", header["training_data"], test, BUDGET_TRAIN,
                              command=COMMAND, timings={
                                  "train_seconds_2_cpu_cores_shared": timings.get("train_seconds"),
-                                 "cpu_ms_per_64x64_crop_1_thread": round((time.perf_counter() - started) / 20 * 1000, 1),
-                                 "parameters": sum(p.numel() for p in model.parameters())})
+                                 "cpu_ms_per_64x64_crop_1_thread": round(milliseconds, 1),
+                                 "parameters": count_parameters(model)})
     print(json.dumps(entry.metrics, indent=2), entry.timings)
 
 

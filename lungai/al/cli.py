@@ -45,13 +45,7 @@ def register(subparsers) -> None:
                          help="labelmaps (or .seg.nrrd), one per volume, same order; non-zero is foreground")
     retrain.add_argument("--annotated", required=True, help="CSV with columns volume,slice (volume = file stem)")
     _add_model_inputs(retrain)
-    retrain.add_argument("--steps", type=int, default=100)
-    retrain.add_argument("--lr", type=float, default=3e-4)
-    retrain.add_argument("--batch-size", type=int, default=8)
-    retrain.add_argument("--loss", choices=("dice", "dice+bce"), default="dice+bce",
-                       help="dice: weighted soft Dice (paper, Eq. 2); dice+bce (default): plus weighted "
-                            "cross-entropy, which calibrates the background so entropy maps show real doubt")
-    retrain.add_argument("--seed", type=int, default=0)
+    _add_training_options(retrain, steps=100, lr=3e-4, loss="dice+bce")
     retrain.add_argument("--out", required=True, help="new checkpoint (.pt)")
     retrain.add_argument("--register", action="store_true", help="add it to the registry as <model>-v<N>")
     retrain.add_argument("--overwrite", action="store_true")
@@ -68,12 +62,7 @@ def register(subparsers) -> None:
     simulate.add_argument("--box", type=int, default=11)
     simulate.add_argument("--input-size", type=int, default=64, help="slices are resized to this square size")
     simulate.add_argument("--channels", type=int, nargs="+", default=[8, 16, 32, 64])
-    simulate.add_argument("--steps", type=int, default=300, help="optimiser steps per training")
-    simulate.add_argument("--lr", type=float, default=1e-3)
-    simulate.add_argument("--batch-size", type=int, default=8)
-    simulate.add_argument("--loss", choices=("dice", "dice+bce"), default="dice",
-                       help="dice: weighted soft Dice (paper, Eq. 2); dice+bce: plus weighted cross-entropy")
-    simulate.add_argument("--seed", type=int, default=0)
+    _add_training_options(simulate, steps=300, lr=1e-3, loss="dice")
     simulate.add_argument("--out", required=True, help="output folder: simulation.csv, learning_curves.png")
     simulate.add_argument("--overwrite", action="store_true")
     simulate.set_defaults(func=_simulate)
@@ -82,17 +71,22 @@ def register(subparsers) -> None:
     _add_pool_inputs(train)
     train.add_argument("--input-size", type=int, default=128)
     train.add_argument("--channels", type=int, nargs="+", default=[8, 16, 32, 64])
-    train.add_argument("--steps", type=int, default=600)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--loss", choices=("dice", "dice+bce"), default="dice+bce",
-                       help="dice: weighted soft Dice (paper, Eq. 2); dice+bce (default): plus weighted "
-                            "cross-entropy, which calibrates the background so entropy maps show real doubt")
-    train.add_argument("--seed", type=int, default=0)
+    _add_training_options(train, steps=600, lr=1e-3, loss="dice+bce")
     train.add_argument("--out", required=True, help="checkpoint (.pt)")
     train.add_argument("--register", metavar="ID", help="register the checkpoint (in Resources/Models) under ID")
     train.add_argument("--overwrite", action="store_true")
     train.set_defaults(func=_train)
+
+
+def _add_training_options(parser, *, steps: int, lr: float, loss: str) -> None:
+    """Optimiser steps, learning rate, batch size, loss and seed, with this command's defaults."""
+    parser.add_argument("--steps", type=int, default=steps, help="optimiser steps per training")
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--loss", choices=("dice", "dice+bce"), default=loss,
+                        help=f"dice: weighted soft Dice (paper, Eq. 2); dice+bce: plus weighted cross-entropy, which "
+                             f"calibrates the background so entropy maps show real doubt (default: {loss})")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def _add_volume_inputs(parser) -> None:

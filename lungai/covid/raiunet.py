@@ -125,8 +125,3 @@ class CHSNet(nn.Module):
         lung_map = self.lung_map(lung_logits)
         infection_logits = self.infection(self.infection_input(image, lung_map))
         return {"lung": lung_logits, "infection": self.gate(infection_logits, lung_map)}
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 
 from lungai.checkpoint import load_model
 from lungai.registry import ModelEntry, register_model, resources_dir
+from lungai.timing import forward_times_ms
 
 LICENCE = "Apache-2.0; trained on IQ-OTH/NCCD (CC BY 4.0) and LIDC-IDRI (CC BY 3.0)"
 
@@ -21,17 +21,10 @@ def cpu_latency_ms(model: torch.nn.Module, size: int = 128, repeats: int = 20) -
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        x = torch.rand(1, 1, size, size)
-        with torch.no_grad():
-            model(x)
-            times = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - started)
+        times = forward_times_ms(model, torch.rand(1, 1, size, size), repeats, warmup=1)
     finally:
         torch.set_num_threads(threads)
-    return round(1000 * sorted(times)[repeats // 2], 1)
+    return round(sorted(times)[repeats // 2], 1)
 
 
 def register_checkpoint(checkpoint: str | Path, model_id: str, *, command: str, metrics: dict[str, Any],
