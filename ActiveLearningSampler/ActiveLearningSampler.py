@@ -4,6 +4,7 @@ MC-dropout predictive entropy per voxel (colour overlay), each volume's slice-un
 selected slices marked, a ranked table of slices (USS, UVS, RVS, RSS), jump / annotate / mark buttons, and
 retraining on the annotated slices only. The widget only wires: the logic lives in ActiveLearningSamplerLib.
 """
+
 import tempfile
 from pathlib import Path
 
@@ -32,10 +33,12 @@ class ActiveLearningSampler(ScriptedLoadableModule):
         self.parent.helpText = (
             "Scores CT volumes with MC-dropout predictive entropy, ranks the slices to annotate next (uncertainty "
             "slice sampling: local maxima of each volume's slice-uncertainty profile, at least 5 slices apart), "
-            "and retrains the model on the slices you annotated (weighted soft Dice).")
+            "and retrains the model on the slices you annotated (weighted soft Dice)."
+        )
         self.parent.acknowledgementText = (
             "Part of SlicerLungAI. Method: G. Chlebus et al., Robust segmentation models using an uncertainty "
-            "slice sampling-based annotation workflow, IEEE Access 10 (2022).")
+            "slice sampling-based annotation workflow, IEEE Access 10 (2022)."
+        )
 
 
 class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
@@ -44,8 +47,12 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
         from LungAICommon.dependencies import ensure_dependencies
 
         if not ensure_dependencies():
-            self.layout.addWidget(qt.QLabel("Active Learning Sampler needs PyTorch and the lungai backend; "
-                                            "reload the module after installing them."))
+            self.layout.addWidget(
+                qt.QLabel(
+                    "Active Learning Sampler needs PyTorch and the lungai backend; "
+                    "reload the module after installing them."
+                )
+            )
             return
         from ActiveLearningSamplerLib import ActiveLearningSamplerLogic
 
@@ -89,6 +96,7 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
         if self.process is not None and self.process.running:
             self.process.cancel()
             return
+
         def progress(fraction, message):
             self.ui.progressBar.setValue(int(100 * fraction))
             self.ui.statusLabel.setText(message)
@@ -124,15 +132,19 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
 
     def _showResults(self, pool):
         strategy = STRATEGIES[self.ui.strategySelector.currentIndex]
-        self.tableNode, self.rows = self.logic.ranked_table(pool, self.scores, strategy, self.ui.budgetSpinBox.value,
-                                                            table_node=self.tableNode)
+        self.tableNode, self.rows = self.logic.ranked_table(
+            pool, self.scores, strategy, self.ui.budgetSpinBox.value, table_node=self.tableNode
+        )
         self.ui.rankedTableView.setMRMLTableNode(self.tableNode)
         chart = self.logic.profile_chart(pool, self.scores, self.rows)
         slicer.modules.plots.logic().ShowChartInLayout(chart)
         first = pool[0]
-        slicer.util.setSliceViewerLayers(background=first, foreground=self.scores.entropy[first.GetID()],
-                                         foregroundOpacity=0.4)
-        self.ui.statusLabel.setText(f"{len(self.rows)} {strategy.upper()} selections; pick a row, jump, annotate, mark.")
+        slicer.util.setSliceViewerLayers(
+            background=first, foreground=self.scores.entropy[first.GetID()], foregroundOpacity=0.4
+        )
+        self.ui.statusLabel.setText(
+            f"{len(self.rows)} {strategy.upper()} selections; pick a row, jump, annotate, mark."
+        )
         self._showAnnotated(pool)
 
     def _selectedRow(self):
@@ -157,7 +169,9 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
         node = slicer.mrmlScene.GetNodeByID(row["volume_node_id"])
         segmentation = self.ui.segmentSelector.currentNode()
         if segmentation is None:
-            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{node.GetName()} annotations")
+            segmentation = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", f"{node.GetName()} annotations"
+            )
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(node)
             segmentation.GetSegmentation().AddEmptySegment("lung")
             self.ui.segmentSelector.setCurrentNode(segmentation)
@@ -192,9 +206,14 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
         outPath = Path(tempfile.mkstemp(prefix=f"{self.logic.model_id}-", suffix=".pt", dir=modelsDir)[1])
         outPath.unlink()
         try:
-            arguments = self.logic.retrain_arguments(pool, self.ui.segmentSelector.currentNode(),
-                                                     self._segmentName(), workDir, outPath,
-                                                     steps=self.ui.stepsSpinBox.value)
+            arguments = self.logic.retrain_arguments(
+                pool,
+                self.ui.segmentSelector.currentNode(),
+                self._segmentName(),
+                workDir,
+                outPath,
+                steps=self.ui.stepsSpinBox.value,
+            )
         except Exception as error:
             self.ui.statusLabel.setText(f"Error: {error}")
             return
@@ -230,10 +249,10 @@ class ActiveLearningSamplerTest(ScriptedLoadableModuleTest):
 
     def test_score_rank_mark(self):
         import numpy as np
-
         from ActiveLearningSamplerLib import ActiveLearningSamplerLogic
-        from LungAICommon import mrml
+
         from lungai.sample_data import chest_ct
+        from LungAICommon import mrml
 
         ct = mrml.volume_node_from_volume(chest_ct(), "CTChest4")
         logic = ActiveLearningSamplerLogic()

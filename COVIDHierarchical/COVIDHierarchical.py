@@ -6,11 +6,13 @@ lung" and "Infection" and a table of lung and infection volumes (mL) and the inf
 of each lung. The work runs in a ``lungai`` subprocess (progress, Cancel); the logic lives in
 ``COVIDHierarchicalLib`` (Qt-free).
 """
+
 import shutil
 import tempfile
 from pathlib import Path
 
 import slicer
+from COVIDHierarchicalLib import COVIDHierarchicalLogic as _Logic
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -21,8 +23,6 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from COVIDHierarchicalLib import COVIDHierarchicalLogic as _Logic
-
 
 class COVIDHierarchical(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -31,12 +31,14 @@ class COVIDHierarchical(ScriptedLoadableModule):
         self.parent.categories = ["Segmentation.Lung AI"]
         self.parent.contributors = ["SlicerLungAI developers"]
         self.parent.helpText = (
-            "CHS-Net (Punn and Agarwal): lungs, then COVID-19 infection inside them, on every axial slice of a chest CT. "
-            "Gives 'Right lung', 'Left lung' and 'Infection' segments and a table of volumes and the infected share of "
-            "each lung. The bundled weights are small demo weights for non-commercial research use, not a medical device."
+            "CHS-Net (Punn and Agarwal): lungs, then COVID-19 infection inside them, on every axial slice of a chest "
+            "CT. Gives 'Right lung', 'Left lung' and 'Infection' segments and a table of volumes and the infected "
+            "share of each lung. The bundled weights are small demo weights for non-commercial research use, not a "
+            "medical device."
         )
         self.parent.acknowledgementText = (
-            "Part of SlicerLungAI. Infection training data: MedSeg COVID-19 CT segmentation (non-commercial research use). "
+            "Part of SlicerLungAI. Infection training data: MedSeg COVID-19 CT segmentation (non-commercial research "
+            "use). "
             "Lung training data: CTChest4 from 3D Slicer's sample data (slicerio)."
         )
 
@@ -138,7 +140,8 @@ class COVIDHierarchicalWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return
         segmentationNode = self._parameterNode.outputSegmentation
         if segmentationNode is not None and not slicer.util.confirmOkCancelDisplay(
-                f"Replace the segments of '{segmentationNode.GetName()}' with this result?"):
+            f"Replace the segments of '{segmentationNode.GetName()}' with this result?"
+        ):
             return
         self._workDir = Path(tempfile.mkdtemp(prefix="lungai-covid-"))
         try:
@@ -149,11 +152,16 @@ class COVIDHierarchicalWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return
         from LungAICommon.process import LungAIProcess
 
-        arguments = self.logic.cli_arguments(volumePath, self._workDir / "out", device=self.ui.deviceComboBox.currentText)
+        arguments = self.logic.cli_arguments(
+            volumePath, self._workDir / "out", device=self.ui.deviceComboBox.currentText
+        )
         self._setRunning(True)
         self.ui.statusLabel.text = "Segmenting lungs and infection..."
-        self._process = LungAIProcess(arguments, self.onProgress,
-                                      lambda code, message: self.onFinished(code, message, volumeNode, segmentationNode))
+        self._process = LungAIProcess(
+            arguments,
+            self.onProgress,
+            lambda code, message: self.onFinished(code, message, volumeNode, segmentationNode),
+        )
 
     def onProgress(self, fraction, message):
         self.ui.progressBar.value = int(round(100 * fraction))
@@ -168,8 +176,9 @@ class COVIDHierarchicalWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._process = None
         try:
             if exitCode == 0:
-                segmentation, table = self.logic.import_results(self._workDir / "out", volumeNode, segmentationNode,
-                                                                overwrite=segmentationNode is not None)
+                segmentation, table = self.logic.import_results(
+                    self._workDir / "out", volumeNode, segmentationNode, overwrite=segmentationNode is not None
+                )
                 self._parameterNode.outputSegmentation = segmentation
                 self._showTable(table)
                 self.ui.statusLabel.text = "Done: segments 'Right lung', 'Left lung', 'Infection' and the burden table."
@@ -201,14 +210,16 @@ class COVIDHierarchicalTest(ScriptedLoadableModuleTest):
     def test_bundled_chest_ct(self):
         import numpy as np
 
-        from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
         from lungai.sample_data import chest_ct
+        from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
 
         volume = chest_ct()
         volumeNode = volume_node_from_volume(volume, "CTChest4")
         segmentation, table = COVIDHierarchicalLogic().run(volumeNode, device="cpu")
-        names = [segmentation.GetSegmentation().GetNthSegment(i).GetName()
-                 for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+        names = [
+            segmentation.GetSegmentation().GetNthSegment(i).GetName()
+            for i in range(segmentation.GetSegmentation().GetNumberOfSegments())
+        ]
         self.assertEqual(names, ["Right lung", "Left lung", "Infection"])
         rows = rows_from_table_node(table)
         milliliters = volume.voxel_volume_mm3 / 1000.0

@@ -3,6 +3,7 @@
 torch comes from the PyTorch extension's installer, which picks the build matching the GPU
 driver; the other packages are pinned and installed with pip. Nothing is installed silently.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,13 +24,22 @@ def ensure_dependencies() -> bool:
         try:
             import PyTorchUtils
         except ImportError:
-            slicer.util.errorDisplay("SlicerLungAI needs the PyTorch extension: install it from the Extensions Manager.")
+            slicer.util.errorDisplay(
+                "SlicerLungAI needs the PyTorch extension: install it from the Extensions Manager."
+            )
             return False
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT) is None:
+        if (
+            PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT
+            )
+            is None
+        ):
             return False
     missing = missing_packages()
     if missing:
-        if not slicer.util.confirmOkCancelDisplay(f"SlicerLungAI needs these Python packages: {', '.join(missing)}. Install them now?"):
+        if not slicer.util.confirmOkCancelDisplay(
+            f"SlicerLungAI needs these Python packages: {', '.join(missing)}. Install them now?"
+        ):
             return False
         slicer.util.pip_install(missing)
     return True

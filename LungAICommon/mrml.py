@@ -5,6 +5,7 @@ Qt-free: needs only ``slicer.mrmlScene`` and the Volumes/Segmentations logic reg
 Existing nodes are never replaced: new nodes get unique names, and a node is updated only when
 the caller passes it as ``node``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,9 @@ def _numpy_matrix(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
 
 def _require_untransformed(node) -> None:
     if node.GetParentTransformNode() is not None:
-        raise LungAIError(f"'{node.GetName()}' is under a transform; harden the transform (Data module) before running a model.")
+        raise LungAIError(
+            f"'{node.GetName()}' is under a transform; harden the transform (Data module) before running a model."
+        )
 
 
 def volume_node_from_volume(volume: Volume, name: str, node=None):
@@ -101,7 +104,9 @@ def set_segments(node, masks: Sequence[np.ndarray], specs: Sequence[SegmentSpec]
     for mask, spec in zip(masks, specs):
         if mask.shape != shape:
             raise LungAIError(f"Segment '{spec.name}' has shape {mask.shape}, but the reference volume is {shape}.")
-        segment_id = _segment_id(node, spec.name) or node.GetSegmentation().AddEmptySegment("", spec.name, list(spec.color))
+        segment_id = _segment_id(node, spec.name) or node.GetSegmentation().AddEmptySegment(
+            "", spec.name, list(spec.color)
+        )
         segment = node.GetSegmentation().GetSegment(segment_id)
         segment.SetColor(*spec.color)
         if spec.terminology:
@@ -111,7 +116,9 @@ def set_segments(node, masks: Sequence[np.ndarray], specs: Sequence[SegmentSpec]
     return ids
 
 
-def segmentation_node_from_masks(masks: Sequence[np.ndarray], specs: Sequence[SegmentSpec], reference, name: str, node=None):
+def segmentation_node_from_masks(
+    masks: Sequence[np.ndarray], specs: Sequence[SegmentSpec], reference, name: str, node=None
+):
     """A segmentation node with one segment per mask, geometry from ``reference``, beside it in the hierarchy."""
     if node is None:
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", unique_name(name))
@@ -123,7 +130,9 @@ def segmentation_node_from_masks(masks: Sequence[np.ndarray], specs: Sequence[Se
     return node
 
 
-def segmentation_node_from_labelmap(labelmap: np.ndarray, reference, specs: Sequence[SegmentSpec], name: str, node=None):
+def segmentation_node_from_labelmap(
+    labelmap: np.ndarray, reference, specs: Sequence[SegmentSpec], name: str, node=None
+):
     """Like :func:`segmentation_node_from_masks` from a labelmap (z, y, x) or layers (L, z, y, x)."""
     masks = unpack_masks(np.asarray(labelmap), specs)
     return segmentation_node_from_masks([masks[s.name] for s in specs], specs, reference, name, node)
@@ -145,7 +154,9 @@ def segment_specs(node) -> list[SegmentSpec]:
         segment = segmentation.GetNthSegment(index)
         tag = vtk.mutable("")
         has_tag = segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag)
-        specs.append(SegmentSpec(segment.GetName(), index + 1, tuple(segment.GetColor()), str(tag) if has_tag else None))
+        specs.append(
+            SegmentSpec(segment.GetName(), index + 1, tuple(segment.GetColor()), str(tag) if has_tag else None)
+        )
     return specs
 
 
@@ -202,8 +213,14 @@ def rows_from_table_node(node) -> list[dict]:
     return rows
 
 
-def plot_from_series(x: Sequence[float], series: Mapping[str, Sequence[float]], name: str, x_label: str, y_label: str,
-                     markers: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None):
+def plot_from_series(
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    name: str,
+    x_label: str,
+    y_label: str,
+    markers: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+):
     """A plot chart: one line per entry of ``series`` over ``x``; ``markers`` add point-only series.
 
     Each series' data live in a table node named after the chart; returns the chart node.
@@ -214,7 +231,9 @@ def plot_from_series(x: Sequence[float], series: Mapping[str, Sequence[float]], 
     chart.SetYAxisTitle(y_label)
 
     def add(series_name: str, xs: Sequence[float], ys: Sequence[float], line: bool) -> None:
-        table = table_node_from_rows([{x_label: float(a), series_name: float(b)} for a, b in zip(xs, ys)], f"{name} {series_name}")
+        table = table_node_from_rows(
+            [{x_label: float(a), series_name: float(b)} for a, b in zip(xs, ys)], f"{name} {series_name}"
+        )
         plot = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", unique_name(f"{name} {series_name}"))
         plot.SetAndObserveTableNodeID(table.GetID())
         plot.SetXColumnName(x_label)

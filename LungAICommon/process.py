@@ -3,6 +3,7 @@
 The subprocess prints progress as ``LUNGAI_PROGRESS <fraction> <message>`` lines
 (:mod:`lungai.progress`); this runner turns them into callbacks and kills the process on cancel.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,12 @@ def python_executable() -> str:
 class LungAIProcess:
     """One ``python -m lungai --progress lines ...`` run with progress and cancel."""
 
-    def __init__(self, arguments: Sequence[str], on_progress: Callable[[float, str], None],
-                 on_finished: Callable[[int, str], None]) -> None:
+    def __init__(
+        self,
+        arguments: Sequence[str],
+        on_progress: Callable[[float, str], None],
+        on_finished: Callable[[int, str], None],
+    ) -> None:
         self._on_progress = on_progress
         self._on_finished = on_finished
         self._stdout = ""
@@ -36,7 +41,9 @@ class LungAIProcess:
         self.process = qt.QProcess()
         environment = qt.QProcessEnvironment.systemEnvironment()
         package_parent = str(Path(__file__).resolve().parent.parent)  # the folder holding lungai/
-        environment.insert("PYTHONPATH", os.pathsep.join(filter(None, [package_parent, environment.value("PYTHONPATH")])))
+        environment.insert(
+            "PYTHONPATH", os.pathsep.join(filter(None, [package_parent, environment.value("PYTHONPATH")]))
+        )
         self.process.setProcessEnvironment(environment)
         self.process.connect("readyReadStandardOutput()", self._read_stdout)
         self.process.connect("readyReadStandardError()", self._read_stderr)
@@ -56,7 +63,9 @@ class LungAIProcess:
 
     def _finished(self, exit_code: int, status) -> None:
         self._read_stderr()
-        message = "Cancelled." if self.cancelled else self._stderr.strip().splitlines()[-1] if self._stderr.strip() else ""
+        message = (
+            "Cancelled." if self.cancelled else self._stderr.strip().splitlines()[-1] if self._stderr.strip() else ""
+        )
         self._on_finished(-1 if self.cancelled else exit_code, message)
 
     @property

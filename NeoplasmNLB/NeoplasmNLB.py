@@ -10,7 +10,11 @@ import os
 import tempfile
 
 import slicer
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 
 try:  # the Qt-free logic lives in NeoplasmNLBLib; re-exported here as Slicer's Logic entry
     from NeoplasmNLBLib.logic import NeoplasmNLBLogic  # noqa: F401
@@ -32,10 +36,12 @@ class NeoplasmNLB(ScriptedLoadableModule):
             "with a U-Net with specialised non-local blocks, and segments the neoplasm on slices whose probability "
             "reaches the threshold. Outputs: a table (slice, probability, decision), a plot of probability against "
             "slice, and a segmentation; the views jump to the most likely slice. HU is shown to the network through "
-            "the window (-600, 400) HU. Research use only, not for diagnosis.")
+            "the window (-600, 400) HU. Research use only, not for diagnosis."
+        )
         self.parent.acknowledgementText = (
             "Method: Samarin et al., Specialized Non-local Blocks for Recognizing Tumors on CT Snapshots of Human "
-            "Lungs. Weights trained on IQ-OTH/NCCD (CC BY 4.0) and LIDC-IDRI (CC BY 3.0). Part of SlicerLungAI.")
+            "Lungs. Weights trained on IQ-OTH/NCCD (CC BY 4.0) and LIDC-IDRI (CC BY 3.0). Part of SlicerLungAI."
+        )
 
 
 class NeoplasmNLBWidget(ScriptedLoadableModuleWidget):
@@ -52,7 +58,9 @@ class NeoplasmNLBWidget(ScriptedLoadableModuleWidget):
         self.process = None
         self.outDir = None
         if not ensure_dependencies():
-            self.ui.statusLabel.text = "Install the Python dependencies (see the extension's README) to use this module."
+            self.ui.statusLabel.text = (
+                "Install the Python dependencies (see the extension's README) to use this module."
+            )
             self.ui.applyButton.enabled = False
             return
         from NeoplasmNLBLib.logic import NeoplasmNLBLogic
@@ -95,9 +103,13 @@ class NeoplasmNLBWidget(ScriptedLoadableModuleWidget):
             self.ui.statusLabel.text = str(error)
             return
         arguments = self.logic.cli_arguments(
-            path, os.path.join(self.outDir, "results"), model_id=None if custom else self.ui.modelSelector.currentText,
-            weights=self.ui.weightsPath.currentPath if custom else None, threshold=self.ui.thresholdSlider.value,
-            device=self.ui.deviceSelector.currentText)
+            path,
+            os.path.join(self.outDir, "results"),
+            model_id=None if custom else self.ui.modelSelector.currentText,
+            weights=self.ui.weightsPath.currentPath if custom else None,
+            threshold=self.ui.thresholdSlider.value,
+            device=self.ui.deviceSelector.currentText,
+        )
         self.ui.applyButton.text = "Cancel"
         self.ui.progressBar.value = 0
         self.ui.statusLabel.text = "Running..."
@@ -126,9 +138,11 @@ class NeoplasmNLBWidget(ScriptedLoadableModuleWidget):
         self.logic.jump_to_slice(node, result.most_likely_slice)
         positive = int((result.probabilities >= self.ui.thresholdSlider.value).sum())
         self.ui.progressBar.value = 100
-        self.ui.statusLabel.text = (f"{positive} of {len(result.probabilities)} slice(s) at or above the threshold; "
-                                    f"most likely slice {result.most_likely_slice} "
-                                    f"(p = {result.probabilities[result.most_likely_slice]:.2f}).")
+        self.ui.statusLabel.text = (
+            f"{positive} of {len(result.probabilities)} slice(s) at or above the threshold; "
+            f"most likely slice {result.most_likely_slice} "
+            f"(p = {result.probabilities[result.most_likely_slice]:.2f})."
+        )
 
 
 class NeoplasmNLBTest(ScriptedLoadableModuleTest):
@@ -144,10 +158,10 @@ class NeoplasmNLBTest(ScriptedLoadableModuleTest):
         self.test_single_snapshot()
 
     def test_chest_ct_every_slice(self):
-        from LungAICommon.mrml import rows_from_table_node, volume_node_from_volume
         from NeoplasmNLBLib.logic import NeoplasmNLBLogic
 
         from lungai.sample_data import chest_ct
+        from LungAICommon.mrml import rows_from_table_node, volume_node_from_volume
 
         ct = chest_ct()
         node = volume_node_from_volume(ct, "CTChest")
@@ -155,16 +169,19 @@ class NeoplasmNLBTest(ScriptedLoadableModuleTest):
         rows = rows_from_table_node(result.table)
         self.assertEqual(len(rows), ct.shape[0])
         self.assertEqual(result.chart.GetNumberOfPlotSeriesNodes(), 2)
-        self.assertIsNotNone(result.segmentation.GetSegmentation().GetSegment(
-            result.segmentation.GetSegmentation().GetSegmentIdBySegmentName("Neoplasm")))
+        self.assertIsNotNone(
+            result.segmentation.GetSegmentation().GetSegment(
+                result.segmentation.GetSegmentation().GetSegmentIdBySegmentName("Neoplasm")
+            )
+        )
         self.delayDisplay(f"Chest CT scored: most likely slice {result.most_likely_slice}")
 
     def test_single_snapshot(self):
-        from LungAICommon.mrml import rows_from_table_node, volume_node_from_volume
         from NeoplasmNLBLib.logic import NeoplasmNLBLogic
 
         from lungai.nlb.data import bundled_sample_dir, list_snapshots
         from lungai.nlb.inference import read_input
+        from LungAICommon.mrml import rows_from_table_node, volume_node_from_volume
 
         path = [s.path for s in list_snapshots(bundled_sample_dir()) if s.category == "malignant"][0]
         node = volume_node_from_volume(read_input(path), "snapshot")

@@ -1,4 +1,5 @@
 """Shared pytest fixtures: a real headless MRML scene, the bundled chest CT, the shared data folder."""
+
 from __future__ import annotations
 
 import os

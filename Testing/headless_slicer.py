@@ -6,6 +6,7 @@ SubjectHierarchy and Plots logic registered with it. ``slicer.mrmlScene`` and
 ``slicer.modules.<name>.logic()`` then resolve as they do inside Slicer, so ``slicer.util``
 array helpers and the modules' Lib logic run for real.
 """
+
 from __future__ import annotations
 
 import types

@@ -6,6 +6,7 @@
 
 Each module's ``ScriptedLoadableModuleTest`` uses only bundled data.
 """
+
 import sys
 import traceback
 

@@ -1,4 +1,5 @@
 """``lungai al`` commands end to end on the bundled chest CT with a tiny real model, and the data helpers."""
+
 from __future__ import annotations
 
 import csv
@@ -31,35 +32,122 @@ def _rows(path):
 def test_score_select_retrain_round_trip(tmp_path, tiny_checkpoint, chest_ct, chest_lungs):
     ct_path = write_volume(chest_ct, tmp_path / "ct.nrrd")
     scores = tmp_path / "scores"
-    assert main(["--progress", "none", "al", "score", "--volume", str(ct_path), "--checkpoint", str(tiny_checkpoint),
-                 "--samples", "3", "--out", str(scores)]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "al",
+                "score",
+                "--volume",
+                str(ct_path),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--samples",
+                "3",
+                "--out",
+                str(scores),
+            ]
+        )
+        == 0
+    )
     assert (scores / "ct_entropy.nrrd").is_file() and (scores / "profiles.png").is_file()
     profile = [float(r["uncertainty"]) for r in _rows(scores / "profiles.csv")]
     assert len(profile) == chest_ct.shape[0]
 
     write_table_csv(tmp_path / "done.csv", [{"volume": "ct", "slice": int(np.argmax(profile))}])
     ranked = tmp_path / "ranked.csv"
-    assert main(["al", "select", "--scores", str(scores), "--strategy", "uss", "--budget", "3",
-                 "--annotated", str(tmp_path / "done.csv"), "--out", str(ranked)]) == 0
+    assert (
+        main(
+            [
+                "al",
+                "select",
+                "--scores",
+                str(scores),
+                "--strategy",
+                "uss",
+                "--budget",
+                "3",
+                "--annotated",
+                str(tmp_path / "done.csv"),
+                "--out",
+                str(ranked),
+            ]
+        )
+        == 0
+    )
     rows = _rows(ranked)
     assert 0 < len(rows) <= 3 and int(np.argmax(profile)) not in [int(r["slice"]) for r in rows]
     assert [float(r["uncertainty"]) for r in rows] == sorted((float(r["uncertainty"]) for r in rows), reverse=True)
     # a budget larger than the pool is bad input (exit 2), and nothing is written
-    assert main(["al", "select", "--scores", str(scores), "--strategy", "rvs", "--budget", "2",
-                 "--out", str(tmp_path / "none.csv")]) == 2
+    assert (
+        main(
+            [
+                "al",
+                "select",
+                "--scores",
+                str(scores),
+                "--strategy",
+                "rvs",
+                "--budget",
+                "2",
+                "--out",
+                str(tmp_path / "none.csv"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "none.csv").exists()
 
     labels = write_volume(chest_lungs[0], tmp_path / "lungs.nrrd")
     retrained = tmp_path / "v2.pt"
-    assert main(["--progress", "none", "al", "retrain", "--volume", str(ct_path), "--labels", str(labels),
-                 "--annotated", str(ranked), "--checkpoint", str(tiny_checkpoint), "--steps", "2",
-                 "--out", str(retrained)]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "al",
+                "retrain",
+                "--volume",
+                str(ct_path),
+                "--labels",
+                str(labels),
+                "--annotated",
+                str(ranked),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--steps",
+                "2",
+                "--out",
+                str(retrained),
+            ]
+        )
+        == 0
+    )
     assert retrained.is_file()
     write_table_csv(tmp_path / "empty.csv", [{"volume": "ct", "slice": 0}])
     (tmp_path / "empty.csv").write_text("volume,slice\n")
-    assert main(["--progress", "none", "al", "retrain", "--volume", str(ct_path), "--labels", str(labels),
-                 "--annotated", str(tmp_path / "empty.csv"), "--checkpoint", str(tiny_checkpoint),
-                 "--out", str(tmp_path / "v3.pt")]) == 2
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "al",
+                "retrain",
+                "--volume",
+                str(ct_path),
+                "--labels",
+                str(labels),
+                "--annotated",
+                str(tmp_path / "empty.csv"),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(tmp_path / "v3.pt"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "v3.pt").exists()
 
 
@@ -69,15 +157,57 @@ def test_model_without_dropout_and_too_few_samples_are_rejected(tmp_path, chest_
     path = save_checkpoint(tmp_path / "nodrop.pt", model, model_name=ARCHITECTURE, config=model.config)
     ct_path = write_volume(chest_ct, tmp_path / "ct.nrrd")
     assert main(["al", "score", "--volume", str(ct_path), "--checkpoint", str(path), "--out", str(tmp_path / "a")]) == 2
-    assert main(["al", "score", "--volume", str(ct_path), "--checkpoint", str(path), "--samples", "1",
-                 "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            [
+                "al",
+                "score",
+                "--volume",
+                str(ct_path),
+                "--checkpoint",
+                str(path),
+                "--samples",
+                "1",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_simulation_command_writes_curves_with_equal_effort(tmp_path):
     out = tmp_path / "sim"
-    assert main(["--progress", "none", "al", "simulate", "--pool-size", "4", "--val-size", "1", "--test-size", "1",
-                 "--iterations", "1", "--steps", "3", "--samples", "2", "--input-size", "32", "--channels", "4", "8",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "al",
+                "simulate",
+                "--pool-size",
+                "4",
+                "--val-size",
+                "1",
+                "--test-size",
+                "1",
+                "--iterations",
+                "1",
+                "--steps",
+                "3",
+                "--samples",
+                "2",
+                "--input-size",
+                "32",
+                "--channels",
+                "4",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = _rows(out / "simulation.csv")
     assert (out / "learning_curves.png").is_file() and len(rows) == 8
     first = {r["strategy"]: r for r in rows if r["iteration"] == "1"}

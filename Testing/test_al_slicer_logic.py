@@ -1,4 +1,5 @@
 """ActiveLearningSampler logic on the headless MRML harness (real slicer-core scene, real lungai model)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,18 @@ def tiny_registry(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = ALUNet(channels=(4, 8), input_size=32)
     save_checkpoint(models / "tiny.pt", model, model_name=ARCHITECTURE, config=model.config)
-    register_model({"id": "tiny", "version": "1", "module": "ActiveLearningSampler", "architecture": ARCHITECTURE,
-                    "file": "tiny.pt", "sha256": "", "licence": "test", "training_data": "none"})
+    register_model(
+        {
+            "id": "tiny",
+            "version": "1",
+            "module": "ActiveLearningSampler",
+            "architecture": ARCHITECTURE,
+            "file": "tiny.pt",
+            "sha256": "",
+            "licence": "test",
+            "training_data": "none",
+        }
+    )
     return models
 
 
@@ -54,13 +65,17 @@ def test_entropy_volume_table_and_profile_plot(tiny_registry, pool):
     for node in pool:
         entropy = scores.entropy[node.GetID()]
         assert entropy.GetImageData().GetDimensions() == node.GetImageData().GetDimensions()
-        assert np.allclose(entropy.GetSpacing(), node.GetSpacing()) and np.allclose(entropy.GetOrigin(), node.GetOrigin())
+        assert np.allclose(entropy.GetSpacing(), node.GetSpacing()) and np.allclose(
+            entropy.GetOrigin(), node.GetOrigin()
+        )
         a, b = (vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4())
         entropy.GetIJKToRASDirectionMatrix(a), node.GetIJKToRASDirectionMatrix(b)
         assert all(a.GetElement(i, j) == b.GetElement(i, j) for i in range(3) for j in range(3))
         values = slicer.util.arrayFromVolume(entropy)
         assert values.min() >= 0 and values.max() <= np.log(2) + 1e-6
-        np.testing.assert_allclose(scores.profiles[node.GetID()], values.reshape(values.shape[0], -1).mean(1), rtol=1e-5)
+        np.testing.assert_allclose(
+            scores.profiles[node.GetID()], values.reshape(values.shape[0], -1).mean(1), rtol=1e-5
+        )
 
     table, rows = logic.ranked_table(pool, scores, "uss", budget=4)
     assert table.GetNumberOfRows() == len(rows) == 4
@@ -78,11 +93,14 @@ def test_entropy_volume_table_and_profile_plot(tiny_registry, pool):
         ys = s.GetTableNode().GetTable().GetColumnByName(node.GetName())
         profile = scores.profiles[node.GetID()]
         np.testing.assert_allclose([ys.GetValue(i) for i in range(len(profile))], profile, rtol=1e-6)
-    picked = by_name[f"{pool[0].GetName()} selected"] if any(r["volume_node_id"] == pool[0].GetID() for r in rows) else None
+    picked = (
+        by_name[f"{pool[0].GetName()} selected"] if any(r["volume_node_id"] == pool[0].GetID() for r in rows) else None
+    )
     if picked is not None:
         xs = picked.GetTableNode().GetTable().GetColumnByName("slice index")
         assert sorted(int(xs.GetValue(i)) for i in range(xs.GetNumberOfValues())) == sorted(
-            r["slice"] for r in rows if r["volume_node_id"] == pool[0].GetID())
+            r["slice"] for r in rows if r["volume_node_id"] == pool[0].GetID()
+        )
 
     # rescoring updates the same entropy node instead of adding another
     again = logic.score(pool[:1], n_samples=4)
@@ -158,7 +176,9 @@ def test_subprocess_path_gives_the_blocking_result(tiny_registry, pool, tmp_path
     imported = logic.import_scores(pool, tmp_path / "work")
     blocking = logic.score(pool, n_samples=4)
     for node in pool:
-        np.testing.assert_allclose(imported.profiles[node.GetID()], blocking.profiles[node.GetID()], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            imported.profiles[node.GetID()], blocking.profiles[node.GetID()], rtol=1e-4, atol=1e-6
+        )
 
 
 def _lung_spec():

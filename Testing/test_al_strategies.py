@@ -1,12 +1,12 @@
 """Query strategies (USS, UVS, RVS, RSS), the slice budget and the weighted soft Dice loss."""
+
 import numpy as np
 import pytest
 import torch
 
-from lungai.errors import InputError
 from lungai.al.losses import partial_annotation_loss, weighted_soft_dice_loss
-from lungai.al.strategies import (select_rss, select_rvs, select_uss, select_uvs, slice_budget,
-                                  slice_candidates)
+from lungai.al.strategies import select_rss, select_rvs, select_uss, select_uvs, slice_budget, slice_candidates
+from lungai.errors import InputError
 
 
 def test_candidates_are_local_maxima_at_least_five_apart():
@@ -20,8 +20,8 @@ def test_candidates_are_local_maxima_at_least_five_apart():
 
 
 def test_end_slices_rule():
-    rising = np.arange(10, dtype=float)          # maximum at the last slice
-    falling = rising[::-1].copy()                # maximum at the first slice
+    rising = np.arange(10, dtype=float)  # maximum at the last slice
+    falling = rising[::-1].copy()  # maximum at the first slice
     np.testing.assert_array_equal(slice_candidates(rising), [9])
     np.testing.assert_array_equal(slice_candidates(falling), [0])
     assert slice_candidates(rising, include_end_slices=False).size == 0
@@ -31,8 +31,10 @@ def test_end_slices_rule():
 
 
 def test_uss_ranks_candidates_across_volumes_and_skips_annotated():
-    a = np.zeros(20); a[[2, 10, 17]] = [0.3, 0.8, 0.5]
-    b = np.zeros(15); b[[4, 11]] = [0.7, 0.2]
+    a = np.zeros(20)
+    a[[2, 10, 17]] = [0.3, 0.8, 0.5]
+    b = np.zeros(15)
+    b[[4, 11]] = [0.7, 0.2]
     annotated = [np.zeros(20, bool), np.zeros(15, bool)]
     annotated[0][10] = True
     picks = select_uss([a, b], annotated, budget=3)
@@ -105,7 +107,8 @@ def test_dice_plus_bce_also_ignores_unannotated_slices():
     w[:, :, 2] = 1.0
     loss = partial_annotation_loss(logits, y, w, "dice+bce")
     expected = partial_annotation_loss(logits, y, w, "dice") + torch.nn.functional.binary_cross_entropy_with_logits(
-        logits[:, :, 2], y[:, :, 2])
+        logits[:, :, 2], y[:, :, 2]
+    )
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert torch.all(logits.grad[:, :, :2] == 0) and torch.any(logits.grad[:, :, 2] != 0)

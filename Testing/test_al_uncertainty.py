@@ -1,4 +1,5 @@
 """MC dropout, predictive entropy (Eq. 1) and the slice/volume uncertainty summaries."""
+
 import math
 
 import numpy as np
@@ -6,10 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from lungai.errors import InputError
 from lungai.al.networks import ALUNet, FastDropout
-from lungai.al.uncertainty import (mc_dropout_mode, mc_mean_probabilities, predictive_entropy, slice_uncertainty,
-                                   volume_uncertainty)
+from lungai.al.uncertainty import (
+    mc_dropout_mode,
+    mc_mean_probabilities,
+    predictive_entropy,
+    slice_uncertainty,
+    volume_uncertainty,
+)
+from lungai.errors import InputError
 
 
 def _trained_bn_model(seed=0) -> ALUNet:

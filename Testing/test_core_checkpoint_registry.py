@@ -1,20 +1,28 @@
 """One checkpoint format: round-trip, refusal of tampered, corrupt, foreign and mismatched files."""
+
 import json
 import pickle
 
 import pytest
 import torch
+from tiny_lung_task import ARCHITECTURE, TinyLungNet
 
 from lungai import registry
 from lungai.checkpoint import load_checkpoint, load_model, save_checkpoint
 from lungai.errors import CheckpointError, LungAIError
-from tiny_lung_task import ARCHITECTURE, TinyLungNet
 
 
 def _saved(tmp_path, width=4):
     model = TinyLungNet(width)
-    path = save_checkpoint(tmp_path / "m.pt", model, model_name=ARCHITECTURE, config={"width": width}, version="2",
-                           training_data="test", metrics={"dice": 0.5})
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        model_name=ARCHITECTURE,
+        config={"width": width},
+        version="2",
+        training_data="test",
+        metrics={"dice": 0.5},
+    )
     return model, path
 
 
@@ -81,9 +89,19 @@ def test_registry_checks_sha256(tmp_path, monkeypatch):
     monkeypatch.setenv("LUNGAI_RESOURCES", str(tmp_path))
     (tmp_path / "Models").mkdir()
     _, path = _saved(tmp_path / "Models")
-    entry = registry.register_model({"id": "tiny", "version": "1", "module": "test", "architecture": ARCHITECTURE,
-                                     "file": path.name, "licence": "test", "training_data": "test",
-                                     "metrics": {"dice": 0.5}, "timings": {}})
+    entry = registry.register_model(
+        {
+            "id": "tiny",
+            "version": "1",
+            "module": "test",
+            "architecture": ARCHITECTURE,
+            "file": path.name,
+            "licence": "test",
+            "training_data": "test",
+            "metrics": {"dice": 0.5},
+            "timings": {},
+        }
+    )
     assert entry.available and registry.get_model_entry("tiny").sha256 == entry.sha256
     registry.load_registered_model("tiny")
     path.write_bytes(path.read_bytes() + b"x")

@@ -1,4 +1,5 @@
 """The lungai command line: info, demo, --help everywhere, exit codes and one-line errors."""
+
 import subprocess
 import sys
 
@@ -33,7 +34,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "full" / "keep.txt").write_text("user file")
     result = _lungai("demo", "--out", str(tmp_path / "full"))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"lungai: error: {tmp_path / 'full'} is not empty; choose a new folder or pass --overwrite."]
+    assert result.stderr.strip().splitlines() == [
+        f"lungai: error: {tmp_path / 'full'} is not empty; choose a new folder or pass --overwrite."
+    ]
     assert (tmp_path / "full" / "keep.txt").read_text() == "user file"
     assert _lungai("info", "--device", "tpu").returncode == 2
 

@@ -1,4 +1,5 @@
 """Device choice with fallback, the progress-line protocol and the cancellation token."""
+
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import torch
 
 from lungai.device import autocast, resolve_device
 from lungai.errors import LungAIError
-from lungai.progress import CancelToken, Cancelled, format_line, parse_line, report, subrange
+from lungai.progress import Cancelled, CancelToken, format_line, parse_line, report, subrange
 
 
 def test_auto_picks_the_best_available():
@@ -17,7 +18,9 @@ def test_auto_picks_the_best_available():
     assert resolve_device("cpu").type == "cpu"
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the error path needs a machine without it")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="this machine has CUDA; the error path needs a machine without it"
+)
 def test_explicit_cuda_without_gpu_is_a_clear_error():
     with pytest.raises(LungAIError, match="no CUDA GPU is available"):
         resolve_device("cuda")
@@ -31,7 +34,9 @@ def test_unknown_device_name():
 def test_hidden_gpus_fall_back_to_cpu():
     code = "from lungai.device import resolve_device; print(resolve_device('auto').type)"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out in {"cpu", "mps"}
 
 
@@ -63,6 +68,7 @@ def test_cancel_token():
 
 def test_cancelled_training_stops(tmp_path):
     import tiny_lung_task
+
     from lungai.training import TrainConfig, train
 
     token = CancelToken()
@@ -73,8 +79,16 @@ def test_cancelled_training_stops(tmp_path):
         token.cancel()
 
     with pytest.raises(Cancelled):
-        train(tiny_lung_task.build(), tiny_lung_task.LungTask(), tiny_lung_task.ChestSlices(range(6, 26)), None,
-              TrainConfig(epochs=3, batch_size=4, device="cpu", out_dir=str(tmp_path)), model_name=tiny_lung_task.ARCHITECTURE,
-              model_config={"width": 4}, progress=progress, cancel=token)
+        train(
+            tiny_lung_task.build(),
+            tiny_lung_task.LungTask(),
+            tiny_lung_task.ChestSlices(range(6, 26)),
+            None,
+            TrainConfig(epochs=3, batch_size=4, device="cpu", out_dir=str(tmp_path)),
+            model_name=tiny_lung_task.ARCHITECTURE,
+            model_config={"width": 4},
+            progress=progress,
+            cancel=token,
+        )
     assert len(calls) == 1
     assert not (tmp_path / "last.pt").exists()

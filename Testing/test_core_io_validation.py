@@ -1,10 +1,19 @@
 """Volume I/O in every supported format, and a clear message for each kind of bad input."""
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from lungai.errors import InputError, LungAIError
-from lungai.io import read_image_2d, read_segmentation, read_table_csv, read_volume, write_segmentation, write_table_csv, write_volume
+from lungai.io import (
+    read_image_2d,
+    read_segmentation,
+    read_table_csv,
+    read_volume,
+    write_segmentation,
+    write_table_csv,
+    write_volume,
+)
 from lungai.segments import SegmentSpec, pack_masks
 from lungai.validation import validate_ct, validate_image_2d
 from lungai.volume import Volume
@@ -28,9 +37,16 @@ def test_dicom_series_folder_is_read(chest_ct, tmp_path):
     for k in range(4):
         slice_image = image[:, :, k]
         z = chest_ct.origin[2] + k * chest_ct.spacing[2]
-        for tag, value in {"0008|0060": "CT", "0020|000e": "1.2.826.0.1.3680043.2.1125.1", "0020|0013": str(k + 1),
-                           "0020|0032": f"0\\0\\{z}", "0020|0037": "1\\0\\0\\0\\1\\0", "0018|0050": str(chest_ct.spacing[2]),
-                           "0028|1052": "0", "0028|1053": "1"}.items():
+        for tag, value in {
+            "0008|0060": "CT",
+            "0020|000e": "1.2.826.0.1.3680043.2.1125.1",
+            "0020|0013": str(k + 1),
+            "0020|0032": f"0\\0\\{z}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0018|0050": str(chest_ct.spacing[2]),
+            "0028|1052": "0",
+            "0028|1053": "1",
+        }.items():
             slice_image.SetMetaData(tag, value)
         writer.SetFileName(str(tmp_path / f"slice{k}.dcm"))
         writer.Execute(slice_image)

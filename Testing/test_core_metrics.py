@@ -1,4 +1,5 @@
 """Metric wrappers against hand-computed values."""
+
 import math
 
 import numpy as np

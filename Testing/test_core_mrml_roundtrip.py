@@ -1,12 +1,13 @@
 """Bundled CT -> volume node -> segmentation node -> .seg.nrrd -> slicerio: nothing changes on the way."""
+
 import numpy as np
 import pytest
 import slicer
 import slicerio
 import vtk
 
-from LungAICommon import mrml
 from lungai.segments import unpack_masks
+from LungAICommon import mrml
 
 
 def test_volume_node_keeps_voxels_and_geometry(mrml_scene, chest_ct):
@@ -83,8 +84,9 @@ def test_table_and_plot_nodes(mrml_scene):
     rows = [{"slice": 0, "score": 0.25, "label": "a"}, {"slice": 1, "score": 0.75, "label": "b"}]
     table = mrml.table_node_from_rows(rows, "Scores")
     assert mrml.rows_from_table_node(table) == rows
-    chart = mrml.plot_from_series([0, 1, 2], {"profile": [0.1, 0.3, 0.2]}, "Profile", "slice", "entropy",
-                                  markers={"selected": ([1], [0.3])})
+    chart = mrml.plot_from_series(
+        [0, 1, 2], {"profile": [0.1, 0.3, 0.2]}, "Profile", "slice", "entropy", markers={"selected": ([1], [0.3])}
+    )
     assert chart.GetNumberOfPlotSeriesNodes() == 2
     series = chart.GetNthPlotSeriesNode(0)
     values = slicer.util.arrayFromTableColumn(series.GetTableNode(), "profile")

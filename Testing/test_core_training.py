@@ -1,4 +1,5 @@
 """The generic trainer: learning, best/last checkpoints, resume, CSV log, and torchrun DDP on CPU."""
+
 import csv
 import os
 import subprocess
@@ -6,9 +7,9 @@ import sys
 from pathlib import Path
 
 import torch
+from tiny_lung_task import ARCHITECTURE, run
 
 from lungai.checkpoint import load_checkpoint, load_model
-from tiny_lung_task import ARCHITECTURE, run
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,8 +42,19 @@ def test_resume_continues_where_it_stopped(tmp_path):
 def test_torchrun_two_processes_writes_the_same_format(tmp_path):
     single = run(str(tmp_path / "single"), epochs=1)
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)]), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(HERE / "tiny_lung_task.py"), "--out", str(tmp_path / "ddp"), "--epochs", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "tiny_lung_task.py"),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--epochs",
+        "1",
+    ]
     completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
     ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")

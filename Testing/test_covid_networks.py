@@ -1,16 +1,23 @@
 """CHS-Net building blocks, networks and loss (seed 003): shapes, references and choices."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from lungai.covid.blocks import (HybridPool2d, InceptionConv, ResidualInceptionBlock, SpectralDepthAttention,
-                                 SpectralSpatialAttention, SSDAttention)
+from lungai.covid.blocks import (
+    HybridPool2d,
+    InceptionConv,
+    ResidualInceptionBlock,
+    SpectralDepthAttention,
+    SpectralSpatialAttention,
+    SSDAttention,
+)
 from lungai.covid.losses import bce_dice_loss, soft_dice_loss
 from lungai.covid.raiunet import CHSNet, RAIUNet
-from lungai.timing import count_parameters
 from lungai.covid.spectral import global_spectral_pool2d, spectral_lowpass2d, spectral_pool2d
+from lungai.timing import count_parameters
 
 TINY = (4, 8, 8, 8, 8)
 
@@ -20,7 +27,7 @@ def numpy_spectral_pool(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray
     h, w = image.shape
     spectrum = np.fft.fftshift(np.fft.fft2(image))
     top, left = h // 2 - out_h // 2, w // 2 - out_w // 2
-    kept = spectrum[top:top + out_h, left:left + out_w]
+    kept = spectrum[top : top + out_h, left : left + out_w]
     return np.real(np.fft.ifft2(np.fft.ifftshift(kept))) * (out_h * out_w) / (h * w)
 
 
@@ -56,7 +63,7 @@ def test_global_spectral_pool_is_low_band_energy_not_the_mean():
     structured = 1 + np.cos(2 * np.pi * x / 16)  # same mean, coarse structure
     values = global_spectral_pool2d(torch.tensor(np.stack([flat, structured]))[None], band=3)[0, :, 0, 0].numpy()
     assert values[0] == pytest.approx(1.0)
-    assert values[1] == pytest.approx(np.sqrt(1 + 2 * 0.5 ** 2))  # DC 1 and two coefficients of 1/2
+    assert values[1] == pytest.approx(np.sqrt(1 + 2 * 0.5**2))  # DC 1 and two coefficients of 1/2
     assert global_spectral_pool2d(torch.tensor(structured)[None, None], band=1).item() == pytest.approx(1.0)
 
 
@@ -89,8 +96,10 @@ def test_ssd_attention_shapes_and_ranges():
     assert SSDAttention(4, 8)(skip, gate).shape == (2, 4, 16, 16)
 
 
-@pytest.mark.parametrize("switches", [dict(), dict(rib=False, hybrid_pool=False, ssd=False), dict(ssd=False),
-                                      dict(hybrid_pool=False, ssd=False)])
+@pytest.mark.parametrize(
+    "switches",
+    [dict(), dict(rib=False, hybrid_pool=False, ssd=False), dict(ssd=False), dict(hybrid_pool=False, ssd=False)],
+)
 def test_raiunet_shapes_for_every_ablation_variant(switches):
     model = RAIUNet(1, 1, TINY, **switches)
     assert model(torch.randn(2, 1, 32, 48)).shape == (2, 1, 32, 48)

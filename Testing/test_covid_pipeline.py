@@ -3,6 +3,7 @@
 A tiny CHS-Net (baseline variant, 32 x 32 grid) is trained once per session through the real
 ``lungai covid train`` command on the chest CT and four MedSeg slices; everything else runs on it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_data_dir
+
 from lungai.cli import main as lungai_main
 from lungai.covid.cascade import Cascade
 from lungai.covid.data import derive_lung_mask, load_medseg_folder
@@ -33,9 +34,38 @@ def medseg_dir() -> Path:
 def tiny_weights(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("chsnet")
     torch.set_num_threads(1)
-    code = lungai_main(["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()),
-                        "--out", str(out), "--size", "32", "--widths", "4", "8", "8", "8", "8", "--variant", "BU",
-                        "--lung-epochs", "8", "--infection-epochs", "1", "--limit", "4", "--lr", "0.01"])
+    code = lungai_main(
+        [
+            "--progress",
+            "none",
+            "--device",
+            "cpu",
+            "covid",
+            "train",
+            "--data",
+            str(medseg_dir()),
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--widths",
+            "4",
+            "8",
+            "8",
+            "8",
+            "8",
+            "--variant",
+            "BU",
+            "--lung-epochs",
+            "8",
+            "--infection-epochs",
+            "1",
+            "--limit",
+            "4",
+            "--lr",
+            "0.01",
+        ]
+    )
     assert code == 0
     return out / "chsnet.pt"
 
@@ -63,6 +93,7 @@ def stub_cascade(lung_bias: float, infection_bias: float, size: int = 32) -> Cas
 
 
 # --- data -------------------------------------------------------------------------------------
+
 
 def test_medseg_loader_reads_and_transposes_the_layout():
     transposed = load_medseg_folder(medseg_dir())
@@ -123,6 +154,7 @@ def test_grid_box_round_trip_keeps_the_image():
 
 # --- cascade and volume pipeline ---------------------------------------------------------------
 
+
 def test_mask_mode_reports_no_infection_outside_the_lungs():
     s = load_medseg_folder(medseg_dir())[0]
     result = stub_cascade(lung_bias=6.0, infection_bias=10.0).segment([s.image])[0]
@@ -180,10 +212,13 @@ def test_burden_table_volumes_equal_voxel_counts(chest_ct):
     right, left = result.table[0], result.table[1]
     assert right["Lung volume (mL)"] == pytest.approx(result.masks["Right lung"].sum() * ml, abs=1e-3)
     assert left["Lung volume (mL)"] == pytest.approx(result.masks["Left lung"].sum() * ml, abs=1e-3)
-    assert result.table[2]["Lung volume (mL)"] == pytest.approx(right["Lung volume (mL)"] + left["Lung volume (mL)"], abs=2e-3)
+    assert result.table[2]["Lung volume (mL)"] == pytest.approx(
+        right["Lung volume (mL)"] + left["Lung volume (mL)"], abs=2e-3
+    )
 
 
 # --- command line ------------------------------------------------------------------------------
+
 
 def test_train_writes_a_loadable_chsnet_checkpoint(tiny_weights):
     from lungai.checkpoint import load_checkpoint
@@ -200,9 +235,36 @@ def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
     from lungai.checkpoint import load_checkpoint
 
     lung = tiny_weights.parent / "lung" / "last.pt"
-    code = lungai_main(["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()),
-                        "--out", str(tmp_path), "--size", "32", "--widths", "4", "8", "8", "8", "8", "--variant", "BU",
-                        "--infection-epochs", "1", "--limit", "4", "--lung-weights", str(lung)])
+    code = lungai_main(
+        [
+            "--progress",
+            "none",
+            "--device",
+            "cpu",
+            "covid",
+            "train",
+            "--data",
+            str(medseg_dir()),
+            "--out",
+            str(tmp_path),
+            "--size",
+            "32",
+            "--widths",
+            "4",
+            "8",
+            "8",
+            "8",
+            "8",
+            "--variant",
+            "BU",
+            "--infection-epochs",
+            "1",
+            "--limit",
+            "4",
+            "--lung-weights",
+            str(lung),
+        ]
+    )
     assert code == 0
     given, combined = load_checkpoint(lung).state_dict, load_checkpoint(tmp_path / "chsnet.pt").state_dict
     assert all(torch.equal(value, combined[f"lung.{key}"]) for key, value in given.items())
@@ -211,8 +273,18 @@ def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
 
 def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, small_medseg, tmp_path):
     out = tmp_path / "eval"
-    args = ["--progress", "none", "covid", "evaluate", "--data", str(small_medseg), "--weights", str(tiny_weights),
-            "--out", str(out)]
+    args = [
+        "--progress",
+        "none",
+        "covid",
+        "evaluate",
+        "--data",
+        str(small_medseg),
+        "--weights",
+        str(tiny_weights),
+        "--out",
+        str(out),
+    ]
     assert lungai_main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "hierarchical" and metrics["slices"] == 3
@@ -227,8 +299,18 @@ def test_segment_writes_segments_and_table_on_the_volume_grid(tiny_weights, ches
     from lungai.sample_data import chest_ct_path
 
     out = tmp_path / "seg"
-    args = ["--progress", "none", "covid", "segment", "--volume", str(chest_ct_path()), "--weights", str(tiny_weights),
-            "--out", str(out)]
+    args = [
+        "--progress",
+        "none",
+        "covid",
+        "segment",
+        "--volume",
+        str(chest_ct_path()),
+        "--weights",
+        str(tiny_weights),
+        "--out",
+        str(out),
+    ]
     assert lungai_main(args) == 0
     segmentation = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
     assert [s["name"] for s in segmentation["segments"]] == [s.name for s in SEGMENTS]
@@ -240,21 +322,29 @@ def test_segment_writes_segments_and_table_on_the_volume_grid(tiny_weights, ches
 
 # --- Slicer logic on the headless MRML harness ---------------------------------------------------
 
+
 def test_logic_creates_segments_and_a_table_matching_voxel_counts(mrml_scene, tiny_weights, chest_ct):
     import vtk
-
     from COVIDHierarchicalLib import COVIDHierarchicalLogic
+
     from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
 
     volume_node = volume_node_from_volume(chest_ct, "CTChest4")
     segmentation, table = COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), device="cpu")
-    names = [segmentation.GetSegmentation().GetNthSegment(i).GetName()
-             for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+    names = [
+        segmentation.GetSegmentation().GetNthSegment(i).GetName()
+        for i in range(segmentation.GetSegmentation().GetNumberOfSegments())
+    ]
     assert names == ["Right lung", "Left lung", "Infection"]
-    infection = segmentation.GetSegmentation().GetSegment(segmentation.GetSegmentation().GetSegmentIdBySegmentName("Infection"))
+    infection = segmentation.GetSegmentation().GetSegment(
+        segmentation.GetSegmentation().GetSegmentIdBySegmentName("Infection")
+    )
     tag = vtk.reference("")
     assert infection.GetTag(infection.GetTerminologyEntryTagName(), tag) and "Lesion" in str(tag)
-    assert segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()).GetID() == volume_node.GetID()
+    assert (
+        segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()).GetID()
+        == volume_node.GetID()
+    )
     rows = rows_from_table_node(table)
     ml = chest_ct.voxel_volume_mm3 / 1000
     right = segment_mask(segmentation, "Right lung", volume_node)
@@ -269,8 +359,9 @@ def test_logic_creates_segments_and_a_table_matching_voxel_counts(mrml_scene, ti
 
 def test_logic_cancel_leaves_the_scene_unchanged_and_never_overwrites_silently(mrml_scene, tiny_weights, chest_ct):
     from COVIDHierarchicalLib import COVIDHierarchicalLogic
-    from LungAICommon.mrml import volume_node_from_volume
+
     from lungai.progress import Cancelled, CancelToken
+    from LungAICommon.mrml import volume_node_from_volume
 
     volume_node = volume_node_from_volume(chest_ct, "CTChest4")
     before = mrml_scene.GetNumberOfNodes()
@@ -282,13 +373,20 @@ def test_logic_cancel_leaves_the_scene_unchanged_and_never_overwrites_silently(m
     segmentation, table = COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), device="cpu")
     with pytest.raises(LungAIError, match="would be replaced"):
         COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), segmentation_node=segmentation)
-    again, _ = COVIDHierarchicalLogic().run(volume_node, weights=str(tiny_weights), device="cpu",
-                                            segmentation_node=segmentation, table_node=table, overwrite=True)
+    again, _ = COVIDHierarchicalLogic().run(
+        volume_node,
+        weights=str(tiny_weights),
+        device="cpu",
+        segmentation_node=segmentation,
+        table_node=table,
+        overwrite=True,
+    )
     assert again is segmentation
 
 
 def test_logic_subprocess_path_imports_the_command_line_result(mrml_scene, tiny_weights, chest_ct, tmp_path):
     from COVIDHierarchicalLib import COVIDHierarchicalLogic
+
     from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
 
     logic = COVIDHierarchicalLogic()
@@ -299,11 +397,14 @@ def test_logic_subprocess_path_imports_the_command_line_result(mrml_scene, tiny_
     segmentation, table = logic.import_results(tmp_path / "out", volume_node)
     direct, _ = logic.run(volume_node, weights=str(tiny_weights), device="cpu")
     for name in ("Right lung", "Left lung", "Infection"):
-        np.testing.assert_array_equal(segment_mask(segmentation, name, volume_node), segment_mask(direct, name, volume_node))
+        np.testing.assert_array_equal(
+            segment_mask(segmentation, name, volume_node), segment_mask(direct, name, volume_node)
+        )
     assert [r["Region"] for r in rows_from_table_node(table)] == ["Right lung", "Left lung", "Both lungs"]
 
 
 # --- demo ----------------------------------------------------------------------------------------
+
 
 def test_demo_section_uses_the_registered_model_and_bundled_samples(tiny_weights, tmp_path, monkeypatch):
     from lungai.covid.demo import run_demo
@@ -318,8 +419,18 @@ def test_demo_section_uses_the_registered_model_and_bundled_samples(tiny_weights
     monkeypatch.setenv("LUNGAI_RESOURCES", str(resources))
     missing = run_demo(tmp_path / "before", device="cpu")
     assert "unavailable" in missing.text and not missing.images
-    register_model({"id": MODEL_ID, "version": "0", "module": "COVIDHierarchical", "architecture": "chsnet",
-                    "file": f"{MODEL_ID}.pt", "sha256": "", "licence": "test", "training_data": "test"})
+    register_model(
+        {
+            "id": MODEL_ID,
+            "version": "0",
+            "module": "COVIDHierarchical",
+            "architecture": "chsnet",
+            "file": f"{MODEL_ID}.pt",
+            "sha256": "",
+            "licence": "test",
+            "training_data": "test",
+        }
+    )
     section = run_demo(tmp_path / "demo", device="cpu")
     assert len(section.images) == 3 and all(p.is_file() for p in section.images + section.files + section.tables)
     assert [r["Region"] for r in csv.DictReader(open(section.tables[0]))] == ["Right lung", "Left lung", "Both lungs"]

@@ -5,8 +5,14 @@ import math
 import pytest
 import torch
 
-from lungai.nlb.blocks import (BLOCK_TYPES, GridTokenizer, NonLocalBlock, grid_distance_weights, make_block,
-                               symmetry_factor)
+from lungai.nlb.blocks import (
+    BLOCK_TYPES,
+    GridTokenizer,
+    NonLocalBlock,
+    grid_distance_weights,
+    make_block,
+    symmetry_factor,
+)
 
 ATTENTION_TYPES = [t for t in BLOCK_TYPES if t != "none"]
 

@@ -12,11 +12,10 @@ from lungai.checkpoint import load_model, save_checkpoint
 from lungai.cli import main
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.nlb.blocks import BLOCK_TYPES
-from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
 from lungai.nlb.data import NLBDataset, bundled_sample_dir, list_snapshots, load_nodule_crops, load_snapshots
+from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
 from lungai.nlb.training import NLBTask
 from lungai.volume import Volume
-
 
 TINY = {"block_type": "localized", "widths": [4, 8, 8], "attention_levels": [1, 2], "grid": 2}
 
@@ -37,8 +36,23 @@ def test_registered_architecture_has_both_heads_for_every_block(block_type):
 
 def test_evaluate_writes_metrics_for_any_folder_in_the_iqoth_layout(tiny_weights, tmp_path):
     out = tmp_path / "eval"
-    assert main(["--progress", "none", "nlb", "evaluate", "--data", str(bundled_sample_dir()), "--weights",
-                 str(tiny_weights), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "nlb",
+                "evaluate",
+                "--data",
+                str(bundled_sample_dir()),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"precision", "recall", "f1", "accuracy", "confusion_matrix"} <= set(metrics)
     matrix = np.array(metrics["confusion_matrix"])
@@ -49,17 +63,64 @@ def test_evaluate_writes_metrics_for_any_folder_in_the_iqoth_layout(tiny_weights
     truth = np.array([int(r["label"]) for r in rows])
     assert metrics["accuracy"] == pytest.approx(np.mean(predicted == truth))
     # never overwrites, and an empty folder is refused with a clear message (exit 2)
-    assert main(["--progress", "none", "nlb", "evaluate", "--data", str(bundled_sample_dir()), "--weights",
-                 str(tiny_weights), "--out", str(out)]) == 2
-    assert main(["--progress", "none", "nlb", "evaluate", "--data", str(tmp_path), "--weights", str(tiny_weights),
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "nlb",
+                "evaluate",
+                "--data",
+                str(bundled_sample_dir()),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "nlb",
+                "evaluate",
+                "--data",
+                str(tmp_path),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_classify_a_ct_volume_and_a_single_image(tiny_weights, tmp_path, chest_ct):
     ct_path = write_volume(chest_ct, tmp_path / "ct.nrrd")
     out = tmp_path / "ct_out"
-    assert main(["--progress", "none", "nlb", "classify", "--volume", str(ct_path), "--weights", str(tiny_weights),
-                 "--out", str(out), "--threshold", "0"]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "nlb",
+                "classify",
+                "--volume",
+                str(ct_path),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(out),
+                "--threshold",
+                "0",
+            ]
+        )
+        == 0
+    )
     rows = read_table_csv(out / "slices.csv")
     assert len(rows) == chest_ct.shape[0] and all(r["decision"] == "1" for r in rows)
     labelmap, specs = read_segmentation(out / "neoplasm.seg.nrrd")
@@ -70,16 +131,46 @@ def test_classify_a_ct_volume_and_a_single_image(tiny_weights, tmp_path, chest_c
     assert (out / "probability.png").stat().st_size > 0 and (out / "most_likely_slice.png").stat().st_size > 0
 
     image = next(s.path for s in list_snapshots(bundled_sample_dir()) if s.category == "malignant")
-    assert main(["--progress", "none", "nlb", "classify", "--volume", str(image), "--weights", str(tiny_weights),
-                 "--out", str(tmp_path / "img_out")]) == 0
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "nlb",
+                "classify",
+                "--volume",
+                str(image),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(tmp_path / "img_out"),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "img_out" / "summary.json").read_text())
     assert summary["slices"] == 1 and summary["intensity"] == "8-bit"
 
 
 def test_classify_refuses_bad_input_clearly(tiny_weights, tmp_path, capsys):
     raw = write_volume(Volume(np.full((3, 32, 32), 2000, dtype=np.int16)), tmp_path / "raw.nrrd")
-    assert main(["--progress", "none", "nlb", "classify", "--volume", str(raw), "--weights", str(tiny_weights),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--progress",
+                "none",
+                "nlb",
+                "classify",
+                "--volume",
+                str(raw),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "Hounsfield" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -99,8 +190,15 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     chosen = [snapshots[0], snapshots[-1]]  # one benign, one normal (sorted by category)
     crops = load_nodule_crops(data / "lidc_multireader.npz", size=64, indices=np.arange(2))
     dataset = NLBDataset(load_snapshots(chosen, 64), np.array([s.label for s in chosen]), crops.images, crops.masks)
-    batch = {k: torch.stack([dataset[i][k] if torch.is_tensor(dataset[i][k]) else torch.tensor(dataset[i][k])
-                             for i in range(len(dataset))]) for k in dataset[0]}
+    batch = {
+        k: torch.stack(
+            [
+                dataset[i][k] if torch.is_tensor(dataset[i][k]) else torch.tensor(dataset[i][k])
+                for i in range(len(dataset))
+            ]
+        )
+        for k in dataset[0]
+    }
     torch.manual_seed(0)
     model = build_architecture("nlb_unet", TINY)
     task = NLBTask()
@@ -132,9 +230,36 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
         rows = np.flatnonzero(np.isin(lidc["patient_id"], np.unique(lidc["patient_id"])[:6]))[:12]
         np.savez(tmp_path / "lidc.npz", **{key: lidc[key][rows] for key in lidc.files})
     out = tmp_path / "run"
-    code = main(["--progress", "none", "--device", "cpu", "nlb", "train", "--iqoth", str(small), "--lidc",
-                 str(tmp_path / "lidc.npz"), "--out", str(out), "--block", "symmetry", "--widths", "4", "8", "8", "--epochs", "1",
-                 "--max-crops", "4", "--batch-size", "4", "--register", "nlb_test"])
+    code = main(
+        [
+            "--progress",
+            "none",
+            "--device",
+            "cpu",
+            "nlb",
+            "train",
+            "--iqoth",
+            str(small),
+            "--lidc",
+            str(tmp_path / "lidc.npz"),
+            "--out",
+            str(out),
+            "--block",
+            "symmetry",
+            "--widths",
+            "4",
+            "8",
+            "8",
+            "--epochs",
+            "1",
+            "--max-crops",
+            "4",
+            "--batch-size",
+            "4",
+            "--register",
+            "nlb_test",
+        ]
+    )
     assert code == 0
     model, header = load_model(out / "last.pt", expected_model="nlb_unet")
     assert header["config"] == {"block_type": "symmetry", "widths": [4, 8, 8]}

@@ -7,8 +7,16 @@ from conftest import shared_data_dir
 from PIL import Image
 
 from lungai.errors import InputError
-from lungai.nlb.data import (NLBDataset, consensus_masks, group_folds, list_snapshots, load_nodule_crops,
-                             load_snapshots, read_snapshot, stratified_folds)
+from lungai.nlb.data import (
+    NLBDataset,
+    consensus_masks,
+    group_folds,
+    list_snapshots,
+    load_nodule_crops,
+    load_snapshots,
+    read_snapshot,
+    stratified_folds,
+)
 from lungai.nlb.intensity import HU_WINDOW, INPUT_SIZE, SquareResize, hu_to_unit, prepare_slices, to_unit
 
 
@@ -72,8 +80,11 @@ def test_iqoth_folder_layout_and_fold_split(tmp_path):
         assert abs(counts[0] - counts[1]) <= 1
     images = load_snapshots(snapshots[:3])
     assert images.shape == (3, 1, INPUT_SIZE, INPUT_SIZE) and 0 <= images.min() and images.max() <= 1
-    assert torch.allclose(images[0, 0, ::2, ::2].mean(), torch.tensor(
-        read_snapshot(snapshots[0].path).astype(np.float32).mean() / 255), atol=0.02)
+    assert torch.allclose(
+        images[0, 0, ::2, ::2].mean(),
+        torch.tensor(read_snapshot(snapshots[0].path).astype(np.float32).mean() / 255),
+        atol=0.02,
+    )
     # any folder in the same layout is accepted; an empty one is refused clearly
     (tmp_path / "normal").mkdir()
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "normal" / "a.png")

@@ -1,6 +1,5 @@
 """The NeoplasmNLB demo section and self-test inputs run on bundled data and the bundled weights only."""
 
-
 from lungai.io import read_table_csv
 from lungai.nlb.demo import run_demo
 from lungai.nlb.inference import DEFAULT_MODEL_ID

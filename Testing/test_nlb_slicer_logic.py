@@ -9,7 +9,6 @@ from lungai.nlb.inference import score_volume
 from lungai.nlb.networks import build_nlb_unet
 from lungai.volume import Volume
 
-
 TINY = {"block_type": "symmetry_localized", "widths": [4, 8, 8], "attention_levels": [1, 2], "grid": 2}
 
 
@@ -26,8 +25,9 @@ def tiny_weights(tmp_path_factory):
 
 
 def test_blocking_run_builds_table_plot_and_segmentation_on_the_ct_grid(mrml_scene, chest_ct, tiny_weights):
-    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
     from NeoplasmNLBLib.logic import NeoplasmNLBLogic
+
+    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
 
     node = volume_node_from_volume(chest_ct, "chest")
     result = NeoplasmNLBLogic().run(node, weights=str(tiny_weights), threshold=0.0, device="cpu")
@@ -48,10 +48,10 @@ def test_blocking_run_builds_table_plot_and_segmentation_on_the_ct_grid(mrml_sce
 
 
 def test_subprocess_path_gives_the_same_nodes_and_never_overwrites(mrml_scene, chest_ct, tiny_weights, tmp_path):
-    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
     from NeoplasmNLBLib.logic import NeoplasmNLBLogic
 
     from lungai.cli import main
+    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
 
     logic = NeoplasmNLBLogic()
     node = volume_node_from_volume(chest_ct, "chest")
@@ -64,13 +64,15 @@ def test_subprocess_path_gives_the_same_nodes_and_never_overwrites(mrml_scene, c
     a, b = rows_from_table_node(first.table), rows_from_table_node(second.table)
     assert [r["decision"] for r in a] == [r["decision"] for r in b]
     assert np.allclose([r["probability"] for r in a], [r["probability"] for r in b], atol=1e-5)
-    assert np.array_equal(segment_mask(first.segmentation, "Neoplasm", node),
-                          segment_mask(second.segmentation, "Neoplasm", node))
+    assert np.array_equal(
+        segment_mask(first.segmentation, "Neoplasm", node), segment_mask(second.segmentation, "Neoplasm", node)
+    )
 
 
 def test_jump_centres_slice_views_on_the_most_likely_slice(mrml_scene, chest_ct):
-    from LungAICommon.mrml import volume_node_from_volume
     from NeoplasmNLBLib.logic import NeoplasmNLBLogic
+
+    from LungAICommon.mrml import volume_node_from_volume
 
     node = volume_node_from_volume(chest_ct, "chest")
     slice_node = mrml_scene.AddNewNodeByClass("vtkMRMLSliceNode", "Red")
@@ -83,10 +85,10 @@ def test_jump_centres_slice_views_on_the_most_likely_slice(mrml_scene, chest_ct)
 
 
 def test_single_eight_bit_image_gives_one_row(mrml_scene, tiny_weights):
-    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
     from NeoplasmNLBLib.logic import NeoplasmNLBLogic
 
     from lungai.errors import InputError
+    from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
 
     image = np.zeros((1, 64, 80), dtype=np.uint8)
     image[0, 20:40, 30:50] = 200

@@ -1,4 +1,5 @@
 """Static checks of the extension's shape: backend free of Slicer, widgets match their .ui, CMake lists real files."""
+
 import ast
 import re
 from pathlib import Path
@@ -20,8 +21,10 @@ def _imported_roots(path: Path) -> set[str]:
 
 
 def test_backend_imports_no_slicer_qt_ctk_or_vtk():
-    offenders = {str(p.relative_to(REPO)): sorted(_imported_roots(p) & {"slicer", "qt", "ctk", "vtk"})
-                 for p in (REPO / "lungai").rglob("*.py")}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(_imported_roots(p) & {"slicer", "qt", "ctk", "vtk"})
+        for p in (REPO / "lungai").rglob("*.py")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
@@ -55,7 +58,13 @@ def _cmake_listed_files(cmake: Path, module: str) -> list[Path]:
 @pytest.mark.parametrize("module", MODULES)
 def test_module_layout_and_cmake_files_exist(module):
     root = REPO / module
-    for required in (f"{module}.py", "CMakeLists.txt", f"Resources/UI/{module}.ui", f"Resources/Icons/{module}.png", f"{module}Lib/__init__.py"):
+    for required in (
+        f"{module}.py",
+        "CMakeLists.txt",
+        f"Resources/UI/{module}.ui",
+        f"Resources/Icons/{module}.png",
+        f"{module}Lib/__init__.py",
+    ):
         assert (root / required).is_file(), required
     cmake = (root / "CMakeLists.txt").read_text()
     assert "slicerMacroBuildScriptedModule" in cmake and "slicer_add_python_unittest" in cmake

@@ -12,7 +12,10 @@ from lungai.ugsnet.sample import crop_volume, load_sample, sample_path
 
 
 def test_evaluate_writes_metrics_for_any_multireader_file(tmp_path):
-    assert main(["--progress", "none", "ugsnet", "evaluate", "--data", str(sample_path()), "--out", str(tmp_path / "e")]) == 0
+    assert (
+        main(["--progress", "none", "ugsnet", "evaluate", "--data", str(sample_path()), "--out", str(tmp_path / "e")])
+        == 0
+    )
     result = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert result["crops"] == 16
     for ref in ("label1", "union", "intersection"):
@@ -22,22 +25,35 @@ def test_evaluate_writes_metrics_for_any_multireader_file(tmp_path):
     assert hu["mean_hu_predicted_lc"] < hu["mean_hu_predicted_hc"] and hu["mean_hu_real_lc"] < hu["mean_hu_real_hc"]
     assert (tmp_path / "e" / "hu_density.png").is_file() and (tmp_path / "e" / "mcm_overlays.png").is_file()
     # never overwrite results
-    assert main(["--progress", "none", "ugsnet", "evaluate", "--data", str(sample_path()), "--out", str(tmp_path / "e")]) == 2
+    assert (
+        main(["--progress", "none", "ugsnet", "evaluate", "--data", str(sample_path()), "--out", str(tmp_path / "e")])
+        == 2
+    )
 
 
 def test_segment_writes_segments_table_and_pictures(tmp_path):
     volume, point = crop_volume(load_sample(), 15, slices=3)
     write_volume(volume, tmp_path / "ct.nrrd")
     (tmp_path / "points.csv").write_text("label,r,a,s\nn1,{:.3f},{:.3f},{:.3f}\n".format(*point))
-    args = ["--progress", "none", "ugsnet", "segment", "--volume", str(tmp_path / "ct.nrrd"), "--points",
-            str(tmp_path / "points.csv"), "--out", str(tmp_path / "out")]
+    args = [
+        "--progress",
+        "none",
+        "ugsnet",
+        "segment",
+        "--volume",
+        str(tmp_path / "ct.nrrd"),
+        "--points",
+        str(tmp_path / "points.csv"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     labelmap, specs = read_segmentation(tmp_path / "out" / "nodules.seg.nrrd")
     assert [s.name for s in specs] == ["Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"]
     assert np.allclose(labelmap.spacing, volume.spacing) and np.allclose(labelmap.origin, volume.origin)
     rows = read_table_csv(tmp_path / "out" / "nodules.csv")
     assert rows[0]["nodule"] == "Nodule 1" and float(rows[0]["volume_final_mm3"]) > 0
-    assert main(args) == 2                                  # existing outputs are not overwritten
+    assert main(args) == 2  # existing outputs are not overwritten
     assert main(args + ["--overwrite"]) == 0
 
 
@@ -46,6 +62,7 @@ def test_points_csv_errors(tmp_path):
     assert read_points_csv(tmp_path / "plain.csv").tolist() == [[1, 2, 3], [4, 5, 6]]
     (tmp_path / "bad.csv").write_text("r,a,s\n1,x,3\n")
     from lungai.errors import InputError
+
     with pytest.raises(InputError, match="cannot read RAS points"):
         read_points_csv(tmp_path / "bad.csv")
     with pytest.raises(InputError, match="not found"):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_data_dir
+
 from lungai.errors import InputError
 from lungai.ugsnet.data import CropDataset, load_npz, patient_folds, prepare_crops
 from lungai.ugsnet.preprocess import INPUT_SIZE, normalise_hu, patch_coordinates, resample_patch
@@ -21,9 +21,9 @@ def test_targets_follow_the_real_readers(arrays):
     assert len(crops) == int((arrays["n_readers"] >= 2).sum())
     assert crops.image_hu.shape[1:] == (INPUT_SIZE, INPUT_SIZE)
     for i in range(len(crops)):
-        real = crops.masks[i, :crops.n_readers[i]]
-        assert real.any((1, 2)).all()                      # every real annotation is non-empty
-        assert not crops.masks[i, crops.n_readers[i]:].any()  # padding stays empty
+        real = crops.masks[i, : crops.n_readers[i]]
+        assert real.any((1, 2)).all()  # every real annotation is non-empty
+        assert not crops.masks[i, crops.n_readers[i] :].any()  # padding stays empty
         assert (crops.intersection[i] <= real).all() and (real <= crops.union[i]).all()
     # the nodule is at the centre of the resampled crop
     assert crops.union[:, INPUT_SIZE // 2, INPUT_SIZE // 2].mean() > 0.9
@@ -39,7 +39,7 @@ def test_single_reader_crops_are_kept_only_when_asked(arrays):
 
 def test_resampling_keeps_physical_size():
     image = np.zeros((71, 71), np.float32)
-    image[25:46, 25:46] = 1.0                     # 21 pixels at 0.7 mm = 14.7 mm
+    image[25:46, 25:46] = 1.0  # 21 pixels at 0.7 mm = 14.7 mm
     patch = resample_patch(image, (35, 35), 0.7) > 0.5
     assert abs(patch[32].sum() * 0.55 - 14.7) <= 1.1
     coords = patch_coordinates((35.0, 35.0), 0.55)

@@ -17,7 +17,7 @@ def test_fusion_bce_equals_hand_computed_mean_over_real_readers_only():
     logits = torch.tensor([0.0, 2.0]).view(1, 1, 1, 2)
     masks = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).view(1, 4, 1, 2)
     reader = [(bce(0, a) + bce(2, b)) / 2 for a, b in ([1, 1], [0, 1], [1, 0])]
-    expected = sum(reader) / 3                                   # 3 real readers, slot 4 is padding
+    expected = sum(reader) / 3  # 3 real readers, slot 4 is padding
     got = annotation_fusion_loss(logits, masks, torch.tensor([3]), "bce")
     assert got.item() == pytest.approx(expected, rel=1e-6)
     masks_changed_padding = masks.clone()
@@ -40,10 +40,10 @@ def test_fusion_dice_equals_hand_computed():
 def test_samples_with_different_reader_counts_weigh_equally():
     logits = torch.zeros(2, 1, 1, 1)
     masks = torch.zeros(2, 4, 1, 1)
-    masks[0, :2] = 1.0                                           # 2 readers, both say nodule
+    masks[0, :2] = 1.0  # 2 readers, both say nodule
     masks[1, :4] = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(4, 1, 1)  # 4 readers
     got = annotation_fusion_loss(logits, masks, torch.tensor([2, 4]))
-    assert got.item() == pytest.approx(math.log(2))              # BCE at p=0.5 is log 2 for any target
+    assert got.item() == pytest.approx(math.log(2))  # BCE at p=0.5 is log 2 for any target
 
 
 def test_total_loss_weights_and_parts():
@@ -54,8 +54,12 @@ def test_total_loss_weights_and_parts():
     masks[0, 2:] = 0
     masks[1, 3:] = 0
     valid = torch.arange(4)[None, :, None, None] < n[:, None, None, None]
-    batch = {"masks": masks, "n_readers": n, "union": (masks * valid).amax(1, keepdim=True),
-             "intersection": torch.where(valid, masks, torch.ones_like(masks)).amin(1, keepdim=True)}
+    batch = {
+        "masks": masks,
+        "n_readers": n,
+        "union": (masks * valid).amax(1, keepdim=True),
+        "intersection": torch.where(valid, masks, torch.ones_like(masks)).amin(1, keepdim=True),
+    }
     total, parts = UGSNetLoss()(out, batch)
     f = torch.nn.functional.binary_cross_entropy_with_logits
     mcm = f(out["union"], batch["union"]) + f(out["intersection"], batch["intersection"])
@@ -70,7 +74,7 @@ def test_total_loss_weights_and_parts():
 def test_random_annotation_is_always_a_real_one():
     masks = torch.zeros(3, 4, 1, 1)
     for reader in range(4):
-        masks[:, reader] = reader + 1                             # slot value = reader number
+        masks[:, reader] = reader + 1  # slot value = reader number
     n = torch.tensor([1, 2, 3])
     seen = set()
     for seed in range(60):

@@ -8,11 +8,24 @@ import torch
 from skimage.filters import threshold_otsu
 
 from lungai.architectures import build_architecture
-from lungai.ugsnet.blocks import (AttentionGate, DoubleConv, FeatureAwareAttentionBlock, GaborFilter, OtsuFilter,
-                                  SelfAttention2d, UpConv, gabor_bank, otsu_thresholds)
+from lungai.ugsnet.blocks import (
+    AttentionGate,
+    DoubleConv,
+    FeatureAwareAttentionBlock,
+    GaborFilter,
+    OtsuFilter,
+    SelfAttention2d,
+    UpConv,
+    gabor_bank,
+    otsu_thresholds,
+)
 from lungai.ugsnet.inference import confidence_masks
-from lungai.ugsnet.networks import (AttentionUNetBackbone, IntersectionUnionConstrainingModule, UncertaintyAwareModule,
-                                    multi_confidence_mask)
+from lungai.ugsnet.networks import (
+    AttentionUNetBackbone,
+    IntersectionUnionConstrainingModule,
+    UncertaintyAwareModule,
+    multi_confidence_mask,
+)
 
 TINY = (4, 8, 16, 32, 64)
 
@@ -57,7 +70,9 @@ def test_backbone_uam_iucm_shapes():
     r = torch.randn(2, 8, 32, 32)
     feats, logits = UncertaintyAwareModule(8)(r)
     assert {k: tuple(v.shape) for k, v in feats.items()} == {k: (2, 4, 32, 32) for k in ("lc", "hc", "uni")}
-    assert {k: tuple(v.shape) for k, v in logits.items()} == {k: (2, 1, 32, 32) for k in ("union", "intersection", "uni")}
+    assert {k: tuple(v.shape) for k, v in logits.items()} == {
+        k: (2, 1, 32, 32) for k in ("union", "intersection", "uni")
+    }
     iucm = IntersectionUnionConstrainingModule(4)
     augmented, distances = iucm(r, feats)
     assert augmented.shape == (2, 24, 32, 32)
@@ -69,9 +84,15 @@ def test_backbone_uam_iucm_shapes():
     assert torch.allclose(augmented[:, 16:], expected * refined, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,heads", [("ugsnet", {"final", "union", "intersection", "uni"}),
-                                        ("ugsnet_v1", {"final", "union", "intersection", "uni"}),
-                                        ("ugsnet_unet", {"final"}), ("ugsnet_attention_unet", {"final"})])
+@pytest.mark.parametrize(
+    "name,heads",
+    [
+        ("ugsnet", {"final", "union", "intersection", "uni"}),
+        ("ugsnet_v1", {"final", "union", "intersection", "uni"}),
+        ("ugsnet_unet", {"final"}),
+        ("ugsnet_attention_unet", {"final"}),
+    ],
+)
 def test_registered_architectures_output_logits_per_head(name, heads):
     model = build_architecture(name, {"features": list(TINY)})
     out = model(torch.randn(3, 1, 64, 64))
@@ -93,10 +114,10 @@ def test_gabor_bank_is_zero_mean_and_orientation_selective():
     gabor = GaborFilter(1)
     assert torch.allclose(gabor.responses(torch.full((1, 1, 32, 32), 3.0))[..., 8:-8, 8:-8], torch.zeros(1), atol=1e-5)
     cols = torch.arange(32.0)
-    stripes = torch.cos(2 * math.pi * 0.25 * cols).expand(32, 32)[None, None]   # varies along x
+    stripes = torch.cos(2 * math.pi * 0.25 * cols).expand(32, 32)[None, None]  # varies along x
     energy = gabor.responses(stripes)[0, :, 8:-8, 8:-8].pow(2).mean((1, 2))
-    assert energy.argmax() == 0                       # theta = 0: the wave along x
-    assert energy[0] > 20 * energy[2]                 # theta = 90 degrees barely responds
+    assert energy.argmax() == 0  # theta = 0: the wave along x
+    assert energy[0] > 20 * energy[2]  # theta = 90 degrees barely responds
     assert not any(p.requires_grad for p in gabor.buffers())
 
 
@@ -120,8 +141,11 @@ def test_mcm_and_confidence_regions():
     inter = torch.tensor([[[[5.0, -5.0, 5.0]]]])
     mcm = multi_confidence_mask(union, inter)
     assert mcm[0, 0, 0, 0] > 0.99 and 0.45 < mcm[0, 0, 0, 1] < 0.55 and float(mcm.min()) >= 0
-    probs = {"final": np.array([[[0.9, 0.6, 0.1]]]), "union": np.array([[[0.9, 0.9, 0.1]]]),
-             "intersection": np.array([[[0.9, 0.1, 0.9]]])}
+    probs = {
+        "final": np.array([[[0.9, 0.6, 0.1]]]),
+        "union": np.array([[[0.9, 0.9, 0.1]]]),
+        "intersection": np.array([[[0.9, 0.1, 0.9]]]),
+    }
     regions = confidence_masks(probs)
     # HC lies in the union by construction: the intersection head firing outside the union is not HC
     assert regions.high.tolist() == [[[True, False, False]]]

@@ -28,15 +28,18 @@ def _scene_volume(volume, name="CT"):
 
 def test_segments_geometry_and_table_match_the_backend(mrml_scene, model, sample):
     import slicer
-    from LungAICommon import mrml
     from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic
+
+    from LungAICommon import mrml
 
     volume, point = crop_volume(sample, 5, slices=5)
     node = _scene_volume(volume)
     logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
     seg, table, results = logic.segment(node, [point])
     expected = segment_nodules(volume, [point], model)
-    names = [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())]
+    names = [
+        seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())
+    ]
     assert names == ["Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"]
     for spec, region in zip(mrml.segment_specs(seg), ("final", "high", "low")):
         assert spec.color == pytest.approx(NODULE_COLORS[region])
@@ -47,7 +50,9 @@ def test_segments_geometry_and_table_match_the_backend(mrml_scene, model, sample
     # geometry: the segmentation is referenced to the CT and sits under the same parent in the hierarchy
     assert seg.GetNodeReference(seg.GetReferenceImageGeometryReferenceRole()) is node
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
-    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(seg)) == hierarchy.GetItemParent(hierarchy.GetItemByDataNode(node))
+    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(seg)) == hierarchy.GetItemParent(
+        hierarchy.GetItemByDataNode(node)
+    )
     rows = mrml.rows_from_table_node(table)
     want = nodule_table_rows(volume, expected)
     assert len(rows) == 1 and rows[0]["nodule"] == "Nodule 1"
@@ -56,8 +61,8 @@ def test_segments_geometry_and_table_match_the_backend(mrml_scene, model, sample
             assert rows[0][key] == pytest.approx(value, nan_ok=True)
         elif key != "nodule":
             assert rows[0][key] == value
-    assert rows[0]["slices"] == "0,1,2,3,4"             # the repeated nodule is followed through every slice
-    assert "first slice" in rows[0]["warnings"]          # and reaches the volume's edge: said, not hidden
+    assert rows[0]["slices"] == "0,1,2,3,4"  # the repeated nodule is followed through every slice
+    assert "first slice" in rows[0]["warnings"]  # and reaches the volume's edge: said, not hidden
     assert rows[0]["mean_hu_low_confidence"] < rows[0]["mean_hu_high_confidence"]
 
 
@@ -72,25 +77,29 @@ def test_rerun_never_overwrites_unless_asked_and_editor_append(mrml_scene, model
     second, table2, _ = logic.segment(node, [point])
     assert first is not second and first.GetName() != second.GetName() and table1 is not table2
     count = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
-    again, _, _ = logic.segment(node, [point], segmentation_node=first, table_node=table1)   # user-chosen output
+    again, _, _ = logic.segment(node, [point], segmentation_node=first, table_node=table1)  # user-chosen output
     assert again is first and slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == count
     assert first.GetSegmentation().GetNumberOfSegments() == 3
     # the segment editor effect adds the next nodule to the segmentation being edited, keeping the user's segments
     first.GetSegmentation().AddEmptySegment("", "my correction", [1, 1, 0])
     logic.segment(node, [point], segmentation_node=first, append=True)
-    names = [first.GetSegmentation().GetNthSegment(i).GetName() for i in range(first.GetSegmentation().GetNumberOfSegments())]
+    names = [
+        first.GetSegmentation().GetNthSegment(i).GetName() for i in range(first.GetSegmentation().GetNumberOfSegments())
+    ]
     assert names[:4] == ["Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence", "my correction"]
     assert names[4:] == ["Nodule 2", "Nodule 2 high confidence", "Nodule 2 low confidence"]
     assert next_nodule_number(first) == 3
     from LungAICommon.mrml import rows_from_table_node
+
     assert [r["nodule"] for r in rows_from_table_node(table1)] == ["Nodule 1", "Nodule 2"]
 
 
 def test_cli_path_imports_the_same_nodes(mrml_scene, model, sample, tmp_path):
-    from LungAICommon import mrml
+    from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic
+
     from lungai.io import write_volume
     from lungai.ugsnet import commands
-    from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic
+    from LungAICommon import mrml
 
     volume, point = crop_volume(sample, 2, slices=3)
     node = _scene_volume(volume)
@@ -118,6 +127,7 @@ def test_bad_points_and_volumes(mrml_scene, model, sample):
     with pytest.raises(InputError, match="Point 1 .* lies outside the volume"):
         logic.segment(node, [point + np.array([0.0, 0.0, 50.0])])
     import slicer
+
     with pytest.raises(InputError, match="at least one point"):
         points_from_markups(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode"))
     coarse, coarse_point = crop_volume({**sample, "pixel_spacing_mm": sample["pixel_spacing_mm"] * 3}, 0)
@@ -129,4 +139,4 @@ def test_bad_points_and_volumes(mrml_scene, model, sample):
     assert any("8.0 mm thick" in w for w in results[0].warnings)
     assert any("outside the lungs" in w for w in results[0].warnings)
     assert any("no nodule was found" in w for w in results[0].warnings)
-    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1   # only the air run made one
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1  # only the air run made one

@@ -1,10 +1,9 @@
 """A few UGS-Net training steps on real multi-reader crops lower the loss; the checkpoint reloads."""
 
-
 import numpy as np
 import torch
-
 from conftest import shared_data_dir
+
 from lungai.checkpoint import load_model
 from lungai.training import TrainConfig
 from lungai.ugsnet.data import CropDataset, load_npz, prepare_crops
@@ -24,6 +23,7 @@ def test_training_steps_on_real_crops_lower_the_loss(tmp_path):
     config = TrainConfig(epochs=8, batch_size=8, lr=1e-2, device="cpu", out_dir=str(tmp_path))
     torch.manual_seed(0)
     from lungai.ugsnet.task import build_model
+
     initial_model = build_model("ugsnet", TINY)
     with torch.no_grad():
         before = float(task.training_step(initial_model.train(), batch))

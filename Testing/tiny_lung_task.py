@@ -2,6 +2,7 @@
 
 Run as a script (also under ``torchrun``) it trains and writes checkpoints to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,16 @@ class LungTask:
 def run(out: str, epochs: int = 2, resume: str | None = None, seed: int = 0):
     config = TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, device="cpu", out_dir=out, resume=resume, seed=seed)
     seed_everything(seed)
-    return train(build(), LungTask(), ChestSlices(range(6, 26)), ChestSlices(range(26, 30)), config,
-                 model_name=ARCHITECTURE, model_config={"width": 4}, training_data="CTChest4 slices 6-25")
+    return train(
+        build(),
+        LungTask(),
+        ChestSlices(range(6, 26)),
+        ChestSlices(range(26, 30)),
+        config,
+        model_name=ARCHITECTURE,
+        model_config={"width": 4},
+        training_data="CTChest4 slices 6-25",
+    )
 
 
 if __name__ == "__main__":

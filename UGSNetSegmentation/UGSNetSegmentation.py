@@ -15,7 +15,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-
 from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic, points_from_markups  # noqa: F401 (re-export)
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
@@ -31,9 +30,12 @@ class UGSNetSegmentation(ScriptedLoadableModule):
             "Lung nodule segmentation with the Multi-Confidence Mask of UGS-Net (Yang, Wang et al.): for each "
             "point on a nodule, a final segment (green), a high-confidence core (red, where radiologists agree) and "
             "a low-confidence rim (blue, where they disagree), plus a table of volumes, diameter and HU. "
-            "Also available as the Segment Editor effect 'UGS-Net nodule'.")
-        self.parent.acknowledgementText = ("Part of SlicerLungAI. Demo weights trained on LIDC-IDRI (TCIA, CC BY 3.0); "
-                                           "method: UGS-Net, IEEE journal version and MICCAI 2022.")
+            "Also available as the Segment Editor effect 'UGS-Net nodule'."
+        )
+        self.parent.acknowledgementText = (
+            "Part of SlicerLungAI. Demo weights trained on LIDC-IDRI (TCIA, CC BY 3.0); "
+            "method: UGS-Net, IEEE journal version and MICCAI 2022."
+        )
         slicer.app.connect("startupCompleted()", register_editor_effect)
 
 
@@ -69,8 +71,9 @@ class UGSNetSegmentationWidget(ScriptedLoadableModuleWidget):
 
     def updateButtons(self, *_):
         running = self.process is not None
-        self.ui.applyButton.enabled = not running and bool(self.ui.volumeSelector.currentNode()) \
-            and bool(self.ui.pointsSelector.currentNode())
+        self.ui.applyButton.enabled = (
+            not running and bool(self.ui.volumeSelector.currentNode()) and bool(self.ui.pointsSelector.currentNode())
+        )
         self.ui.cancelButton.enabled = running
 
     def weights(self):
@@ -88,8 +91,13 @@ class UGSNetSegmentationWidget(ScriptedLoadableModuleWidget):
             if not slicer.util.saveNode(volume_node, volume_path):
                 raise RuntimeError(f"Could not write '{volume_node.GetName()}' to {volume_path}.")
             points_path = self.logic.write_points_csv(points, os.path.join(self.workDir, "points.csv"))
-            arguments = self.logic.cli_arguments(volume_path, points_path, os.path.join(self.workDir, "out"),
-                                                 self.weights(), self.ui.deviceComboBox.currentText)
+            arguments = self.logic.cli_arguments(
+                volume_path,
+                points_path,
+                os.path.join(self.workDir, "out"),
+                self.weights(),
+                self.ui.deviceComboBox.currentText,
+            )
             self.ui.statusLabel.text = "Segmenting..."
             self.ui.progressBar.value = 0
             self.process = LungAIProcess(arguments, self.onProgress, self.onFinished)
@@ -111,8 +119,11 @@ class UGSNetSegmentationWidget(ScriptedLoadableModuleWidget):
             return
         with slicer.util.tryWithErrorDisplay("Could not load the UGS-Net results.", waitCursor=True):
             segmentation, table = self.logic.import_cli_results(
-                os.path.join(self.workDir, "out"), self.ui.volumeSelector.currentNode(),
-                self.ui.outputSegmentationSelector.currentNode(), None)
+                os.path.join(self.workDir, "out"),
+                self.ui.volumeSelector.currentNode(),
+                self.ui.outputSegmentationSelector.currentNode(),
+                None,
+            )
             self.ui.outputSegmentationSelector.setCurrentNode(segmentation)
             self.ui.progressBar.value = 100
             self.ui.statusLabel.text = f"Done: {segmentation.GetName()} and table {table.GetName()}."
@@ -141,8 +152,8 @@ class UGSNetSegmentationTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear(0)
 
     def test_segment_bundled_nodule(self):
-        from LungAICommon import mrml
         from lungai.ugsnet.sample import crop_volume, load_sample
+        from LungAICommon import mrml
 
         self.delayDisplay("Segmenting a bundled LIDC-IDRI nodule")
         volume, point = crop_volume(load_sample(), 5, slices=3)
@@ -151,8 +162,10 @@ class UGSNetSegmentationTest(ScriptedLoadableModuleTest):
         markups.AddControlPoint(*point)
         logic = UGSNetSegmentationLogic()
         segmentation, table, results = logic.segment(volume_node, points_from_markups(markups), device="cpu")
-        names = [segmentation.GetSegmentation().GetNthSegment(i).GetName()
-                 for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+        names = [
+            segmentation.GetSegmentation().GetNthSegment(i).GetName()
+            for i in range(segmentation.GetSegmentation().GetNumberOfSegments())
+        ]
         self.assertEqual(names, ["Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"])
         self.assertTrue(results[0].masks["final"].any())
         rows = mrml.rows_from_table_node(table)

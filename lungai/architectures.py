@@ -1,4 +1,5 @@
 """Name -> network factory, so a checkpoint header can rebuild its own architecture."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -6,6 +6,7 @@ scheduler, epoch) for resuming. The header names the registered architecture and
 :func:`load_model` rebuilds the network before loading weights. Files are always read with
 ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -97,7 +98,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} is a PyTorch file but not a lungai checkpoint (no '{FORMAT}' marker).")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format version {payload.get('format_version')}; this lungai reads version {FORMAT_VERSION}."
+            f"{path} has checkpoint format version {payload.get('format_version')}; "
+            f"this lungai reads version {FORMAT_VERSION}."
         )
     try:
         header = json.loads(payload["header"])
@@ -109,7 +111,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return Checkpoint(header, state_dict, payload.get("training_state"))
 
 
-def model_from_checkpoint(checkpoint: Checkpoint, source: str = "checkpoint", expected_model: str | None = None) -> nn.Module:
+def model_from_checkpoint(
+    checkpoint: Checkpoint, source: str = "checkpoint", expected_model: str | None = None
+) -> nn.Module:
     """Build the header's architecture and load the weights strictly."""
     name = checkpoint.header.get("model_name", "")
     if expected_model is not None and name != expected_model:

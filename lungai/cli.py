@@ -6,6 +6,7 @@ each of which defines ``register(subparsers)``; every leaf parser sets ``func=ha
 ``handler(args, ctx) -> int``. Exit codes: 0 ok, 2 bad input (a :class:`LungAIError`), 1 internal
 error. Errors are one line; ``--debug`` adds the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,16 +62,20 @@ def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
     from lungai.device import resolve_device
     from lungai.registry import load_registry, registry_path
 
-    print(f"lungai {lungai.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
-          f"numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}")
+    print(
+        f"lungai {lungai.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
+        f"numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}"
+    )
     try:
         import monai
 
         print(f"monai {monai.__version__}")
     except ImportError:
         print("monai: not installed")
-    print(f"device (auto): {resolve_device('auto')} | CUDA available: {torch.cuda.is_available()} "
-          f"({torch.cuda.device_count()} GPUs) | requested: {resolve_device(ctx.device)}")
+    print(
+        f"device (auto): {resolve_device('auto')} | CUDA available: {torch.cuda.is_available()} "
+        f"({torch.cuda.device_count()} GPUs) | requested: {resolve_device(ctx.device)}"
+    )
     modules = [module.__name__.split(".")[1] for module in import_available(_COMMAND_MODULES)]
     print(f"modules: {', '.join(modules) or 'none yet'}")
     print(f"architectures: {', '.join(available_architectures()) or 'none'}")
@@ -78,14 +83,18 @@ def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
     print(f"model registry: {registry_path()} ({len(entries)} models)")
     for entry in entries:
         state = "present" if entry.available else ("MISSING" if not entry.path.is_file() else "CHECKSUM MISMATCH")
-        print(f"  {entry.id} v{entry.version} [{entry.module}] {entry.architecture}: weights {state}; {entry.description}")
+        print(
+            f"  {entry.id} v{entry.version} [{entry.module}] {entry.architecture}: weights {state}; {entry.description}"
+        )
     return EXIT_OK
 
 
 def _demo(args: argparse.Namespace, ctx: CLIContext) -> int:
     from lungai.demo import run_demo
 
-    index = run_demo(Path(args.out), device=ctx.device, overwrite=args.overwrite, progress=ctx.progress, cancel=ctx.cancel)
+    index = run_demo(
+        Path(args.out), device=ctx.device, overwrite=args.overwrite, progress=ctx.progress, cancel=ctx.cancel
+    )
     ctx.close()
     print(f"demo written: {index}")
     return EXIT_OK
@@ -94,9 +103,15 @@ def _demo(args: argparse.Namespace, ctx: CLIContext) -> int:
 def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     """The global options, accepted before or after the subcommand (defaults set at the top only)."""
     default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
-    parser.add_argument("--device", default=default("auto"), help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu")
-    parser.add_argument("--progress", default=default("tqdm"), choices=["tqdm", "lines", "none"],
-                        help="progress as a bar, as machine-readable lines (for Slicer), or not at all")
+    parser.add_argument(
+        "--device", default=default("auto"), help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu"
+    )
+    parser.add_argument(
+        "--progress",
+        default=default("tqdm"),
+        choices=["tqdm", "lines", "none"],
+        help="progress as a bar, as machine-readable lines (for Slicer), or not at all",
+    )
     parser.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
 
 
@@ -110,7 +125,9 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lungai", description="Lung CT segmentation and uncertainty tools (SlicerLungAI backend).")
+    parser = argparse.ArgumentParser(
+        prog="lungai", description="Lung CT segmentation and uncertainty tools (SlicerLungAI backend)."
+    )
     _add_global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     info = commands.add_parser("info", help="versions, device and registered models")
@@ -152,7 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.close()
         if args.debug:
             traceback.print_exc()
-        print(f"lungai: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"lungai: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     finally:
         ctx.close()

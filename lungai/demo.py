@@ -4,6 +4,7 @@ The foundation's own section shows the bundled chest CT with its lung segmentati
 back as ``.seg.nrrd``). Module sections come from ``lungai.<module>.demo`` packages listed in
 :data:`_DEMO_MODULES`, each defining ``run_demo(out_dir, *, device, progress, cancel) -> DemoSection``.
 """
+
 from __future__ import annotations
 
 import html
@@ -14,8 +15,8 @@ import numpy as np
 
 from lungai.errors import LungAIError
 from lungai.io import read_table_csv, write_segmentation, write_table_csv, write_volume
-from lungai.plugins import import_available
 from lungai.plotting import radiological_view, save_overlay_png
+from lungai.plugins import import_available
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report, subrange
 from lungai.sample_data import ATTRIBUTION, chest_ct, chest_lungs
 
@@ -38,23 +39,41 @@ def chest_ct_section(out_dir: Path) -> DemoSection:
     ct = chest_ct()
     lungs, specs = chest_lungs()
     folder = out_dir / "chest_ct"
-    files = [write_volume(ct, folder / "chest_ct.nrrd", overwrite=True),
-             write_segmentation(folder / "chest_lungs.seg.nrrd", lungs, specs, overwrite=True)]
-    rows = [{"segment": spec.name, "voxels": int(np.count_nonzero(lungs.array == spec.label)),
-             "volume_ml": round(np.count_nonzero(lungs.array == spec.label) * ct.voxel_volume_mm3 / 1000.0, 1)} for spec in specs]
+    files = [
+        write_volume(ct, folder / "chest_ct.nrrd", overwrite=True),
+        write_segmentation(folder / "chest_lungs.seg.nrrd", lungs, specs, overwrite=True),
+    ]
+    rows = [
+        {
+            "segment": spec.name,
+            "voxels": int(np.count_nonzero(lungs.array == spec.label)),
+            "volume_ml": round(np.count_nonzero(lungs.array == spec.label) * ct.voxel_volume_mm3 / 1000.0, 1),
+        }
+        for spec in specs
+    ]
     table = write_table_csv(folder / "lung_volumes.csv", rows, overwrite=True)
     middle = int(np.argmax([np.count_nonzero(s) for s in lungs.array]))
     row = int(np.argmax(np.count_nonzero(lungs.array, axis=(0, 2))))
     images = []
     for plane, index, aspect in (("axial", middle, 1.0), ("coronal", row, ct.spacing[2] / ct.spacing[0])):
-        view = lambda array: radiological_view(array, ct.direction, plane, index)  # noqa: E731
-        images.append(save_overlay_png(folder / f"{plane}.png", view(ct.array), [(view(lungs.array) == s.label, s.color) for s in specs],
-                                       title=f"{plane.capitalize()} slice {index}: right lung green, left lung blue",
-                                       pixel_aspect=aspect))
-    return DemoSection("Chest CT with lung segmentation",
-                       f"{ATTRIBUTION} {ct.shape[2]} x {ct.shape[1]} x {ct.shape[0]} voxels of "
-                       f"{ct.spacing[0]:.2f} x {ct.spacing[1]:.2f} x {ct.spacing[2]:.2f} mm.",
-                       images=images, files=files, tables=[table])
+        view = lambda array, plane=plane, index=index: radiological_view(array, ct.direction, plane, index)  # noqa: E731
+        images.append(
+            save_overlay_png(
+                folder / f"{plane}.png",
+                view(ct.array),
+                [(view(lungs.array) == s.label, s.color) for s in specs],
+                title=f"{plane.capitalize()} slice {index}: right lung green, left lung blue",
+                pixel_aspect=aspect,
+            )
+        )
+    return DemoSection(
+        "Chest CT with lung segmentation",
+        f"{ATTRIBUTION} {ct.shape[2]} x {ct.shape[1]} x {ct.shape[0]} voxels of "
+        f"{ct.spacing[0]:.2f} x {ct.spacing[1]:.2f} x {ct.spacing[2]:.2f} mm.",
+        images=images,
+        files=files,
+        tables=[table],
+    )
 
 
 def _table_html(path: Path) -> str:
@@ -67,16 +86,22 @@ def _table_html(path: Path) -> str:
 
 
 def write_index(out_dir: Path, sections: list[DemoSection]) -> Path:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>SlicerLungAI demo</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:480px;margin:4px}"
-             "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px}</style>",
-             "</head><body><h1>SlicerLungAI demo</h1>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>SlicerLungAI demo</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:480px;margin:4px}"
+        "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px}</style>",
+        "</head><body><h1>SlicerLungAI demo</h1>",
+    ]
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
-        parts += [f"<img src='{p.relative_to(out_dir).as_posix()}' alt='{html.escape(p.stem)}'>" for p in section.images]
+        parts += [
+            f"<img src='{p.relative_to(out_dir).as_posix()}' alt='{html.escape(p.stem)}'>" for p in section.images
+        ]
         parts += [_table_html(p) for p in section.tables]
         if section.files:
-            links = ", ".join(f"<a href='{p.relative_to(out_dir).as_posix()}'>{html.escape(p.name)}</a>" for p in section.files)
+            links = ", ".join(
+                f"<a href='{p.relative_to(out_dir).as_posix()}'>{html.escape(p.name)}</a>" for p in section.files
+            )
             parts.append(f"<p>Files: {links}</p>")
     parts.append("</body></html>")
     index = out_dir / "index.html"
@@ -84,8 +109,14 @@ def write_index(out_dir: Path, sections: list[DemoSection]) -> Path:
     return index
 
 
-def run_demo(out_dir: Path, *, device: str = "auto", overwrite: bool = False,
-             progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
+def run_demo(
+    out_dir: Path,
+    *,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
     """Run the foundation section and every available module's demo; returns ``index.html``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -98,7 +129,11 @@ def run_demo(out_dir: Path, *, device: str = "auto", overwrite: bool = False,
     for index, module in enumerate(modules, start=1):
         check_cancel(cancel)
         name = module.__name__.split(".")[1]
-        sections.append(module.run_demo(out_dir, device=device, progress=subrange(progress, index / steps, (index + 1) / steps), cancel=cancel))
+        sections.append(
+            module.run_demo(
+                out_dir, device=device, progress=subrange(progress, index / steps, (index + 1) / steps), cancel=cancel
+            )
+        )
         report(progress, (index + 1) / steps, f"{name} done")
     report(progress, 1.0, "report written")
     return write_index(out_dir, sections)

@@ -1,4 +1,5 @@
 """One device choice for training and inference: CUDA, then MPS, then CPU."""
+
 from __future__ import annotations
 
 import contextlib

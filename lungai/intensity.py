@@ -1,4 +1,5 @@
 """Intensity windows: HU to display or network values, without any plotting library."""
+
 from __future__ import annotations
 
 import numpy as np

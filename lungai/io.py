@@ -4,6 +4,7 @@ Volumes come in through SimpleITK (NRRD, NIfTI, MetaImage, DICOM series); segmen
 as Slicer ``.seg.nrrd`` through ``slicerio``. Writers never replace an existing file unless
 ``overwrite=True``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,7 +25,9 @@ IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 def _check_writable(path: Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
-        raise LungAIError(f"{path} already exists; choose another output or pass overwrite (--overwrite) to replace it.")
+        raise LungAIError(
+            f"{path} already exists; choose another output or pass overwrite (--overwrite) to replace it."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -35,7 +38,8 @@ def volume_from_sitk(image: sitk.Image) -> Volume:
         raise InputError(f"Expected a 3-D image, found {image.GetDimension()}-D.")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
-            f"Expected a single-component (grey) CT image, found {image.GetNumberOfComponentsPerPixel()} components per voxel."
+            f"Expected a single-component (grey) CT image, found {image.GetNumberOfComponentsPerPixel()} "
+            "components per voxel."
         )
     return Volume(
         array=sitk.GetArrayFromImage(image),
@@ -195,4 +199,6 @@ def read_image_2d(path: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("L"))
     except (UnidentifiedImageError, OSError) as error:
-        raise InputError(f"{path} is not a readable picture ({error}); expected one of {', '.join(IMAGE_2D_SUFFIXES)}.") from error
+        raise InputError(
+            f"{path} is not a readable picture ({error}); expected one of {', '.join(IMAGE_2D_SUFFIXES)}."
+        ) from error

@@ -6,6 +6,7 @@ for one binary mask pair, 2-D or 3-D, with optional spacing in numpy axis order.
 empty masks: Dice and IoU are 1 when both masks are empty (and 0 when only one is); surface
 metrics are NaN when either mask is empty (no surface to measure).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,19 +65,25 @@ def nsd(pred: np.ndarray, ref: np.ndarray, tolerance_mm: float = 1.0, spacing: S
     """
     y_pred, y = _pair(pred, ref)
     with _monai_surface_warnings_silenced():
-        value = compute_surface_dice(y_pred, y, class_thresholds=[tolerance_mm], include_background=True,
-                                     spacing=_spacing(spacing, y.ndim - 2))
+        value = compute_surface_dice(
+            y_pred, y, class_thresholds=[tolerance_mm], include_background=True, spacing=_spacing(spacing, y.ndim - 2)
+        )
     return float(value)
 
 
-def hausdorff(pred: np.ndarray, ref: np.ndarray, percentile: float | None = None, spacing: Sequence[float] | None = None) -> float:
+def hausdorff(
+    pred: np.ndarray, ref: np.ndarray, percentile: float | None = None, spacing: Sequence[float] | None = None
+) -> float:
     """Symmetric Hausdorff distance (``percentile=95`` gives HD95), in mm when spacing is given."""
     y_pred, y = _pair(pred, ref)
     if not y_pred.any() or not y.any():
         return float("nan")
     with _monai_surface_warnings_silenced():
-        return float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=percentile,
-                                                spacing=_spacing(spacing, y.ndim - 2)))
+        return float(
+            compute_hausdorff_distance(
+                y_pred, y, include_background=True, percentile=percentile, spacing=_spacing(spacing, y.ndim - 2)
+            )
+        )
 
 
 def mean_surface_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> float:
@@ -85,8 +92,11 @@ def mean_surface_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[f
     if not y_pred.any() or not y.any():
         return float("nan")
     with _monai_surface_warnings_silenced():
-        return float(compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True,
-                                                      spacing=_spacing(spacing, y.ndim - 2)))
+        return float(
+            compute_average_surface_distance(
+                y_pred, y, include_background=True, symmetric=True, spacing=_spacing(spacing, y.ndim - 2)
+            )
+        )
 
 
 def relative_volume_error(pred: np.ndarray, ref: np.ndarray) -> float:

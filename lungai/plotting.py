@@ -1,4 +1,5 @@
 """Pictures people would rather look at than read: windowed CT with coloured mask outlines."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,7 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lungai.intensity import LUNG_WINDOW, window_to_unit  # noqa: E402
-
 
 
 def radiological_view(array: np.ndarray, direction: np.ndarray, plane: str, index: int) -> np.ndarray:
@@ -34,8 +34,12 @@ def radiological_view(array: np.ndarray, direction: np.ndarray, plane: str, inde
     return view[:, ::-1] if flip_x else view
 
 
-def overlay_rgb(image2d: np.ndarray, overlays: Sequence[tuple[np.ndarray, Sequence[float]]],
-                window: tuple[float, float] | None = LUNG_WINDOW, alpha: float = 0.45) -> np.ndarray:
+def overlay_rgb(
+    image2d: np.ndarray,
+    overlays: Sequence[tuple[np.ndarray, Sequence[float]]],
+    window: tuple[float, float] | None = LUNG_WINDOW,
+    alpha: float = 0.45,
+) -> np.ndarray:
     """An RGB float image: grey CT with each mask blended in its colour."""
     grey = window_to_unit(image2d, window) if window is not None else np.asarray(image2d, dtype=np.float32)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
@@ -45,9 +49,14 @@ def overlay_rgb(image2d: np.ndarray, overlays: Sequence[tuple[np.ndarray, Sequen
     return rgb
 
 
-def save_overlay_png(path: str | Path, image2d: np.ndarray, overlays: Sequence[tuple[np.ndarray, Sequence[float]]],
-                     window: tuple[float, float] | None = LUNG_WINDOW, title: str | None = None,
-                     pixel_aspect: float = 1.0) -> Path:
+def save_overlay_png(
+    path: str | Path,
+    image2d: np.ndarray,
+    overlays: Sequence[tuple[np.ndarray, Sequence[float]]],
+    window: tuple[float, float] | None = LUNG_WINDOW,
+    title: str | None = None,
+    pixel_aspect: float = 1.0,
+) -> Path:
     """Save a windowed slice with masks blended and outlined, optionally titled."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

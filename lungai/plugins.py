@@ -3,6 +3,7 @@
 The core lists the module paths it knows; a module that is not installed yet is skipped, but an
 import error inside an existing module is raised.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -5,6 +5,7 @@ accept ``progress`` and ``cancel`` keyword arguments; both may be None. The comm
 renders the callback as a tqdm bar or as machine-readable lines (see :data:`LINE_PREFIX`)
 that the Slicer widgets read from a subprocess.
 """
+
 from __future__ import annotations
 
 import sys
@@ -95,7 +96,13 @@ class TqdmProgress:
         from tqdm import tqdm
 
         self._resolution = resolution
-        self._bar = tqdm(total=resolution, desc=description, unit="", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}", file=sys.stderr)
+        self._bar = tqdm(
+            total=resolution,
+            desc=description,
+            unit="",
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
+            file=sys.stderr,
+        )
 
     def __call__(self, fraction: float, message: str) -> None:
         target = round(fraction * self._resolution)

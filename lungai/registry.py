@@ -3,6 +3,7 @@
 Each entry records what a weights file is, how it was trained and how well it did, so that
 ``lungai info`` and the Slicer modules can show it and check the file's sha256 before loading.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -84,9 +85,15 @@ def load_registered_model(model_id: str, device: str = "cpu") -> tuple[nn.Module
     """Load a registered model after checking its file exists and its sha256 matches."""
     entry = get_model_entry(model_id)
     if not entry.path.is_file():
-        raise CheckpointError(f"The weights of '{model_id}' ({entry.path}) are missing; reinstall the extension or retrain: {entry.command}")
+        raise CheckpointError(
+            f"The weights of '{model_id}' ({entry.path}) are missing; reinstall the extension or retrain: "
+            f"{entry.command}"
+        )
     if sha256_of(entry.path) != entry.sha256:
-        raise CheckpointError(f"The weights of '{model_id}' ({entry.path}) do not match the registry's sha256: the file was changed or damaged.")
+        raise CheckpointError(
+            f"The weights of '{model_id}' ({entry.path}) do not match the registry's sha256: the file was changed "
+            "or damaged."
+        )
     return load_model(entry.path, device, expected_model=entry.architecture)
 
 

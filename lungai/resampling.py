@@ -1,4 +1,5 @@
 """Resizing slices to a model's input and back, and cropping around a point with padding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,9 @@ def resize_slices(array: np.ndarray, out_hw: tuple[int, int], order: int = 1) ->
     return resized[..., : out_hw[0], : out_hw[1]]
 
 
-def crop_around(array2d: np.ndarray, center_yx: tuple[int, int], size: tuple[int, int], fill: float) -> tuple[np.ndarray, tuple[int, int]]:
+def crop_around(
+    array2d: np.ndarray, center_yx: tuple[int, int], size: tuple[int, int], fill: float
+) -> tuple[np.ndarray, tuple[int, int]]:
     """A ``size`` crop centred on ``center_yx``; parts outside the image are ``fill``.
 
     Returns the crop and the (y, x) index in ``array2d`` of the crop's top-left pixel, which may

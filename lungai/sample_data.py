@@ -3,6 +3,7 @@
 ``CTChest4.nrrd`` is a real chest CT (128 x 128 x 34 voxels, 3.05 x 3.05 x 10 mm) with a
 segmentation that includes the right and left lungs. Both are read through :mod:`lungai.io`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,10 @@ def chest_ct() -> Volume:
 def chest_lungs() -> tuple[Volume, list[SegmentSpec]]:
     """Lung labelmap on the CT's grid: 1 right lung, 2 left lung, 0 elsewhere."""
     labelmap, specs = read_segmentation(_slicerio_data() / "Segmentation.seg.nrrd")
-    masks = {spec.name.lower(): (labelmap.array if labelmap.array.ndim == 3 else labelmap.array[spec.layer]) == spec.label
-             for spec in specs}
+    masks = {
+        spec.name.lower(): (labelmap.array if labelmap.array.ndim == 3 else labelmap.array[spec.layer]) == spec.label
+        for spec in specs
+    }
     lungs = np.zeros(masks["right lung"].shape, dtype=np.uint8)
     lungs[masks["right lung"]] = RIGHT_LUNG.label
     lungs[masks["left lung"]] = LEFT_LUNG.label

@@ -1,4 +1,5 @@
 """Segment descriptions (name, label, colour, terminology) and packing of overlapping masks."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,7 +11,9 @@ _CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 _ANATOMY = "Anatomic codes - DICOM master list"
 
 
-def terminology(category: str, type_: str, modifier: str = "^^", region: str = "^^", region_modifier: str = "^^") -> str:
+def terminology(
+    category: str, type_: str, modifier: str = "^^", region: str = "^^", region_modifier: str = "^^"
+) -> str:
     """A Slicer terminology entry string from DICOM codes written ``scheme^value^meaning``."""
     return "~".join([_CONTEXT, category, type_, modifier, _ANATOMY, region, region_modifier])
 
@@ -54,7 +57,7 @@ def pack_masks(masks: Sequence[np.ndarray], specs: Sequence[SegmentSpec]) -> tup
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != shape:
             raise ValueError(f"mask '{spec.name}' has shape {mask.shape}, expected {shape}")
-        for index, layer in enumerate(layers):
+        for index, layer in enumerate(layers):  # noqa: B007 - the index found is used below
             if not np.any(layer[mask]):
                 break
         else:

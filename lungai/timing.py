@@ -1,4 +1,5 @@
 """Model cost as benchmarks and registry entries report it: parameters and forward-pass time."""
+
 from __future__ import annotations
 
 import time

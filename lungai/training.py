@@ -7,6 +7,7 @@ selection on ``config.monitor``, a CSV log, progress and cancellation. Started u
 ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel: gloo on CPU, nccl on
 CUDA; only rank 0 writes files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -91,7 +92,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     raise LungAIError(f"Unknown optimizer '{config.optimizer}': choose adam, adamw or sgd.")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Per-epoch learning-rate schedule; ``sgdr`` is cosine annealing with warm restarts."""
     name = config.scheduler.lower()
     if name == "none":
@@ -99,7 +102,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> tor
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs))
     if name == "sgdr":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=max(1, config.sgdr_t0), T_mult=config.sgdr_t_mult)
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=max(1, config.sgdr_t0), T_mult=config.sgdr_t_mult
+        )
     if name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     raise LungAIError(f"Unknown scheduler '{config.scheduler}': choose none, cosine, sgdr or step.")
@@ -149,7 +154,9 @@ def _batch_size(batch: Any) -> int:
     return int(batch.shape[0]) if isinstance(batch, torch.Tensor) else 1
 
 
-def _validate(model: nn.Module, task: TrainTask, loader: DataLoader, device: torch.device, cancel: CancelToken | None) -> dict[str, float]:
+def _validate(
+    model: nn.Module, task: TrainTask, loader: DataLoader, device: torch.device, cancel: CancelToken | None
+) -> dict[str, float]:
     model.eval()
     sums: dict[str, float] = {}
     count = 0
@@ -202,7 +209,20 @@ def train(
     """
     ddp, device = _setup_distributed(config)
     try:
-        return _train(model, task, train_dataset, val_dataset, config, ddp, device, model_name, model_config, training_data, progress, cancel)
+        return _train(
+            model,
+            task,
+            train_dataset,
+            val_dataset,
+            config,
+            ddp,
+            device,
+            model_name,
+            model_config,
+            training_data,
+            progress,
+            cancel,
+        )
     finally:
         if ddp.owns_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -235,10 +255,15 @@ def _train(
     if config.resume:
         state = load_checkpoint(config.resume, map_location=device)
         if state.header.get("model_name") != model_name:
-            raise LungAIError(f"Cannot resume from {config.resume}: it holds a '{state.header.get('model_name')}' model, not '{model_name}'.")
+            raise LungAIError(
+                f"Cannot resume from {config.resume}: it holds a '{state.header.get('model_name')}' model, "
+                f"not '{model_name}'."
+            )
         model.load_state_dict(state.state_dict)
         if state.training_state is None:
-            raise LungAIError(f"Cannot resume from {config.resume}: it has no training state (use a last.pt checkpoint).")
+            raise LungAIError(
+                f"Cannot resume from {config.resume}: it has no training state (use a last.pt checkpoint)."
+            )
         optimizer.load_state_dict(state.training_state["optimizer"])
         if scheduler is not None and state.training_state.get("scheduler"):
             scheduler.load_state_dict(state.training_state["scheduler"])
@@ -249,13 +274,30 @@ def _train(
     if ddp.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    sampler = DistributedSampler(train_dataset, num_replicas=ddp.world_size, rank=ddp.rank, shuffle=True, seed=config.seed) if ddp.world_size > 1 else None
+    sampler = (
+        DistributedSampler(train_dataset, num_replicas=ddp.world_size, rank=ddp.rank, shuffle=True, seed=config.seed)
+        if ddp.world_size > 1
+        else None
+    )
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_dataset, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=config.num_workers, generator=generator, drop_last=False)
-    val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers) if val_dataset is not None else None
+    loader = DataLoader(
+        train_dataset,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        generator=generator,
+        drop_last=False,
+    )
+    val_loader = (
+        DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+        if val_dataset is not None
+        else None
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
-    steps_per_epoch = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
+    steps_per_epoch = (
+        len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
+    )
     total_steps = max(1, (config.epochs - start_epoch) * steps_per_epoch)
     best_checkpoint = out_dir / "best.pt" if out_dir else None
     last_checkpoint = out_dir / "last.pt" if out_dir else None
@@ -279,7 +321,9 @@ def _train(
             with autocast(device, config.amp):
                 loss = task.training_step(model, batch)
             if not torch.isfinite(loss):
-                raise LungAIError(f"The training loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate.")
+                raise LungAIError(
+                    f"The training loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate."
+                )
             scaler.scale(loss).backward()
             if config.grad_clip:
                 scaler.unscale_(optimizer)
@@ -291,8 +335,11 @@ def _train(
             seen += size
             done += 1
             report(progress, done / total_steps, f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.4f}")
-        row: dict[str, float] = {"epoch": epoch + 1, "train_loss": _mean_across_ranks(loss_sum, seen, ddp),
-                                 "lr": optimizer.param_groups[0]["lr"]}
+        row: dict[str, float] = {
+            "epoch": epoch + 1,
+            "train_loss": _mean_across_ranks(loss_sum, seen, ddp),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         if scheduler is not None:
             scheduler.step()
         validate = val_loader is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
@@ -305,7 +352,9 @@ def _train(
             improved, best, best_epoch = True, float("nan"), epoch + 1
         elif validate:
             if config.monitor not in metrics:
-                raise LungAIError(f"Validation returned {sorted(metrics)}, but the monitored metric is '{config.monitor}'.")
+                raise LungAIError(
+                    f"Validation returned {sorted(metrics)}, but the monitored metric is '{config.monitor}'."
+                )
             if _is_better(metrics[config.monitor], best, config.monitor_mode) or best_epoch < 0:
                 improved, best, best_epoch = True, metrics[config.monitor], epoch + 1
         if ddp.is_main and out_dir is not None:
@@ -315,10 +364,15 @@ def _train(
             training_state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "epoch": epoch, "best_metric": best, "best_epoch": best_epoch,
-                "history": json.dumps(history), "config": json.dumps(asdict(config)),
+                "epoch": epoch,
+                "best_metric": best,
+                "best_epoch": best_epoch,
+                "history": json.dumps(history),
+                "config": json.dumps(asdict(config)),
             }
-            save_checkpoint(last_checkpoint, model, **header, metrics={**metrics, "epoch": epoch + 1}, training_state=training_state)
+            save_checkpoint(
+                last_checkpoint, model, **header, metrics={**metrics, "epoch": epoch + 1}, training_state=training_state
+            )
         if ddp.world_size > 1:
             dist.barrier()
     unwrap(model).eval()

@@ -2,6 +2,7 @@
 
 Each check raises :class:`InputError` with what was found and what is expected.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,9 @@ def check_hu_like(array: np.ndarray, what: str = "The volume") -> None:
         )
     if low >= 0:
         hint = (
-            "it looks like an 8-bit picture" if high <= 255 else "it looks like raw scanner values without the rescale intercept"
+            "it looks like an 8-bit picture"
+            if high <= 255
+            else "it looks like raw scanner values without the rescale intercept"
         )
         raise InputError(
             f"{what} is not CT in Hounsfield units: {found}, but a CT contains air near -1000 HU; {hint}. "
@@ -62,12 +65,17 @@ def validate_ct(
     """Validate a CT volume: dimensions, size, spacing, finite voxels and HU intensities."""
     array = volume.array
     if array.ndim != 3:
-        raise InputError(f"Expected a 3-D CT volume (slices, rows, columns), found an array of {array.ndim} dimensions {array.shape}.")
+        raise InputError(
+            f"Expected a 3-D CT volume (slices, rows, columns), found an array of {array.ndim} dimensions "
+            f"{array.shape}."
+        )
     slices, rows, columns = array.shape
     if slices < min_slices:
         raise InputError(f"The volume has {slices} slice(s); this tool needs at least {min_slices}.")
     if rows < min_size_xy or columns < min_size_xy:
-        raise InputError(f"The slices are {rows} x {columns} voxels; at least {min_size_xy} x {min_size_xy} are needed.")
+        raise InputError(
+            f"The slices are {rows} x {columns} voxels; at least {min_size_xy} x {min_size_xy} are needed."
+        )
     spacing = np.asarray(volume.spacing)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise InputError(f"The voxel spacing {tuple(spacing)} mm is invalid; every spacing must be a positive number.")
@@ -85,5 +93,7 @@ def validate_image_2d(array: np.ndarray, min_size: int = 32) -> None:
     if array.ndim != 2:
         raise InputError(f"Expected a 2-D grey image, found an array of shape {array.shape}.")
     if min(array.shape) < min_size:
-        raise InputError(f"The image is {array.shape[0]} x {array.shape[1]} pixels; at least {min_size} x {min_size} are needed.")
+        raise InputError(
+            f"The image is {array.shape[0]} x {array.shape[1]} pixels; at least {min_size} x {min_size} are needed."
+        )
     check_finite(array, "The image")

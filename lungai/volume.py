@@ -1,4 +1,5 @@
 """A voxel array with its geometry: the one image type passed between lungai functions."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -8,6 +8,7 @@ Two ways to run the long steps:
   return the ``lungai al ...`` arguments; :meth:`import_scores` / :meth:`import_retrained` read the results back.
 Nodes are created only at the end, so a cancelled run leaves the scene as it was.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from LungAICommon import mrml
-from lungai.al.scoring import VolumeScore
 from lungai.al.training import FitSettings
 from lungai.al.workflow import DEFAULT_MODEL, load_al_model, rank, read_scores, retrain, save_version, score_pool
 from lungai.errors import InputError
 from lungai.io import read_volume, write_table_csv, write_volume
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.registry import load_registry
+from LungAICommon import mrml
 
 ANNOTATED_ATTRIBUTE = "LungAI.ActiveLearning.AnnotatedSlices"
 ENTROPY_REFERENCE = "LungAI.ActiveLearning.Entropy"
@@ -35,7 +35,7 @@ ENTROPY_COLOR_NODE = "vtkMRMLColorTableNodeRainbow"
 class ScoreNodes:
     """What a scoring run put into the scene."""
 
-    entropy: dict[str, object] = field(default_factory=dict)   # input node id -> entropy volume node
+    entropy: dict[str, object] = field(default_factory=dict)  # input node id -> entropy volume node
     profiles: dict[str, np.ndarray] = field(default_factory=dict)  # input node id -> (Z,) slice uncertainty
     volume_uncertainty: dict[str, float] = field(default_factory=dict)
 
@@ -78,30 +78,61 @@ class ActiveLearningSamplerLogic:
         volume_node.SetAttribute(ANNOTATED_ATTRIBUTE, ",".join(str(i) for i in np.flatnonzero(flags)))
 
     # --- scoring -------------------------------------------------------------------------------------------
-    def score(self, volume_nodes, n_samples: int = 20, method: str = "batched", seed: int = 0,
-              progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> ScoreNodes:
+    def score(
+        self,
+        volume_nodes,
+        n_samples: int = 20,
+        method: str = "batched",
+        seed: int = 0,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ScoreNodes:
         """Blocking MC-dropout scoring; entropy volume nodes are added only when every volume is done."""
         volumes = self._volumes(volume_nodes)
         model, _ = load_al_model(self.model_id, device=self.device)
-        scores = score_pool(model, volumes, n_samples=n_samples, method=method, seed=seed, progress=progress,
-                            cancel=cancel)
-        return self._show_scores(volume_nodes, {i: s.entropy for i, s in scores.items()},
-                                 {i: s.profile for i, s in scores.items()},
-                                 {i: s.volume_uncertainty for i, s in scores.items()})
+        scores = score_pool(
+            model, volumes, n_samples=n_samples, method=method, seed=seed, progress=progress, cancel=cancel
+        )
+        return self._show_scores(
+            volume_nodes,
+            {i: s.entropy for i, s in scores.items()},
+            {i: s.profile for i, s in scores.items()},
+            {i: s.volume_uncertainty for i, s in scores.items()},
+        )
 
-    def score_arguments(self, volume_nodes, work_dir: Path, n_samples: int = 20, method: str = "batched",
-                        seed: int = 0) -> list[str]:
+    def score_arguments(
+        self, volume_nodes, work_dir: Path, n_samples: int = 20, method: str = "batched", seed: int = 0
+    ) -> list[str]:
         """Write the pool to ``work_dir/input`` and return ``lungai`` arguments that score it into
         ``work_dir/scores`` (read back with :meth:`import_scores`)."""
-        paths = [str(write_volume(v, Path(work_dir) / "input" / f"{node_id}.nrrd", overwrite=True))
-                 for node_id, v in self._volumes(volume_nodes).items()]
-        return ["al", "score", "--volume", *paths, "--model", self.model_id, "--samples", str(n_samples),
-                "--method", method, "--seed", str(seed), "--out", str(Path(work_dir) / "scores"), "--overwrite"]
+        paths = [
+            str(write_volume(v, Path(work_dir) / "input" / f"{node_id}.nrrd", overwrite=True))
+            for node_id, v in self._volumes(volume_nodes).items()
+        ]
+        return [
+            "al",
+            "score",
+            "--volume",
+            *paths,
+            "--model",
+            self.model_id,
+            "--samples",
+            str(n_samples),
+            "--method",
+            method,
+            "--seed",
+            str(seed),
+            "--out",
+            str(Path(work_dir) / "scores"),
+            "--overwrite",
+        ]
 
     def import_scores(self, volume_nodes, work_dir: Path) -> ScoreNodes:
         profiles, volume_scores = read_scores(Path(work_dir) / "scores")
-        entropies = {node.GetID(): read_volume(Path(work_dir) / "scores" / f"{node.GetID()}_entropy.nrrd").array
-                     for node in volume_nodes}
+        entropies = {
+            node.GetID(): read_volume(Path(work_dir) / "scores" / f"{node.GetID()}_entropy.nrrd").array
+            for node in volume_nodes
+        }
         return self._show_scores(volume_nodes, entropies, profiles, volume_scores)
 
     def _volumes(self, volume_nodes) -> dict:
@@ -115,8 +146,9 @@ class ActiveLearningSamplerLogic:
             node_id = node.GetID()
             volume = mrml.volume_from_node(node)
             existing = node.GetNodeReference(ENTROPY_REFERENCE)
-            entropy_node = mrml.volume_node_from_volume(volume.like(np.asarray(entropies[node_id], np.float32)),
-                                                        f"{node.GetName()} entropy", node=existing)
+            entropy_node = mrml.volume_node_from_volume(
+                volume.like(np.asarray(entropies[node_id], np.float32)), f"{node.GetName()} entropy", node=existing
+            )
             entropy_node.CreateDefaultDisplayNodes()
             display = entropy_node.GetDisplayNode()
             display.SetAndObserveColorNodeID(ENTROPY_COLOR_NODE)
@@ -129,12 +161,19 @@ class ActiveLearningSamplerLogic:
         return result
 
     # --- ranking and pictures ------------------------------------------------------------------------------
-    def ranked_table(self, volume_nodes, scores: ScoreNodes, strategy: str = "uss", budget: int = 5,
-                     seed: int = 0, table_node=None):
+    def ranked_table(
+        self, volume_nodes, scores: ScoreNodes, strategy: str = "uss", budget: int = 5, seed: int = 0, table_node=None
+    ):
         """Table node of the slices (or volumes) to annotate next, highest uncertainty first."""
         names = {node.GetID(): node.GetName() for node in volume_nodes}
-        rows = rank(strategy, scores.profiles, scores.volume_uncertainty,
-                    {node.GetID(): self.annotated_slices(node) for node in volume_nodes}, budget, seed)
+        rows = rank(
+            strategy,
+            scores.profiles,
+            scores.volume_uncertainty,
+            {node.GetID(): self.annotated_slices(node) for node in volume_nodes},
+            budget,
+            seed,
+        )
         for row in rows:
             row["volume_node_id"] = row["volume"]
             row["volume"] = names[row["volume"]]
@@ -172,11 +211,22 @@ class ActiveLearningSamplerLogic:
     def _labels(self, volume_nodes, segmentation_node, segment_name: str) -> dict:
         if segmentation_node is None:
             raise InputError("select the segmentation that holds your annotations")
-        return {node.GetID(): mrml.segment_mask(segmentation_node, segment_name, node) for node in volume_nodes
-                if self.annotated_slices(node).any()}
+        return {
+            node.GetID(): mrml.segment_mask(segmentation_node, segment_name, node)
+            for node in volume_nodes
+            if self.annotated_slices(node).any()
+        }
 
-    def retrain(self, volume_nodes, segmentation_node, segment_name: str, out_path: Path, steps: int = 100,
-                progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> str:
+    def retrain(
+        self,
+        volume_nodes,
+        segmentation_node,
+        segment_name: str,
+        out_path: Path,
+        steps: int = 100,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> str:
         """Fine-tune on the annotated slices only (weighted soft Dice + weighted cross-entropy, as the bundled
         model was trained), save and register a new version, make it current.
 
@@ -184,36 +234,76 @@ class ActiveLearningSamplerLogic:
         """
         annotated = {node.GetID(): self.annotated_slices(node) for node in volume_nodes}
         if not any(flags.any() for flags in annotated.values()):
-            raise InputError("no slice is marked as annotated: annotate the selected slices in the Segment Editor "
-                             "and mark them before retraining")
+            raise InputError(
+                "no slice is marked as annotated: annotate the selected slices in the Segment Editor "
+                "and mark them before retraining"
+            )
         volumes = self._volumes(volume_nodes)
         labels = self._labels(volume_nodes, segmentation_node, segment_name)
         model, _ = load_al_model(self.model_id, device=self.device)
-        result = retrain(model, volumes, labels, annotated, FitSettings(steps=steps, lr=3e-4, loss="dice+bce"), device=self.device,
-                         progress=progress, cancel=cancel)
-        new_id = save_version(result.model, Path(out_path), base_id=self.model_id, register=True,
-                              training_data=f"{result.annotated_slices} annotated slices in Slicer")
+        result = retrain(
+            model,
+            volumes,
+            labels,
+            annotated,
+            FitSettings(steps=steps, lr=3e-4, loss="dice+bce"),
+            device=self.device,
+            progress=progress,
+            cancel=cancel,
+        )
+        new_id = save_version(
+            result.model,
+            Path(out_path),
+            base_id=self.model_id,
+            register=True,
+            training_data=f"{result.annotated_slices} annotated slices in Slicer",
+        )
         self.parameter_node().SetParameter("ModelId", new_id)
         return new_id
 
-    def retrain_arguments(self, volume_nodes, segmentation_node, segment_name: str, work_dir: Path, out_path: Path,
-                          steps: int = 100) -> list[str]:
+    def retrain_arguments(
+        self, volume_nodes, segmentation_node, segment_name: str, work_dir: Path, out_path: Path, steps: int = 100
+    ) -> list[str]:
         """Write volumes, labelmaps and the annotated-slice list to ``work_dir``; ``lungai al retrain`` arguments."""
         work_dir = Path(work_dir)
         labels = self._labels(volume_nodes, segmentation_node, segment_name)
-        rows = [{"volume": node.GetID(), "slice": int(k)} for node in volume_nodes
-                for k in np.flatnonzero(self.annotated_slices(node))]
+        rows = [
+            {"volume": node.GetID(), "slice": int(k)}
+            for node in volume_nodes
+            for k in np.flatnonzero(self.annotated_slices(node))
+        ]
         if not rows:
             raise InputError("no slice is marked as annotated: mark the slices you annotated before retraining")
         volume_paths, label_paths = [], []
         for node_id, volume in self._volumes([n for n in volume_nodes if n.GetID() in labels]).items():
             volume_paths.append(str(write_volume(volume, work_dir / "volumes" / f"{node_id}.nrrd", overwrite=True)))
-            label_paths.append(str(write_volume(volume.like(labels[node_id].astype(np.uint8)),
-                                                work_dir / "labels" / f"{node_id}.nrrd", overwrite=True)))
+            label_paths.append(
+                str(
+                    write_volume(
+                        volume.like(labels[node_id].astype(np.uint8)),
+                        work_dir / "labels" / f"{node_id}.nrrd",
+                        overwrite=True,
+                    )
+                )
+            )
         write_table_csv(work_dir / "annotated.csv", rows, overwrite=True)
-        return ["al", "retrain", "--volume", *volume_paths, "--labels", *label_paths, "--annotated",
-                str(work_dir / "annotated.csv"), "--model", self.model_id, "--steps", str(steps), "--out",
-                str(out_path), "--register"]
+        return [
+            "al",
+            "retrain",
+            "--volume",
+            *volume_paths,
+            "--labels",
+            *label_paths,
+            "--annotated",
+            str(work_dir / "annotated.csv"),
+            "--model",
+            self.model_id,
+            "--steps",
+            str(steps),
+            "--out",
+            str(out_path),
+            "--register",
+        ]
 
     def import_retrained(self, out_path: Path) -> str:
         """After a successful ``lungai al retrain --register``: make the version saved at ``out_path`` current."""

@@ -10,27 +10,37 @@ Nodes are created only once the whole volume is done, so a cancelled run leaves 
 unchanged. Existing nodes are replaced only when passed in with ``overwrite=True`` (the widget
 asks the user first).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from LungAICommon.mrml import segmentation_node_from_masks, table_node_from_rows, volume_from_node
 from lungai.covid.model import load_cascade
 from lungai.covid.volume_pipeline import OUTPUT_NAMES, SEGMENTS, BurdenResult, segment_volume
 from lungai.errors import LungAIError
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.segments import unpack_masks
+from LungAICommon.mrml import segmentation_node_from_masks, table_node_from_rows, volume_from_node
 
 
 class COVIDHierarchicalLogic:
     """Run CHS-Net and turn its result into a segmentation node and a burden table node."""
 
-    def run(self, volume_node, *, weights: str | None = None, device: str = "auto", segmentation_node=None,
-            table_node=None, overwrite: bool = False, progress: ProgressCallback | None = None,
-            cancel: CancelToken | None = None):
+    def run(
+        self,
+        volume_node,
+        *,
+        weights: str | None = None,
+        device: str = "auto",
+        segmentation_node=None,
+        table_node=None,
+        overwrite: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ):
         """Blocking run on ``volume_node``; returns (segmentation node, table node)."""
         self._check_replace(segmentation_node, table_node, overwrite)
         volume = volume_from_node(volume_node)
@@ -44,13 +54,19 @@ class COVIDHierarchicalLogic:
         if replaced and not overwrite:
             raise LungAIError(f"{', '.join(replaced)} would be replaced; confirm overwriting or choose new outputs.")
 
-    def create_nodes(self, result: BurdenResult, volume_node, segmentation_node=None, table_node=None,
-                     overwrite: bool = False):
+    def create_nodes(
+        self, result: BurdenResult, volume_node, segmentation_node=None, table_node=None, overwrite: bool = False
+    ):
         """Segments "Right lung", "Left lung", "Infection" and the burden table, beside ``volume_node``."""
         self._check_replace(segmentation_node, table_node, overwrite)
         base = volume_node.GetName()
-        segmentation = segmentation_node_from_masks([result.masks[s.name] for s in SEGMENTS], list(SEGMENTS), volume_node,
-                                                    f"{base} CHS-Net", node=segmentation_node)
+        segmentation = segmentation_node_from_masks(
+            [result.masks[s.name] for s in SEGMENTS],
+            list(SEGMENTS),
+            volume_node,
+            f"{base} CHS-Net",
+            node=segmentation_node,
+        )
         table = table_node_from_rows(result.table, f"{base} infection burden", node=table_node)
         return segmentation, table
 
@@ -60,14 +76,16 @@ class COVIDHierarchicalLogic:
         return write_volume(volume_from_node(volume_node), path, overwrite=True)
 
     @staticmethod
-    def cli_arguments(volume_path: str | Path, out_dir: str | Path, *, weights: str | None = None,
-                      device: str = "auto") -> list[str]:
+    def cli_arguments(
+        volume_path: str | Path, out_dir: str | Path, *, weights: str | None = None, device: str = "auto"
+    ) -> list[str]:
         """Arguments of ``python -m lungai --progress lines`` for the subprocess path."""
         arguments = ["--device", device, "covid", "segment", "--volume", str(volume_path), "--out", str(out_dir)]
         return arguments + (["--weights", str(weights)] if weights else [])
 
-    def import_results(self, out_dir: str | Path, volume_node, segmentation_node=None, table_node=None,
-                       overwrite: bool = False):
+    def import_results(
+        self, out_dir: str | Path, volume_node, segmentation_node=None, table_node=None, overwrite: bool = False
+    ):
         """Nodes from the files ``lungai covid segment`` wrote into ``out_dir``."""
         out_dir = Path(out_dir)
         labelmap, specs = read_segmentation(out_dir / OUTPUT_NAMES[0])
@@ -75,7 +93,9 @@ class COVIDHierarchicalLogic:
         expected = tuple(reversed(volume_node.GetImageData().GetDimensions()))
         if labelmap.array.shape[-3:] != expected:
             raise LungAIError(f"The result in {out_dir} is {labelmap.array.shape[-3:]}, but the volume is {expected}.")
-        rows = [{key: _number(value) for key, value in row.items()} for row in read_table_csv(out_dir / OUTPUT_NAMES[1])]
+        rows = [
+            {key: _number(value) for key, value in row.items()} for row in read_table_csv(out_dir / OUTPUT_NAMES[1])
+        ]
         missing = [s.name for s in SEGMENTS if s.name not in masks]
         if missing:
             raise LungAIError(f"The result in {out_dir} lacks the segments {missing}.")

@@ -20,13 +20,13 @@ import numpy as np
 import slicer
 import vtk
 
-from LungAICommon.mrml import plot_from_series, segmentation_node_from_labelmap, table_node_from_rows, volume_from_node
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.nlb.evaluation import seg_threshold_of
 from lungai.nlb.inference import DEFAULT_MODEL_ID, NEOPLASM_SEGMENT, score_volume
 from lungai.nlb.report import SEGMENTATION, SLICES_CSV
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.registry import load_registry
+from LungAICommon.mrml import plot_from_series, segmentation_node_from_labelmap, table_node_from_rows, volume_from_node
 
 
 @dataclass
@@ -54,16 +54,30 @@ class NeoplasmNLBLogic:
 
         return load_checkpoint(get_model_entry(model_id).path).header["config"].get("block_type", "")
 
-    def run(self, input_node, *, model_id: str | None = None, weights: str | None = None, threshold: float = 0.5,
-            device: str = "auto", progress: ProgressCallback | None = None,
-            cancel: CancelToken | None = None) -> NeoplasmNLBResult:
+    def run(
+        self,
+        input_node,
+        *,
+        model_id: str | None = None,
+        weights: str | None = None,
+        threshold: float = 0.5,
+        device: str = "auto",
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> NeoplasmNLBResult:
         """Blocking path: score ``input_node`` with a registered model (or a weights file) and add the results."""
         from lungai.nlb.cli import load_nlb_model
 
         model, header = load_nlb_model(weights, model_id, device)
-        scores = score_volume(model, volume_from_node(input_node), threshold=threshold,
-                              seg_threshold=seg_threshold_of(header),
-                              device=next(model.parameters()).device, progress=progress, cancel=cancel)
+        scores = score_volume(
+            model,
+            volume_from_node(input_node),
+            threshold=threshold,
+            seg_threshold=seg_threshold_of(header),
+            device=next(model.parameters()).device,
+            progress=progress,
+            cancel=cancel,
+        )
         return self.add_results(input_node, scores.rows(), scores.labelmap, threshold)
 
     @staticmethod
@@ -72,11 +86,29 @@ class NeoplasmNLBLogic:
         return write_volume(volume_from_node(input_node), path, overwrite=True)
 
     @staticmethod
-    def cli_arguments(input_path: str | Path, out_dir: str | Path, *, model_id: str | None = None,
-                      weights: str | None = None, threshold: float = 0.5, device: str = "auto") -> list[str]:
+    def cli_arguments(
+        input_path: str | Path,
+        out_dir: str | Path,
+        *,
+        model_id: str | None = None,
+        weights: str | None = None,
+        threshold: float = 0.5,
+        device: str = "auto",
+    ) -> list[str]:
         """Arguments after ``python -m lungai --progress lines`` for the subprocess path."""
-        arguments = ["--device", device, "nlb", "classify", "--volume", str(input_path), "--out", str(out_dir),
-                     "--threshold", f"{threshold:g}", "--overwrite"]
+        arguments = [
+            "--device",
+            device,
+            "nlb",
+            "classify",
+            "--volume",
+            str(input_path),
+            "--out",
+            str(out_dir),
+            "--threshold",
+            f"{threshold:g}",
+            "--overwrite",
+        ]
         if weights:
             arguments += ["--weights", str(weights)]
         else:
@@ -86,8 +118,10 @@ class NeoplasmNLBLogic:
     def import_results(self, out_dir: str | Path, input_node, threshold: float = 0.5) -> NeoplasmNLBResult:
         """Add the nodes for the files written by ``lungai nlb classify --out out_dir``."""
         out_dir = Path(out_dir)
-        rows = [{"slice": int(r["slice"]), "probability": float(r["probability"]), "decision": int(r["decision"])}
-                for r in read_table_csv(out_dir / SLICES_CSV)]
+        rows = [
+            {"slice": int(r["slice"]), "probability": float(r["probability"]), "decision": int(r["decision"])}
+            for r in read_table_csv(out_dir / SLICES_CSV)
+        ]
         labelmap, _ = read_segmentation(out_dir / SEGMENTATION)
         return self.add_results(input_node, rows, labelmap.array, threshold)
 
@@ -97,11 +131,14 @@ class NeoplasmNLBLogic:
         slices = [r["slice"] for r in rows]
         probabilities = np.array([r["probability"] for r in rows], dtype=float)
         table = table_node_from_rows(rows, f"{name} neoplasm per slice")
-        chart = plot_from_series(slices, {"neoplasm probability": probabilities,
-                                          "threshold": [threshold] * len(slices)},
-                                 f"{name} neoplasm probability", "slice", "probability")
-        segmentation = segmentation_node_from_labelmap(labelmap, input_node, [NEOPLASM_SEGMENT],
-                                                       f"{name} neoplasm")
+        chart = plot_from_series(
+            slices,
+            {"neoplasm probability": probabilities, "threshold": [threshold] * len(slices)},
+            f"{name} neoplasm probability",
+            "slice",
+            "probability",
+        )
+        segmentation = segmentation_node_from_labelmap(labelmap, input_node, [NEOPLASM_SEGMENT], f"{name} neoplasm")
         return NeoplasmNLBResult(table, chart, segmentation, int(np.argmax(probabilities)), probabilities)
 
     @staticmethod

@@ -12,7 +12,6 @@ import os
 import slicer
 import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
-
 from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic
 
 
@@ -38,10 +37,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         return qt.QIcon(path) if os.path.exists(path) else qt.QIcon()
 
     def helpText(self):
-        return ("<html>Click the centre of a lung nodule in a slice view. UGS-Net adds <b>Nodule N</b> (final, green), "
-                "<b>Nodule N high confidence</b> (red: all radiologists would agree) and <b>Nodule N low confidence</b> "
-                "(blue: radiologists would disagree) to this segmentation; a table lists volumes and HU. "
-                "Bundled demo weights; correct the result with the other effects.</html>")
+        return (
+            "<html>Click the centre of a lung nodule in a slice view. UGS-Net adds <b>Nodule N</b> (final, green), "
+            "<b>Nodule N high confidence</b> (red: all radiologists would agree) and <b>Nodule N low confidence</b> "
+            "(blue: radiologists would disagree) to this segmentation; a table lists volumes and HU. "
+            "Bundled demo weights; correct the result with the other effects.</html>"
+        )
 
     def setupOptionsFrame(self):
         import qt
@@ -55,16 +56,20 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             return False
         parameters = self.scriptedEffect.parameterSetNode()
         segmentation_node = parameters.GetSegmentationNode()
-        volume_node = parameters.GetSourceVolumeNode() if hasattr(parameters, "GetSourceVolumeNode") \
+        volume_node = (
+            parameters.GetSourceVolumeNode()
+            if hasattr(parameters, "GetSourceVolumeNode")
             else parameters.GetMasterVolumeNode()
+        )
         if segmentation_node is None or volume_node is None:
             self.statusLabel.text = "Select a segmentation and its CT volume first."
             return True
         ras = self.xyToRas(callerInteractor.GetEventPosition(), viewWidget)
         self.scriptedEffect.saveStateForUndo()
         with slicer.util.tryWithErrorDisplay("UGS-Net could not segment this nodule.", waitCursor=True):
-            _, _, results = self.logic.segment(volume_node, [list(ras)], segmentation_node=segmentation_node,
-                                               append=True, device="auto")
+            _, _, results = self.logic.segment(
+                volume_node, [list(ras)], segmentation_node=segmentation_node, append=True, device="auto"
+            )
             warnings = "; ".join(results[0].warnings)
             self.statusLabel.text = f"Added slices {results[0].slices}." + (f" Note: {warnings}" if warnings else "")
         return True

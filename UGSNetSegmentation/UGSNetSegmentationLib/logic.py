@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from LungAICommon import mrml
 from lungai.device import resolve_device
 from lungai.errors import InputError
 from lungai.io import read_segmentation, read_table_csv
 from lungai.segments import unpack_masks
 from lungai.ugsnet.inference import load_ugsnet_model
 from lungai.ugsnet.segment import NoduleResult, nodule_segments, nodule_table_rows, segment_nodules
+from LungAICommon import mrml
 
 _NODULE_NAME = re.compile(r"^Nodule (\d+)$")
 TABLE_REFERENCE = "UGSNetNoduleTable"
@@ -43,8 +43,11 @@ def next_nodule_number(segmentation_node) -> int:
     if segmentation_node is None:
         return 1
     segmentation = segmentation_node.GetSegmentation()
-    numbers = [int(m.group(1)) for i in range(segmentation.GetNumberOfSegments())
-               if (m := _NODULE_NAME.match(segmentation.GetNthSegment(i).GetName()))]
+    numbers = [
+        int(m.group(1))
+        for i in range(segmentation.GetNumberOfSegments())
+        if (m := _NODULE_NAME.match(segmentation.GetNthSegment(i).GetName()))
+    ]
     return max(numbers, default=0) + 1
 
 
@@ -61,8 +64,19 @@ class UGSNetSegmentationLogic:
             self._cache = {key: self._model_loader(weights, device)}
         return self._cache[key][0]
 
-    def segment(self, volume_node, points_ras, *, weights: str | None = None, device: str = "cpu",
-                segmentation_node=None, table_node=None, append: bool = False, progress=None, cancel=None):
+    def segment(
+        self,
+        volume_node,
+        points_ras,
+        *,
+        weights: str | None = None,
+        device: str = "cpu",
+        segmentation_node=None,
+        table_node=None,
+        append: bool = False,
+        progress=None,
+        cancel=None,
+    ):
         # device: "auto" picks CUDA, then MPS, then CPU (lungai.device)
         """Blocking run. Returns (segmentation node, table node, list of NoduleResult).
 
@@ -71,17 +85,27 @@ class UGSNetSegmentationLogic:
         """
         device = str(resolve_device(device))
         volume = mrml.volume_from_node(volume_node)
-        results = segment_nodules(volume, points_ras, self.model(weights, device), device=device, progress=progress,
-                                  cancel=cancel)
+        results = segment_nodules(
+            volume, points_ras, self.model(weights, device), device=device, progress=progress, cancel=cancel
+        )
         first = next_nodule_number(segmentation_node) if append else 1
         if append and table_node is None and segmentation_node is not None:
             table_node = segmentation_node.GetNodeReference(TABLE_REFERENCE)
-        nodes = self.import_results(volume_node, volume, results, segmentation_node, table_node, first,
-                                    append_rows=append)
+        nodes = self.import_results(
+            volume_node, volume, results, segmentation_node, table_node, first, append_rows=append
+        )
         return (*nodes, results)
 
-    def import_results(self, volume_node, volume, results: list[NoduleResult], segmentation_node=None,
-                       table_node=None, first_number: int = 1, append_rows: bool = False):
+    def import_results(
+        self,
+        volume_node,
+        volume,
+        results: list[NoduleResult],
+        segmentation_node=None,
+        table_node=None,
+        first_number: int = 1,
+        append_rows: bool = False,
+    ):
         """Nodes from backend results (the one place where UGS-Net results enter the scene)."""
         masks, specs = nodule_segments(results, volume.shape, first_number)
         rows = nodule_table_rows(volume, results)
@@ -100,11 +124,26 @@ class UGSNetSegmentationLogic:
         return segmentation_node, table_node
 
     @staticmethod
-    def cli_arguments(volume_path: str | Path, points_path: str | Path, out_dir: str | Path,
-                      weights: str | None = None, device: str = "auto") -> list[str]:
+    def cli_arguments(
+        volume_path: str | Path,
+        points_path: str | Path,
+        out_dir: str | Path,
+        weights: str | None = None,
+        device: str = "auto",
+    ) -> list[str]:
         """Arguments of ``lungai`` for the subprocess path (the widget prepends nothing else)."""
-        arguments = ["ugsnet", "segment", "--volume", str(volume_path), "--points", str(points_path), "--out",
-                     str(out_dir), "--device", device]
+        arguments = [
+            "ugsnet",
+            "segment",
+            "--volume",
+            str(volume_path),
+            "--points",
+            str(points_path),
+            "--out",
+            str(out_dir),
+            "--device",
+            device,
+        ]
         return arguments + (["--weights", str(weights)] if weights else [])
 
     @staticmethod
@@ -120,12 +159,15 @@ class UGSNetSegmentationLogic:
         labelmap, specs = read_segmentation(out_dir / "nodules.seg.nrrd")
         reference = mrml.volume_from_node(volume_node)
         if labelmap.array.shape[-3:] != reference.shape:
-            raise InputError(f"The results in {out_dir} ({labelmap.array.shape[-3:]}) do not match the volume "
-                             f"'{volume_node.GetName()}' {reference.shape}.")
+            raise InputError(
+                f"The results in {out_dir} ({labelmap.array.shape[-3:]}) do not match the volume "
+                f"'{volume_node.GetName()}' {reference.shape}."
+            )
         masks = unpack_masks(labelmap.array, specs)
         rows = [_typed(row) for row in read_table_csv(out_dir / "nodules.csv")]
-        return self._build_nodes(volume_node, [masks[s.name] for s in specs], specs, rows, segmentation_node,
-                                 table_node)
+        return self._build_nodes(
+            volume_node, [masks[s.name] for s in specs], specs, rows, segmentation_node, table_node
+        )
 
 
 def _typed(row: dict[str, str]) -> dict:

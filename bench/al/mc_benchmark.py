@@ -6,6 +6,7 @@ scoring is repeated and the fastest repeat is kept (the machine is shared). Run 
 
     OMP_NUM_THREADS=1 python bench/al/mc_benchmark.py --out bench/al
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,18 @@ def run_one(method: str, max_batch: int, seed: int, samples: int, repeats: int, 
         times.append(time.perf_counter() - started)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     np.save(f"/tmp/al_mc_{method}_{max_batch}_{seed}.npy", score.entropy)
-    return {"method": method, "max_batch": max_batch, "seed": seed, "samples": samples, "slices": int(image.shape[0]),
-            "seconds_min": min(times), "seconds_median": float(np.median(times)), "repeats": repeats,
-            "peak_rss_increase_mb": round((after - before) / 1024, 1), "peak_rss_mb": round(after / 1024, 1)}
+    return {
+        "method": method,
+        "max_batch": max_batch,
+        "seed": seed,
+        "samples": samples,
+        "slices": int(image.shape[0]),
+        "seconds_min": min(times),
+        "seconds_median": float(np.median(times)),
+        "repeats": repeats,
+        "peak_rss_increase_mb": round((after - before) / 1024, 1),
+        "peak_rss_mb": round(after / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -53,16 +63,35 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child[0], int(args.child[1]), int(args.child[2]), args.samples, args.repeats,
-                                 args.model)))
+        print(
+            json.dumps(
+                run_one(args.child[0], int(args.child[1]), int(args.child[2]), args.samples, args.repeats, args.model)
+            )
+        )
         return
     import numpy as np
 
     rows = []
     for method, max_batch, seed in CONFIGS:
-        out = subprocess.run([sys.executable, __file__, "--child", method, str(max_batch), str(seed), "--samples",
-                              str(args.samples), "--repeats", str(args.repeats), "--model", args.model],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                method,
+                str(max_batch),
+                str(seed),
+                "--samples",
+                str(args.samples),
+                "--repeats",
+                str(args.repeats),
+                "--model",
+                args.model,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
     reference = np.load("/tmp/al_mc_loop_34_0.npy")
@@ -71,7 +100,9 @@ def main() -> None:
         entropy = np.load(f"/tmp/al_mc_{row['method']}_{row['max_batch']}_{row['seed']}.npy")
         row["speedup_vs_loop"] = round(loop_time / row["seconds_min"], 2)
         row["entropy_mean_abs_diff_vs_loop"] = float(np.abs(entropy - reference).mean())
-        row["profile_max_abs_diff_vs_loop"] = float(np.abs(entropy.mean(axis=(1, 2)) - reference.mean(axis=(1, 2))).max())
+        row["profile_max_abs_diff_vs_loop"] = float(
+            np.abs(entropy.mean(axis=(1, 2)) - reference.mean(axis=(1, 2))).max()
+        )
         row["seconds_min"] = round(row["seconds_min"], 3)
         row["seconds_median"] = round(row["seconds_median"], 3)
     out_dir = Path(args.out)

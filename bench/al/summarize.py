@@ -1,8 +1,9 @@
 """Markdown tables from the committed CSVs of bench/al (results are never edited by hand).
 
-    python bench/al/summarize.py bench/al/simulation/simulation.csv > bench/al/simulation/simulation.md
-    python bench/al/summarize.py bench/al/mc_timing.csv > bench/al/mc_timing.md
+python bench/al/summarize.py bench/al/simulation/simulation.csv > bench/al/simulation/simulation.md
+python bench/al/summarize.py bench/al/mc_timing.csv > bench/al/mc_timing.md
 """
+
 import csv
 import sys
 
@@ -16,12 +17,20 @@ def fmt(value: str) -> str:
 
 
 def simulation_table(rows):
-    out = ["| strategy | iter. | annotated slices / lung slices / volumes | Dice mean (p5, p95) | RVE % mean (p5, p95)"
-           " | MSD mm mean (p5, p95) | HD mm mean (p5, p95) | query s | train s |", "|" + "---|" * 9]
+    out = [
+        "| strategy | iter. | annotated slices / lung slices / volumes | Dice mean (p5, p95) | RVE % mean (p5, p95)"
+        " | MSD mm mean (p5, p95) | HD mm mean (p5, p95) | query s | train s |",
+        "|" + "---|" * 9,
+    ]
     for r in rows:
-        cells = [r["strategy"].upper(), r["iteration"],
-                 f"{r['annotated_slices']} / {r['annotated_foreground_slices']} / {r['annotated_volumes']}"]
-        cells += [f"{fmt(r[m + '_mean'])} ({fmt(r[m + '_p5'])}, {fmt(r[m + '_p95'])})" for m in ("dice", "rve", "msd", "hd")]
+        cells = [
+            r["strategy"].upper(),
+            r["iteration"],
+            f"{r['annotated_slices']} / {r['annotated_foreground_slices']} / {r['annotated_volumes']}",
+        ]
+        cells += [
+            f"{fmt(r[m + '_mean'])} ({fmt(r[m + '_p5'])}, {fmt(r[m + '_p95'])})" for m in ("dice", "rve", "msd", "hd")
+        ]
         cells += [fmt(r["query_seconds"]), fmt(r["train_seconds"])]
         out.append("| " + " | ".join(cells) + " |")
     return out

@@ -11,6 +11,7 @@ Tables 4-5 protocol of seed 003 at one CPU training budget:
 Command (from the repository root, one thread):
     OMP_NUM_THREADS=1 python bench/covid/ablation.py --out bench/covid
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,15 @@ import torch
 from lungai.covid.cascade import Cascade
 from lungai.covid.data import chest_ct_lung_slices, load_medseg_folder, two_fold_split, with_derived_lungs
 from lungai.covid.evaluation import METRIC_NAMES, infection_metrics, lung_metrics
-from lungai.covid.training import (VARIANTS, SegmentationTask, StageSettings, infection_training_set,
-                                   lung_training_set, raiunet_config, train_stage)
+from lungai.covid.training import (
+    VARIANTS,
+    SegmentationTask,
+    StageSettings,
+    infection_training_set,
+    lung_training_set,
+    raiunet_config,
+    train_stage,
+)
 
 
 def main() -> None:
@@ -58,14 +66,28 @@ def main() -> None:
     for variant in args.variants:
         settings = StageSettings(size=args.size, epochs=args.lung_epochs)
         started = time.perf_counter()
-        net = train_stage(lung_set, SegmentationTask("lung"), raiunet_config(variant, settings), settings,
-                          work / f"lung_{variant}", "CTChest4 train slices + MedSeg derived lungs")
+        net = train_stage(
+            lung_set,
+            SegmentationTask("lung"),
+            raiunet_config(variant, settings),
+            settings,
+            work / f"lung_{variant}",
+            "CTChest4 train slices + MedSeg derived lungs",
+        )
         seconds = time.perf_counter() - started
         lung_nets[variant] = net
         cascade = Cascade(None, lung=net, lung_input="mask", size=args.size)
         metrics, _ = lung_metrics(cascade, chest_test)
-        record({"stage": "lung", "variant": variant, "mode": "-", "fold": "-", "train_seconds": round(seconds, 1),
-                **{k: round(v, 4) for k, v in metrics.items()}})
+        record(
+            {
+                "stage": "lung",
+                "variant": variant,
+                "mode": "-",
+                "fold": "-",
+                "train_seconds": round(seconds, 1),
+                **{k: round(v, 4) for k, v in metrics.items()},
+            }
+        )
 
     for fold in (0, 1):
         train_idx, test_idx = two_fold_split(len(medseg), fold)
@@ -80,13 +102,27 @@ def main() -> None:
                 dataset = infection_training_set(train_slices, probe, seed=fold)
                 config = raiunet_config(variant, settings, in_channels=2 if mode == "channel" else 1)
                 started = time.perf_counter()
-                net = train_stage(dataset, SegmentationTask("infection", lung_input), config, settings,
-                                  work / f"inf_{variant}_{mode}_{fold}", f"MedSeg fold {fold} training half")
+                net = train_stage(
+                    dataset,
+                    SegmentationTask("infection", lung_input),
+                    config,
+                    settings,
+                    work / f"inf_{variant}_{mode}_{fold}",
+                    f"MedSeg fold {fold} training half",
+                )
                 seconds = time.perf_counter() - started
                 cascade = Cascade(net, lung=lung, lung_input=lung_input, size=args.size)
                 metrics, _ = infection_metrics(cascade, test_slices)
-                record({"stage": "infection", "variant": variant, "mode": mode, "fold": fold,
-                        "train_seconds": round(seconds, 1), **{k: round(v, 4) for k, v in metrics.items()}})
+                record(
+                    {
+                        "stage": "infection",
+                        "variant": variant,
+                        "mode": mode,
+                        "fold": fold,
+                        "train_seconds": round(seconds, 1),
+                        **{k: round(v, 4) for k, v in metrics.items()},
+                    }
+                )
     write_summary(rows, out, args)
 
 
@@ -97,17 +133,29 @@ def write_summary(rows: list[dict], out: Path, args: argparse.Namespace) -> None
         groups.setdefault((row["stage"], row["variant"], row["mode"]), []).append(row)
     summary = []
     for (stage, variant, mode), members in groups.items():
-        summary.append({"stage": stage, "variant": variant, "mode": mode, "folds": len(members),
-                        "train_seconds": round(sum(m["train_seconds"] for m in members), 1),
-                        **{k: round(sum(m[k] for m in members) / len(members), 3) for k in METRIC_NAMES}})
+        summary.append(
+            {
+                "stage": stage,
+                "variant": variant,
+                "mode": mode,
+                "folds": len(members),
+                "train_seconds": round(sum(m["train_seconds"] for m in members), 1),
+                **{k: round(sum(m[k] for m in members) / len(members), 3) for k in METRIC_NAMES},
+            }
+        )
     with open(out / "ablation.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(summary[0]))
         writer.writeheader()
         writer.writerows(summary)
-    header = "| stage | variant | mode | Acc. | Pre. | Spe. | Rec. | DSC | JI | train s |\n|---|---|---|---|---|---|---|---|---|---|\n"
-    lines = [f"| {s['stage']} | {s['variant']} | {s['mode']} | {s['accuracy']:.3f} | {s['precision']:.3f} | "
-             f"{s['specificity']:.3f} | {s['recall']:.3f} | {s['dice']:.3f} | {s['jaccard']:.3f} | {s['train_seconds']} |"
-             for s in summary]
+    header = (
+        "| stage | variant | mode | Acc. | Pre. | Spe. | Rec. | DSC | JI | train s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {s['stage']} | {s['variant']} | {s['mode']} | {s['accuracy']:.3f} | {s['precision']:.3f} | "
+        f"{s['specificity']:.3f} | {s['recall']:.3f} | {s['dice']:.3f} | {s['jaccard']:.3f} | {s['train_seconds']} |"
+        for s in summary
+    ]
     (out / "ablation.md").write_text(
         "# CHS-Net ablation and hierarchical versus direct (seed 003, Tables 4-5 protocol)\n\n"
         f"Input {args.size} x {args.size}, widths 8-16-32-64-128, lung stage {args.lung_epochs} epochs, "
@@ -115,9 +163,12 @@ def write_summary(rows: list[dict], out: Path, args: argparse.Namespace) -> None
         "the two held-out folds of a seeded 2-fold split of the 50 MedSeg slices (per-slice means, each slice "
         "at its own resolution). Lungs: held-out chest CT slices 22-33 (real labels). mode 'direct' = no lung "
         "stage; 'mask' / 'channel' = hierarchical with the lung map masking the CT / as a second channel.\n\n"
-        + header + "\n".join(lines) + "\n\nPer-run rows: ablation_runs.csv. Command:\n\n"
+        + header
+        + "\n".join(lines)
+        + "\n\nPer-run rows: ablation_runs.csv. Command:\n\n"
         f"    OMP_NUM_THREADS=1 python bench/covid/ablation.py --out bench/covid --size {args.size} "
-        f"--lung-epochs {args.lung_epochs} --infection-epochs {args.infection_epochs}\n")
+        f"--lung-epochs {args.lung_epochs} --infection-epochs {args.infection_epochs}\n"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ machine and its load (2 shared cores here).
 Command (from the repository root):
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/latency.py --out bench/covid
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def measure_one(widths: list[int], size: int, in_channels: int) -> dict:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = forward_times_ms(model, x, repeats=7, warmup=2)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"parameters": count_parameters(model), "median_ms": round(statistics.median(times), 1),
-            "peak_extra_mb": round((peak - base) / 1024, 1)}
+    return {
+        "parameters": count_parameters(model),
+        "median_ms": round(statistics.median(times), 1),
+        "peak_extra_mb": round((peak - base) / 1024, 1),
+    }
 
 
 def pipeline_seconds() -> dict:
@@ -60,8 +64,12 @@ def pipeline_seconds() -> dict:
     started = time.perf_counter()
     segment_volume(ct, cascade)
     seconds = time.perf_counter() - started
-    return {"slices": ct.shape[0], "seconds": round(seconds, 2), "ms_per_slice": round(1000 * seconds / ct.shape[0], 1),
-            "grid": cascade.size}
+    return {
+        "slices": ct.shape[0],
+        "seconds": round(seconds, 2),
+        "ms_per_slice": round(1000 * seconds / ct.shape[0], 1),
+        "grid": cascade.size,
+    }
 
 
 def main() -> None:
@@ -87,16 +95,25 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    chs_paper = count_parameters(CHSNet(lung=dict(widths=[16, 32, 64, 128, 256]), infection=dict(widths=[16, 32, 64, 128, 256])))
-    chs_bundled = count_parameters(CHSNet(lung=dict(widths=[8, 16, 32, 64, 128]), infection=dict(widths=[8, 16, 32, 64, 128])))
+    chs_paper = count_parameters(
+        CHSNet(lung=dict(widths=[16, 32, 64, 128, 256]), infection=dict(widths=[16, 32, 64, 128, 256]))
+    )
+    chs_bundled = count_parameters(
+        CHSNet(lung=dict(widths=[8, 16, 32, 64, 128]), infection=dict(widths=[8, 16, 32, 64, 128]))
+    )
     try:
         pipeline = pipeline_seconds()
-        pipeline_text = (f"Whole bundled pipeline on the {pipeline['slices']}-slice chest CT ({pipeline['grid']} x "
-                         f"{pipeline['grid']} grid, both stages, resampling, side split): {pipeline['seconds']} s, "
-                         f"{pipeline['ms_per_slice']} ms per slice.")
+        pipeline_text = (
+            f"Whole bundled pipeline on the {pipeline['slices']}-slice chest CT ({pipeline['grid']} x "
+            f"{pipeline['grid']} grid, both stages, resampling, side split): {pipeline['seconds']} s, "
+            f"{pipeline['ms_per_slice']} ms per slice."
+        )
     except Exception as error:  # noqa: BLE001 - the bundled model may not exist yet
         pipeline_text = f"Whole pipeline not timed: {error}"
-    lines = [f"| {r['configuration']} | {r['grid']} | {r['parameters']:,} | {r['median_ms']} | {r['peak_extra_mb']} |" for r in rows]
+    lines = [
+        f"| {r['configuration']} | {r['grid']} | {r['parameters']:,} | {r['median_ms']} | {r['peak_extra_mb']} |"
+        for r in rows
+    ]
     (out / "latency.md").write_text(
         "# CHS-Net latency, memory and parameters\n\n"
         f"CPU: {platform.processor() or platform.machine()}, one thread, batch 1, median of 7 forward passes after "
@@ -105,9 +122,11 @@ def main() -> None:
         "| configuration | grid | parameters | ms per slice | peak extra MB |\n|---|---|---|---|---|\n"
         + "\n".join(lines)
         + f"\n\nCHS-Net (two RAIU-Nets, mask mode): {chs_paper:,} parameters at the default widths 16-32-64-128-256 "
-          f"(paper, Table 3: 4.2 M); {chs_bundled:,} at the bundled widths 8-16-32-64-128. The stage-2 network in "
-          "'channel' mode adds 140 parameters (its second input channel).\n\n"
-        + pipeline_text + "\n\nCommand:\n\n    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/latency.py --out bench/covid\n")
+        f"(paper, Table 3: 4.2 M); {chs_bundled:,} at the bundled widths 8-16-32-64-128. The stage-2 network in "
+        "'channel' mode adds 140 parameters (its second input channel).\n\n"
+        + pipeline_text
+        + "\n\nCommand:\n\n    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/latency.py --out bench/covid\n"
+    )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,17 @@ def main(argv: list[str] | None = None) -> None:
     for variant in BLOCK_TYPES:
         model = build_nlb_unet(block_type=variant).eval()
         block_params = sum(p.numel() for b in model.blocks for p in b.parameters())
-        rows.append({
-            "variant": variant, "parameters": sum(p.numel() for p in model.parameters()),
-            "block_parameters": block_params,
-            "ms_per_slice": round(best_ms(model, torch.rand(1, 1, args.size, args.size), args.repeats), 2),
-            "ms_per_batch16": round(best_ms(model, torch.rand(16, 1, args.size, args.size), max(5, args.repeats // 4)), 1)})
+        rows.append(
+            {
+                "variant": variant,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "block_parameters": block_params,
+                "ms_per_slice": round(best_ms(model, torch.rand(1, 1, args.size, args.size), args.repeats), 2),
+                "ms_per_batch16": round(
+                    best_ms(model, torch.rand(16, 1, args.size, args.size), max(5, args.repeats // 4)), 1
+                ),
+            }
+        )
         print(rows[-1], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,19 +58,31 @@ def main(argv: list[str] | None = None) -> None:
         writer.writeheader()
         writer.writerows(rows)
     load = os.getloadavg()
-    lines = ["# NeoplasmNLB: parameters and CPU latency per block variant", "",
-             "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD " + " ".join(["python", "bench/nlb/cost.py"] + sys.argv[1:]) + "`",
-             "",
-             f"NLBUNet widths 8-16-32-64-128, blocks at 1/4, 1/8, 1/16, grid 4 x 4, input {args.size} x {args.size}; "
-             f"one thread on {platform.processor() or platform.machine()}, torch {torch.__version__}; load average "
-             f"during the run {load[0]:.1f} (shared machine: compare variants with each other, not with other "
-             f"machines).", "",
-             "| block | parameters | of which in blocks | ms per slice (best) | ms per batch of 16 (best) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['variant']} | {r['parameters']:,} | {r['block_parameters']:,} | {r['ms_per_slice']} | "
-              f"{r['ms_per_batch16']} |" for r in rows]
-    lines += ["", "The localized and symmetry modifications add no parameters: they reweight the attention of the basic "
-              "block. Plain self-attention has the same projections but attends between all pixels instead of "
-              "4 x 4 = 16 grid tokens.", ""]
+    lines = [
+        "# NeoplasmNLB: parameters and CPU latency per block variant",
+        "",
+        "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD " + " ".join(["python", "bench/nlb/cost.py"] + sys.argv[1:]) + "`",
+        "",
+        f"NLBUNet widths 8-16-32-64-128, blocks at 1/4, 1/8, 1/16, grid 4 x 4, input {args.size} x {args.size}; "
+        f"one thread on {platform.processor() or platform.machine()}, torch {torch.__version__}; load average "
+        f"during the run {load[0]:.1f} (shared machine: compare variants with each other, not with other "
+        f"machines).",
+        "",
+        "| block | parameters | of which in blocks | ms per slice (best) | ms per batch of 16 (best) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['variant']} | {r['parameters']:,} | {r['block_parameters']:,} | {r['ms_per_slice']} | "
+        f"{r['ms_per_batch16']} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        "The localized and symmetry modifications add no parameters: they reweight the attention of the basic "
+        "block. Plain self-attention has the same projections but attends between all pixels instead of "
+        "4 x 4 = 16 grid tokens.",
+        "",
+    ]
     (out / "cost.md").write_text("\n".join(lines))
 
 

@@ -63,14 +63,26 @@ def run_one(args: argparse.Namespace, folds, data, variant: str, fold: int) -> d
     model_config = {"block_type": variant}
     model = build_nlb_unet(**model_config)
     dataset = training_dataset(folds, data, fold, args.max_crops)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, scheduler="cosine",
-                         seed=args.seed, device="cpu", out_dir=str(run_dir))
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        scheduler="cosine",
+        seed=args.seed,
+        device="cpu",
+        out_dir=str(run_dir),
+    )
     if epochs_done(run_dir) == args.epochs:  # trained before, evaluation missing: calibrate and evaluate only
         calibrate_checkpoint(run_dir / "last.pt", dataset)
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
-        train_nlb(model, model_config, dataset, config,
-                  training_data=f"IQ-OTH/NCCD + LIDC crops, {args.folds}-fold CV seed {args.seed}, all folds but {fold}")
+        train_nlb(
+            model,
+            model_config,
+            dataset,
+            config,
+            training_data=f"IQ-OTH/NCCD + LIDC crops, {args.folds}-fold CV seed {args.seed}, all folds but {fold}",
+        )
     with open(run_dir / "log.csv") as handle:
         train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(handle))
     model, header = load_model(run_dir / "last.pt", expected_model="nlb_unet")
@@ -80,47 +92,81 @@ def run_one(args: argparse.Namespace, folds, data, variant: str, fold: int) -> d
     _, maps = predict(model, data.crops.images[crop_idx])
     cls = classification_report(probabilities, data.snapshot_labels[snap_idx])
     seg = segmentation_report(maps, data.crops.masks[crop_idx, 0].numpy(), seg_threshold_of(header))
-    result = {"variant": variant, "fold": fold, "train_seconds": round(train_seconds, 1),
-              "train_samples": len(dataset), **{k: cls[k] for k in ("precision", "recall", "f1", "accuracy")},
-              "confusion_matrix": cls["confusion_matrix"], "test_snapshots": cls["n"],
-              "iou": seg["iou"], "dice": seg["dice"], "seg_threshold": seg_threshold_of(header),
-              "test_crops": seg["n"]}
+    result = {
+        "variant": variant,
+        "fold": fold,
+        "train_seconds": round(train_seconds, 1),
+        "train_samples": len(dataset),
+        **{k: cls[k] for k in ("precision", "recall", "f1", "accuracy")},
+        "confusion_matrix": cls["confusion_matrix"],
+        "test_snapshots": cls["n"],
+        "iou": seg["iou"],
+        "dice": seg["dice"],
+        "seg_threshold": seg_threshold_of(header),
+        "test_crops": seg["n"],
+    }
     result_path.write_text(json.dumps(result, indent=2))
     return result
 
 
 def write_tables(results: list[dict], out: Path, args: argparse.Namespace) -> None:
-    columns = ["variant", "fold", "precision", "recall", "f1", "accuracy", "iou", "dice", "seg_threshold", "train_seconds",
-               "train_samples", "test_snapshots", "test_crops"]
+    columns = [
+        "variant",
+        "fold",
+        "precision",
+        "recall",
+        "f1",
+        "accuracy",
+        "iou",
+        "dice",
+        "seg_threshold",
+        "train_seconds",
+        "train_samples",
+        "test_snapshots",
+        "test_crops",
+    ]
     with open(out / "cv_results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(results)
-    lines = [f"# NeoplasmNLB: {args.folds}-fold cross-validation of the block variants", "",
-             "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD " + " ".join(["python", "bench/nlb/cross_validate.py"] + sys.argv[1:])
-             + f"` on {platform.machine()} (2 shared CPU cores, no GPU), torch {torch.__version__}.", "",
-             f"Budget per run: {args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr} with cosine decay, "
-             f"{args.size} x {args.size} inputs, one CPU thread; training on all IQ-OTH/NCCD snapshots of the other "
-             f"fold(s) plus at most {args.max_crops} LIDC crops. Mean (min-max) over folds.", "",
-             "| block | precision | recall | F1 | accuracy | IoU | Dice | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# NeoplasmNLB: {args.folds}-fold cross-validation of the block variants",
+        "",
+        "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD "
+        + " ".join(["python", "bench/nlb/cross_validate.py"] + sys.argv[1:])
+        + f"` on {platform.machine()} (2 shared CPU cores, no GPU), torch {torch.__version__}.",
+        "",
+        f"Budget per run: {args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr} with cosine decay, "
+        f"{args.size} x {args.size} inputs, one CPU thread; training on all IQ-OTH/NCCD snapshots of the other "
+        f"fold(s) plus at most {args.max_crops} LIDC crops. Mean (min-max) over folds.",
+        "",
+        "| block | precision | recall | F1 | accuracy | IoU | Dice | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for variant in args.variants:
         rows = [r for r in results if r["variant"] == variant]
         if not rows:
             continue
 
-        def cell(key: str, digits: int = 3) -> str:
+        def cell(key: str, digits: int = 3, rows: list = rows) -> str:
             values = np.array([r[key] for r in rows], dtype=float)
             return f"{values.mean():.{digits}f} ({values.min():.{digits}f}-{values.max():.{digits}f})"
-        lines.append(f"| {variant} | {cell('precision')} | {cell('recall')} | {cell('f1')} | {cell('accuracy')} | "
-                     f"{cell('iou')} | {cell('dice')} | {np.mean([r['train_seconds'] for r in rows]):.0f} |")
-    lines += ["", "Classification: held-out IQ-OTH/NCCD snapshots (neoplasm = benign or malignant), threshold 0.5. "
-              "IQ-OTH/NCCD has no patient ids: slices of one patient can be in both folds, so these numbers are "
-              "optimistic for new patients. Segmentation: held-out LIDC crops (folds by patient), consensus masks "
-              "(at least half of the readers), mean per-crop IoU and Dice at the run's segmentation threshold, "
-              "calibrated on its training crops (best mean Dice on the grid 0.05..0.95; column seg_threshold of "
-              "cv_results.csv). Per-fold numbers: "
-              "cv_results.csv; fold sizes: cv_folds.json.", ""]
+
+        lines.append(
+            f"| {variant} | {cell('precision')} | {cell('recall')} | {cell('f1')} | {cell('accuracy')} | "
+            f"{cell('iou')} | {cell('dice')} | {np.mean([r['train_seconds'] for r in rows]):.0f} |"
+        )
+    lines += [
+        "",
+        "Classification: held-out IQ-OTH/NCCD snapshots (neoplasm = benign or malignant), threshold 0.5. "
+        "IQ-OTH/NCCD has no patient ids: slices of one patient can be in both folds, so these numbers are "
+        "optimistic for new patients. Segmentation: held-out LIDC crops (folds by patient), consensus masks "
+        "(at least half of the readers), mean per-crop IoU and Dice at the run's segmentation threshold, "
+        "calibrated on its training crops (best mean Dice on the grid 0.05..0.95; column seg_threshold of "
+        "cv_results.csv). Per-fold numbers: "
+        "cv_results.csv; fold sizes: cv_folds.json.",
+        "",
+    ]
     (out / "cv_results.md").write_text("\n".join(lines))
 
 
@@ -129,8 +175,9 @@ def write_split_lists(folds, out: Path) -> None:
     with open(out / "cv_split_snapshots.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "category", "fold"])
-        writer.writerows([f"{s.category}/{s.path.name}", s.category, int(f)]
-                         for s, f in zip(folds.snapshots, folds.snapshot_folds))
+        writer.writerows(
+            [f"{s.category}/{s.path.name}", s.category, int(f)] for s, f in zip(folds.snapshots, folds.snapshot_folds)
+        )
     patients = dict(zip(folds.crop_patient_ids, folds.crop_folds))
     with open(out / "cv_split_lidc_patients.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -151,8 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     for fold in range(args.folds):  # every variant on fold 0 first
         for variant in args.variants:
             results.append(run_one(args, folds, data, variant, fold))
-            print(json.dumps({k: results[-1][k] for k in ("variant", "fold", "f1", "dice", "train_seconds")}),
-                  flush=True)
+            print(
+                json.dumps({k: results[-1][k] for k in ("variant", "fold", "f1", "dice", "train_seconds")}), flush=True
+            )
             write_tables(results, out, args)
 
 

@@ -23,10 +23,12 @@ from lungai.ugsnet.data import load_npz, prepare_crops
 from lungai.ugsnet.inference import DEMO_MODEL_ID
 from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient
 
-COMMAND = ("OMP_NUM_THREADS=1 python bench/ugsnet/run_comparison.py --data ../shared/data/lidc_multireader.npz "
-           "--folds 0 1 --epochs 10 --out bench/ugsnet/runs && python bench/ugsnet/register_demo.py "
-           "--data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs  (equivalently: lungai ugsnet train "
-           "--data ../shared/data/lidc_multireader.npz --fold 0 --epochs 10 --out OUT --register ugsnet-lidc-w8)")
+COMMAND = (
+    "OMP_NUM_THREADS=1 python bench/ugsnet/run_comparison.py --data ../shared/data/lidc_multireader.npz "
+    "--folds 0 1 --epochs 10 --out bench/ugsnet/runs && python bench/ugsnet/register_demo.py "
+    "--data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs  (equivalently: lungai ugsnet train "
+    "--data ../shared/data/lidc_multireader.npz --fold 0 --epochs 10 --out OUT --register ugsnet-lidc-w8)"
+)
 
 
 def main() -> None:
@@ -44,11 +46,20 @@ def main() -> None:
     timings = json.loads((Path(args.runs) / "timings.json").read_text()).get("ugsnet_fold0", {})
     x = torch.zeros(1, 1, 64, 64)
     milliseconds = statistics.mean(forward_times_ms(model, x, repeats=20, warmup=1))
-    entry = register_weights(DEMO_MODEL_ID, checkpoint, "ugsnet", header["training_data"], test, BUDGET_TRAIN,
-                             command=COMMAND, timings={
-                                 "train_seconds_2_cpu_cores_shared": timings.get("train_seconds"),
-                                 "cpu_ms_per_64x64_crop_1_thread": round(milliseconds, 1),
-                                 "parameters": count_parameters(model)})
+    entry = register_weights(
+        DEMO_MODEL_ID,
+        checkpoint,
+        "ugsnet",
+        header["training_data"],
+        test,
+        BUDGET_TRAIN,
+        command=COMMAND,
+        timings={
+            "train_seconds_2_cpu_cores_shared": timings.get("train_seconds"),
+            "cpu_ms_per_64x64_crop_1_thread": round(milliseconds, 1),
+            "parameters": count_parameters(model),
+        },
+    )
     print(json.dumps(entry.metrics, indent=2), entry.timings)
 
 

@@ -47,20 +47,33 @@ def main() -> None:
             run = out / f"{kind}_fold{fold}"
             config = replace(BUDGET_TRAIN, epochs=args.epochs, device="cpu", out_dir=str(run))
             started = time.perf_counter()
-            model, result = train_model(kind, crops, train_rows, features=args.features, config=config,
-                                        training_data=f"{Path(args.data).name} (>=2 readers), folds != {fold}")
+            model, result = train_model(
+                kind,
+                crops,
+                train_rows,
+                features=args.features,
+                config=config,
+                training_data=f"{Path(args.data).name} (>=2 readers), folds != {fold}",
+            )
             train_seconds = time.perf_counter() - started
             started = time.perf_counter()
             probabilities = predict_probabilities(model, crops.image_hu[test_rows])
             infer_seconds = time.perf_counter() - started
-            np.savez_compressed(out / f"pred_{kind}_fold{fold}.npz", rows=test_rows,
-                                source_index=crops.index[test_rows],
-                                **{k: v.astype(np.float16) for k, v in probabilities.items()})
+            np.savez_compressed(
+                out / f"pred_{kind}_fold{fold}.npz",
+                rows=test_rows,
+                source_index=crops.index[test_rows],
+                **{k: v.astype(np.float16) for k, v in probabilities.items()},
+            )
             timings[f"{kind}_fold{fold}"] = {
-                "train_seconds": round(train_seconds, 1), "epochs": args.epochs, "train_crops": int(len(train_rows)),
-                "test_crops": int(len(test_rows)), "infer_ms_per_crop": round(1000 * infer_seconds / len(test_rows), 2),
+                "train_seconds": round(train_seconds, 1),
+                "epochs": args.epochs,
+                "train_crops": int(len(train_rows)),
+                "test_crops": int(len(test_rows)),
+                "infer_ms_per_crop": round(1000 * infer_seconds / len(test_rows), 2),
                 "parameters": int(sum(p.numel() for p in model.parameters())),
-                "final_train_loss": result.history[-1]["train_loss"], "features": args.features,
+                "final_train_loss": result.history[-1]["train_loss"],
+                "features": args.features,
             }
             timings_path.write_text(json.dumps(timings, indent=2))
             print(kind, fold, timings[f"{kind}_fold{fold}"], flush=True)

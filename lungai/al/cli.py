@@ -1,4 +1,5 @@
 """``lungai al``: score | select | retrain | simulate | train (active learning by uncertainty slice sampling)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,12 @@ def register(subparsers) -> None:
     _add_volume_inputs(score)
     _add_model_inputs(score)
     score.add_argument("--samples", type=int, default=20, help="MC-dropout samples (paper: 20)")
-    score.add_argument("--method", choices=("batched", "loop"), default="batched",
-                       help="batched: encoder once, decoder samples in batches; loop: n full passes (reference)")
+    score.add_argument(
+        "--method",
+        choices=("batched", "loop"),
+        default="batched",
+        help="batched: encoder once, decoder samples in batches; loop: n full passes (reference)",
+    )
     score.add_argument("--max-batch", type=int, default=64, help="slice-samples per network call (memory bound)")
     score.add_argument("--box", type=int, default=11, help="dilation box (voxels) for volume-level uncertainty")
     score.add_argument("--seed", type=int, default=0)
@@ -41,8 +46,12 @@ def register(subparsers) -> None:
 
     retrain = commands.add_parser("retrain", help="fine-tune on annotated slices only (weighted soft Dice)")
     retrain.add_argument("--volume", nargs="+", required=True, help="CT volumes")
-    retrain.add_argument("--labels", nargs="+", required=True,
-                         help="labelmaps (or .seg.nrrd), one per volume, same order; non-zero is foreground")
+    retrain.add_argument(
+        "--labels",
+        nargs="+",
+        required=True,
+        help="labelmaps (or .seg.nrrd), one per volume, same order; non-zero is foreground",
+    )
     retrain.add_argument("--annotated", required=True, help="CSV with columns volume,slice (volume = file stem)")
     _add_model_inputs(retrain)
     _add_training_options(retrain, steps=100, lr=3e-4, loss="dice+bce")
@@ -83,9 +92,13 @@ def _add_training_options(parser, *, steps: int, lr: float, loss: str) -> None:
     parser.add_argument("--steps", type=int, default=steps, help="optimiser steps per training")
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--loss", choices=("dice", "dice+bce"), default=loss,
-                        help=f"dice: weighted soft Dice (paper, Eq. 2); dice+bce: plus weighted cross-entropy, which "
-                             f"calibrates the background so entropy maps show real doubt (default: {loss})")
+    parser.add_argument(
+        "--loss",
+        choices=("dice", "dice+bce"),
+        default=loss,
+        help=f"dice: weighted soft Dice (paper, Eq. 2); dice+bce: plus weighted cross-entropy, which "
+        f"calibrates the background so entropy maps show real doubt (default: {loss})",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -102,8 +115,10 @@ def _add_model_inputs(parser) -> None:
 
 
 def _add_pool_inputs(parser) -> None:
-    parser.add_argument("--pool-folder", help="folder with images/ and labels/ (same file names); default: a pool "
-                        "simulated from the bundled chest CT")
+    parser.add_argument(
+        "--pool-folder",
+        help="folder with images/ and labels/ (same file names); default: a pool simulated from the bundled chest CT",
+    )
     parser.add_argument("--pool-size", type=int, default=10, help="simulated pool volumes")
     parser.add_argument("--val-size", type=int, default=1, help="validation volumes")
     parser.add_argument("--test-size", type=int, default=4, help="held-out test volumes")
@@ -148,15 +163,26 @@ def _score(args, ctx) -> int:
     volumes = _volumes(args)
     model, _ = load_al_model(args.model, args.checkpoint, resolve_device(ctx.device))
     started = time.perf_counter()
-    scores = score_pool(model, volumes, n_samples=args.samples, method=args.method, max_batch=args.max_batch,
-                        seed=args.seed, box=args.box, progress=ctx.progress, cancel=ctx.cancel)
+    scores = score_pool(
+        model,
+        volumes,
+        n_samples=args.samples,
+        method=args.method,
+        max_batch=args.max_batch,
+        seed=args.seed,
+        box=args.box,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+    )
     seconds = time.perf_counter() - started
     write_scores(out, volumes, scores, overwrite=args.overwrite)
     plot_profiles({n: s.profile for n, s in scores.items()}, {}, out / "profiles.png")
     ctx.close()
     for name, s in scores.items():
-        print(f"{name}: volume uncertainty {s.volume_uncertainty:.4f}, most uncertain slice "
-              f"{int(np.argmax(s.profile))} ({s.profile.max():.4f})")
+        print(
+            f"{name}: volume uncertainty {s.volume_uncertainty:.4f}, most uncertain slice "
+            f"{int(np.argmax(s.profile))} ({s.profile.max():.4f})"
+        )
     print(f"scored {len(volumes)} volume(s) with {args.samples} MC samples ({args.method}) in {seconds:.1f} s: {out}")
     return 0
 
@@ -166,7 +192,9 @@ def _select(args, ctx) -> int:
     from lungai.io import write_table_csv
 
     profiles, volume_scores = read_scores(Path(args.scores))
-    annotated = read_annotated(Path(args.annotated), {n: len(p) for n, p in profiles.items()}) if args.annotated else None
+    annotated = (
+        read_annotated(Path(args.annotated), {n: len(p) for n, p in profiles.items()}) if args.annotated else None
+    )
     rows = rank(args.strategy, profiles, volume_scores, annotated, args.budget, args.seed)
     write_table_csv(args.out, rows, overwrite=args.overwrite)
     for row in rows:
@@ -200,15 +228,30 @@ def _retrain(args, ctx) -> int:
     annotated = read_annotated(Path(args.annotated), {n: v.shape[0] for n, v in volumes.items()})
     device = resolve_device(ctx.device)
     model, _ = load_al_model(args.model, args.checkpoint, device)
-    result = retrain(model, volumes, labels, annotated,
-                     FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
-                     device=str(device), progress=ctx.progress, cancel=ctx.cancel)
+    result = retrain(
+        model,
+        volumes,
+        labels,
+        annotated,
+        FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
+        device=str(device),
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+    )
     base = args.model or (Path(args.checkpoint).stem if args.checkpoint else DEFAULT_MODEL)
-    new_id = save_version(result.model, out, base_id=base, register=args.register,
-                          training_data=f"{result.annotated_slices} annotated slices of {', '.join(volumes)}",
-                          command="lungai al retrain " + " ".join(f"--volume {v}" for v in args.volume))
+    new_id = save_version(
+        result.model,
+        out,
+        base_id=base,
+        register=args.register,
+        training_data=f"{result.annotated_slices} annotated slices of {', '.join(volumes)}",
+        command="lungai al retrain " + " ".join(f"--volume {v}" for v in args.volume),
+    )
     ctx.close()
-    print(f"retrained on {result.annotated_slices} annotated slices: {out}" + (f" (registered as {new_id})" if args.register else ""))
+    print(
+        f"retrained on {result.annotated_slices} annotated slices: {out}"
+        + (f" (registered as {new_id})" if args.register else "")
+    )
     return 0
 
 
@@ -221,14 +264,19 @@ def _pool(args):
         cases = load_folder_pool(args.pool_folder)
         n_eval = args.val_size + args.test_size
         if len(cases) <= n_eval:
-            raise InputError(f"{args.pool_folder} has {len(cases)} volumes; {n_eval} go to validation and test, "
-                             "so the pool would be empty")
-        return cases[n_eval:], cases[:args.val_size], cases[args.val_size:n_eval]
+            raise InputError(
+                f"{args.pool_folder} has {len(cases)} volumes; {n_eval} go to validation and test, "
+                "so the pool would be empty"
+            )
+        return cases[n_eval:], cases[: args.val_size], cases[args.val_size : n_eval]
     ct, (lungs, _) = chest_ct(), chest_lungs()
     image, label = ct.array.astype(np.float32), (lungs.array > 0).astype(np.uint8)
     make = lambda n, seed, prefix: synthesize_pool(image, label, n, seed=seed, prefix=prefix, spacing=ct.spacing)  # noqa: E731
-    return make(args.pool_size, args.seed + 1, "pool"), make(args.val_size, args.seed + 2, "val"), \
-        make(args.test_size, args.seed + 3, "test")
+    return (
+        make(args.pool_size, args.seed + 1, "pool"),
+        make(args.val_size, args.seed + 2, "val"),
+        make(args.test_size, args.seed + 3, "test"),
+    )
 
 
 def _simulate(args, ctx) -> int:
@@ -239,19 +287,30 @@ def _simulate(args, ctx) -> int:
 
     out = _output_dir(args.out, args.overwrite)
     pool, val, test = _pool(args)
-    config = SimulationConfig(strategies=tuple(args.strategies), iterations=args.iterations,
-                              initial_volumes=args.initial_volumes, volumes_per_iteration=args.volumes_per_iteration,
-                              slices_per_iteration=args.slices_per_iteration, n_samples=args.samples, box=args.box,
-                              channels=tuple(args.channels), input_size=args.input_size, seed=args.seed,
-                              fit=FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss))
+    config = SimulationConfig(
+        strategies=tuple(args.strategies),
+        iterations=args.iterations,
+        initial_volumes=args.initial_volumes,
+        volumes_per_iteration=args.volumes_per_iteration,
+        slices_per_iteration=args.slices_per_iteration,
+        n_samples=args.samples,
+        box=args.box,
+        channels=tuple(args.channels),
+        input_size=args.input_size,
+        seed=args.seed,
+        fit=FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
+    )
     started = time.perf_counter()
-    rows = simulate(pool, val, test, config, device=str(resolve_device(ctx.device)), progress=ctx.progress,
-                    cancel=ctx.cancel)
+    rows = simulate(
+        pool, val, test, config, device=str(resolve_device(ctx.device)), progress=ctx.progress, cancel=ctx.cancel
+    )
     write_table_csv(out / "simulation.csv", rows, overwrite=args.overwrite)
     plot_learning_curves(rows, out / "learning_curves.png")
     ctx.close()
-    print(f"simulation of {', '.join(args.strategies)} x {args.iterations} iterations in "
-          f"{time.perf_counter() - started:.0f} s: {out}")
+    print(
+        f"simulation of {', '.join(args.strategies)} x {args.iterations} iterations in "
+        f"{time.perf_counter() - started:.0f} s: {out}"
+    )
     return 0
 
 
@@ -274,10 +333,20 @@ def _train(args, ctx) -> int:
     torch.manual_seed(args.seed)
     model = ALUNet(channels=tuple(args.channels), input_size=args.input_size)
     started = time.perf_counter()
-    source = args.pool_folder or (f"{len(pool)} volumes simulated from the slicerio chest CT CTChest4 (lungs "
-                                  "= right + left lung segments); all derive from one scan")
-    fit(model, pool, val, FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
-        device=str(resolve_device(ctx.device)), progress=ctx.progress, cancel=ctx.cancel, training_data=source)
+    source = args.pool_folder or (
+        f"{len(pool)} volumes simulated from the slicerio chest CT CTChest4 (lungs "
+        "= right + left lung segments); all derive from one scan"
+    )
+    fit(
+        model,
+        pool,
+        val,
+        FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
+        device=str(resolve_device(ctx.device)),
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+        training_data=source,
+    )
     seconds = time.perf_counter() - started
     model = model.cpu()
     metrics = {k: round(v, 4) for k, v in evaluate(model, test).items()}
@@ -286,20 +355,34 @@ def _train(args, ctx) -> int:
     if args.register:
         if out.resolve().parent != registry_path().parent.resolve():
             raise InputError(f"--register needs the checkpoint inside {registry_path().parent}")
-        register_model({"id": args.register, "version": "1", "module": "ActiveLearningSampler",
-                        "architecture": ARCHITECTURE, "file": out.name, "sha256": "",
-                        "licence": "Apache-2.0 (weights); training data: 3D Slicer sample data via slicerio",
-                        "training_data": source,
-                        "description": "2-D U-Net with decoder dropout 0.25 for lung segmentation and MC-dropout "
-                                       "uncertainty (active learning)",
-                        "command": "lungai al train " + " ".join(_argv_tail(args)),
-                        "metrics": {**metrics, "test_set": f"{len(test)} held-out simulated volumes"},
-                        "timings": {"train_wall_seconds_1_thread_shared_cpu": round(seconds, 1), "steps": args.steps,
-                                    "parameters": sum(p.numel() for p in model.parameters())}})
+        register_model(
+            {
+                "id": args.register,
+                "version": "1",
+                "module": "ActiveLearningSampler",
+                "architecture": ARCHITECTURE,
+                "file": out.name,
+                "sha256": "",
+                "licence": "Apache-2.0 (weights); training data: 3D Slicer sample data via slicerio",
+                "training_data": source,
+                "description": "2-D U-Net with decoder dropout 0.25 for lung segmentation and MC-dropout "
+                "uncertainty (active learning)",
+                "command": "lungai al train " + " ".join(_argv_tail(args)),
+                "metrics": {**metrics, "test_set": f"{len(test)} held-out simulated volumes"},
+                "timings": {
+                    "train_wall_seconds_1_thread_shared_cpu": round(seconds, 1),
+                    "steps": args.steps,
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                },
+            }
+        )
     print(f"trained in {seconds:.0f} s, test Dice {metrics['dice_mean']:.3f}: {out}")
     return 0
 
 
 def _argv_tail(args) -> list[str]:
     keys = ("pool_size", "val_size", "test_size", "input_size", "steps", "lr", "batch_size", "seed", "loss")
-    return [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys] + [f"--out {args.out}", f"--register {args.register}"]
+    return [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys] + [
+        f"--out {args.out}",
+        f"--register {args.register}",
+    ]

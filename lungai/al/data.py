@@ -4,6 +4,7 @@ and the simulated pool derived from one scan.
 Every axial slice is windowed to the lung window and resized to the model's square input (``input_size``);
 results are resized back to the slice's own grid, so volumes of different in-plane size can share one pool.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -58,8 +59,10 @@ class PoolCase:
         if self.image.ndim != 3:
             raise InputError(f"{self.name}: expected a 3-D volume, got shape {self.image.shape}")
         if self.label is not None and self.label.shape != self.image.shape:
-            raise InputError(f"{self.name}: labelmap shape {self.label.shape} differs from the volume's "
-                             f"{self.image.shape}; resample the labelmap onto the volume")
+            raise InputError(
+                f"{self.name}: labelmap shape {self.label.shape} differs from the volume's "
+                f"{self.image.shape}; resample the labelmap onto the volume"
+            )
         if self.annotated is None:
             self.annotated = np.zeros(self.image.shape[0], dtype=bool)
 
@@ -98,10 +101,21 @@ class AnnotatedSliceDataset(torch.utils.data.Dataset):
         return {"image": self.images[i], "label": self.labels[i], "weight": torch.ones_like(self.labels[i])}
 
 
-def synthesize_case(image_hu: np.ndarray, label: np.ndarray, rng: np.random.Generator, *, min_slices: int = 20,
-                    max_rotation_deg: float = 12.0, scale_range=(0.88, 1.12), max_shift_px: float = 8.0,
-                    elastic_px: float = 4.0, elastic_sigma_px: float = 8.0, hu_scale=(0.92, 1.08),
-                    hu_shift=(-40.0, 40.0), max_noise_hu: float = 25.0) -> tuple[np.ndarray, np.ndarray, int]:
+def synthesize_case(
+    image_hu: np.ndarray,
+    label: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    min_slices: int = 20,
+    max_rotation_deg: float = 12.0,
+    scale_range=(0.88, 1.12),
+    max_shift_px: float = 8.0,
+    elastic_px: float = 4.0,
+    elastic_sigma_px: float = 8.0,
+    hu_scale=(0.92, 1.08),
+    hu_shift=(-40.0, 40.0),
+    max_noise_hu: float = 25.0,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """One simulated pool volume from a real scan and its reference. Returns (image, label, first slice).
 
     Applied in this order, image and label with the same geometry (order 1 / order 0 interpolation):
@@ -113,7 +127,7 @@ def synthesize_case(image_hu: np.ndarray, label: np.ndarray, rng: np.random.Gene
     z, h, w = image_hu.shape
     n = int(rng.integers(min(min_slices, z), z + 1))
     z0 = int(rng.integers(0, z - n + 1))
-    img, lab = image_hu[z0:z0 + n].astype(np.float32), label[z0:z0 + n]
+    img, lab = image_hu[z0 : z0 + n].astype(np.float32), label[z0 : z0 + n]
     theta = np.deg2rad(rng.uniform(-max_rotation_deg, max_rotation_deg))
     scale = rng.uniform(*scale_range)
     shift = rng.uniform(-max_shift_px, max_shift_px, size=2)
@@ -125,8 +139,13 @@ def synthesize_case(image_hu: np.ndarray, label: np.ndarray, rng: np.random.Gene
     field = rng.normal(size=(2, n, h, w)).astype(np.float32)
     field = np.stack([ndimage.gaussian_filter(f, sigma=(1.0, elastic_sigma_px, elastic_sigma_px)) for f in field])
     field *= elastic_px / max(float(np.abs(field).max()), 1e-6)
-    coords = np.stack([np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, h, w)),
-                       src_y[None] + field[0], src_x[None] + field[1]])
+    coords = np.stack(
+        [
+            np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, h, w)),
+            src_y[None] + field[0],
+            src_x[None] + field[1],
+        ]
+    )
     img = ndimage.map_coordinates(img, coords, order=1, mode="constant", cval=AIR_HU)
     lab = ndimage.map_coordinates(lab.astype(np.uint8), coords, order=0, mode="constant", cval=0)
     img = img * rng.uniform(*hu_scale) + rng.uniform(*hu_shift)
@@ -134,8 +153,15 @@ def synthesize_case(image_hu: np.ndarray, label: np.ndarray, rng: np.random.Gene
     return np.clip(img, -1024, 3071).astype(np.float32), (lab > 0).astype(np.uint8), z0
 
 
-def synthesize_pool(image_hu: np.ndarray, label: np.ndarray, n_cases: int, seed: int = 0, prefix: str = "sim",
-                    spacing=(1.0, 1.0, 1.0), **kwargs) -> list[PoolCase]:
+def synthesize_pool(
+    image_hu: np.ndarray,
+    label: np.ndarray,
+    n_cases: int,
+    seed: int = 0,
+    prefix: str = "sim",
+    spacing=(1.0, 1.0, 1.0),
+    **kwargs,
+) -> list[PoolCase]:
     """``n_cases`` simulated volumes from one scan (see :func:`synthesize_case`); all derive from that scan."""
     rng = np.random.default_rng(seed)
     cases = []
@@ -162,10 +188,18 @@ def load_folder_pool(folder: str | Path) -> list[PoolCase]:
         if not image.is_axial():
             raise InputError(f"{path.name} is not axial; the 2-D network needs axial slices (reslice it first)")
         if label.shape != image.shape or not np.allclose(label.spacing, image.spacing, rtol=1e-3):
-            raise InputError(f"{label_path.name}: labelmap geometry {label.shape} {label.spacing} differs from the "
-                             f"volume's {image.shape} {image.spacing}")
-        cases.append(PoolCase(path.name.split(".")[0], image.array.astype(np.float32), (label.array > 0).astype(np.uint8),
-                              spacing=image.spacing))
+            raise InputError(
+                f"{label_path.name}: labelmap geometry {label.shape} {label.spacing} differs from the "
+                f"volume's {image.shape} {image.spacing}"
+            )
+        cases.append(
+            PoolCase(
+                path.name.split(".")[0],
+                image.array.astype(np.float32),
+                (label.array > 0).astype(np.uint8),
+                spacing=image.spacing,
+            )
+        )
     if not cases:
         raise InputError(f"no volumes in {images_dir}")
     return cases

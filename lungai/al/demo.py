@@ -1,4 +1,5 @@
 """``lungai demo`` section: entropy overlay, slice-uncertainty profile and ranked slices for the bundled chest CT."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,8 @@ import numpy as np
 from lungai.al.plots import plot_profiles
 from lungai.al.workflow import DEFAULT_MODEL, load_al_model, rank, score_pool, write_scores
 from lungai.device import resolve_device
-from lungai.io import write_table_csv
 from lungai.intensity import window_to_unit
+from lungai.io import write_table_csv
 from lungai.plotting import radiological_view
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.sample_data import ATTRIBUTION, chest_ct
@@ -36,8 +37,9 @@ def save_entropy_overlay(path: Path, image2d: np.ndarray, entropy2d: np.ndarray,
     return path
 
 
-def run_demo(out_dir: Path, *, device: str = "auto", progress: ProgressCallback | None = None,
-             cancel: CancelToken | None = None):
+def run_demo(
+    out_dir: Path, *, device: str = "auto", progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+):
     from lungai.demo import DemoSection
 
     folder = Path(out_dir) / "active_learning"
@@ -52,12 +54,23 @@ def run_demo(out_dir: Path, *, device: str = "auto", progress: ProgressCallback 
     profile_png = plot_profiles({"CTChest4": score.profile}, {"CTChest4": picks}, folder / "slice_profile.png")
     top = picks[0]
     view = lambda a: radiological_view(a, ct.direction, "axial", top)  # noqa: E731
-    overlay = save_entropy_overlay(folder / "entropy_overlay.png", view(ct.array), view(score.entropy),
-                                   f"Slice {top}, most uncertain USS candidate ({score.profile[top]:.3f} nats)")
-    text = (f"MC-dropout predictive entropy (20 samples, model {DEFAULT_MODEL} v{header.get('version')}) of the "
-            f"bundled chest CT ({ATTRIBUTION}) Volume-level uncertainty {score.volume_uncertainty:.4f} nats. "
-            f"The USS candidates are the local maxima of the slice profile at least 5 slices apart (red dots); the "
-            f"table ranks the {len(rows)} slices a user would annotate next. The model was trained on volumes "
-            "simulated from this same scan (see bench/al for the strategy comparison).")
-    return DemoSection("Active Learning Sampler: slices to annotate next", text, images=[overlay, profile_png],
-                       files=files, tables=[table])
+    overlay = save_entropy_overlay(
+        folder / "entropy_overlay.png",
+        view(ct.array),
+        view(score.entropy),
+        f"Slice {top}, most uncertain USS candidate ({score.profile[top]:.3f} nats)",
+    )
+    text = (
+        f"MC-dropout predictive entropy (20 samples, model {DEFAULT_MODEL} v{header.get('version')}) of the "
+        f"bundled chest CT ({ATTRIBUTION}) Volume-level uncertainty {score.volume_uncertainty:.4f} nats. "
+        f"The USS candidates are the local maxima of the slice profile at least 5 slices apart (red dots); the "
+        f"table ranks the {len(rows)} slices a user would annotate next. The model was trained on volumes "
+        "simulated from this same scan (see bench/al for the strategy comparison)."
+    )
+    return DemoSection(
+        "Active Learning Sampler: slices to annotate next",
+        text,
+        images=[overlay, profile_png],
+        files=files,
+        tables=[table],
+    )

@@ -1,12 +1,14 @@
 """Weighted soft Dice loss for partially annotated volumes (seed 004, Eq. 2)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def weighted_soft_dice_loss(probability: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                            eps: float = 1e-6) -> torch.Tensor:
+def weighted_soft_dice_loss(
+    probability: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
     """``1 - 2 sum(w y p) / (sum(w y) + sum(w p))`` over every voxel of the mini-batch (Eq. 2).
 
     ``w`` is 1 on annotated voxels and 0 elsewhere, so unannotated voxels give exactly zero gradient.
@@ -30,8 +32,9 @@ def weighted_bce_with_logits(logits: torch.Tensor, target: torch.Tensor, weight:
 LOSSES = ("dice", "dice+bce")
 
 
-def partial_annotation_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                            loss: str = "dice") -> torch.Tensor:
+def partial_annotation_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, loss: str = "dice"
+) -> torch.Tensor:
     """``"dice"``: Eq. 2 alone (the paper). ``"dice+bce"``: Eq. 2 plus the weighted cross-entropy.
 
     Why the option: soft Dice barely pushes background probabilities to 0 (its gradient there shrinks with the

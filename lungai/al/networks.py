@@ -24,6 +24,7 @@ Split interface for fast MC dropout (used by ``lungai.al.uncertainty``): a netwo
 
 Any other ``nn.Module`` with dropout layers is sampled with full forward passes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -103,14 +104,25 @@ class ALUNet(nn.Module):
     :mod:`lungai.al.data`); it is part of the config so a checkpoint carries its own preprocessing.
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, channels: tuple[int, ...] = (8, 16, 32, 64),
-                 dropout: float = DEFAULT_DROPOUT, input_size: int = 128):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        channels: tuple[int, ...] = (8, 16, 32, 64),
+        dropout: float = DEFAULT_DROPOUT,
+        input_size: int = 128,
+    ):
         super().__init__()
         if input_size % 2 ** (len(channels) - 1):
             raise ValueError(f"input_size {input_size} must be divisible by {2 ** (len(channels) - 1)}")
         self.input_size = input_size
-        self.config = {"in_channels": in_channels, "out_channels": out_channels, "channels": list(channels),
-                       "dropout": dropout, "input_size": input_size}  # rebuilds this network (checkpoints)
+        self.config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "channels": list(channels),
+            "dropout": dropout,
+            "input_size": input_size,
+        }  # rebuilds this network (checkpoints)
         if len(channels) < 2:
             raise ValueError("ALUNet needs at least two levels (channels of length >= 2)")
         self.encoders = nn.ModuleList()
@@ -154,7 +166,12 @@ class ALUNet(nn.Module):
 
 
 @register_architecture("al_unet")
-def build_al_unet(in_channels: int = 1, out_channels: int = 1, channels=(8, 16, 32, 64),
-                  dropout: float = DEFAULT_DROPOUT, input_size: int = 128) -> ALUNet:
+def build_al_unet(
+    in_channels: int = 1,
+    out_channels: int = 1,
+    channels=(8, 16, 32, 64),
+    dropout: float = DEFAULT_DROPOUT,
+    input_size: int = 128,
+) -> ALUNet:
     """Registry factory for :class:`ALUNet` (config keys are the constructor's arguments)."""
     return ALUNet(in_channels, out_channels, tuple(channels), dropout, input_size)

@@ -1,4 +1,5 @@
 """Slice-uncertainty profile plot with the selected slices marked (the paper's Fig. 2)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,7 @@ def plot_profiles(profiles: dict[str, np.ndarray], selected: dict[str, list[int]
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, profile in profiles.items():
-        line, = ax.plot(np.arange(len(profile)), profile, label=name)
+        (line,) = ax.plot(np.arange(len(profile)), profile, label=name)
         picks = [i for i in selected.get(name, []) if 0 <= i < len(profile)]
         if picks:
             ax.plot(picks, np.asarray(profile)[picks], "o", color="red", markersize=6)

@@ -1,4 +1,5 @@
 """Score a CT volume: MC-dropout mean probability, entropy (Eq. 1), slice profile and volume uncertainty."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,8 +9,13 @@ import torch
 from torch import nn
 
 from lungai.al.data import preprocess_slices, resize
-from lungai.al.uncertainty import (DEFAULT_SAMPLES, mc_mean_probabilities, predictive_entropy, slice_uncertainty,
-                                   volume_uncertainty)
+from lungai.al.uncertainty import (
+    DEFAULT_SAMPLES,
+    mc_mean_probabilities,
+    predictive_entropy,
+    slice_uncertainty,
+    volume_uncertainty,
+)
 from lungai.errors import InputError
 from lungai.progress import CancelToken, ProgressCallback
 
@@ -21,8 +27,8 @@ class VolumeScore:
     """Per-voxel maps on the input's own grid (Z, Y, X) and their summaries."""
 
     probability: np.ndarray  # foreground probability (1 - background for several classes), MC mean
-    entropy: np.ndarray      # predictive entropy, nats
-    profile: np.ndarray      # (Z,) slice-level uncertainty
+    entropy: np.ndarray  # predictive entropy, nats
+    profile: np.ndarray  # (Z,) slice-level uncertainty
     volume_uncertainty: float
 
     @property
@@ -35,9 +41,18 @@ def model_input_size(model: nn.Module) -> int:
     return int(getattr(model, "input_size", 128))
 
 
-def score_volume(model: nn.Module, image_hu: np.ndarray, *, n_samples: int = DEFAULT_SAMPLES,
-                 method: str = "batched", max_batch: int = 64, seed: int | None = 0, box: int = DEFAULT_BOX,
-                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> VolumeScore:
+def score_volume(
+    model: nn.Module,
+    image_hu: np.ndarray,
+    *,
+    n_samples: int = DEFAULT_SAMPLES,
+    method: str = "batched",
+    max_batch: int = 64,
+    seed: int | None = 0,
+    box: int = DEFAULT_BOX,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> VolumeScore:
     """MC-dropout scoring of one (Z, Y, X) HU volume, slice by slice.
 
     The mean class probabilities are resized back to the slice grid before the entropy is taken, so every map
@@ -47,15 +62,17 @@ def score_volume(model: nn.Module, image_hu: np.ndarray, *, n_samples: int = DEF
     if image_hu.ndim != 3:
         raise InputError(f"expected a 3-D volume (slices, rows, columns), got shape {image_hu.shape}")
     x = preprocess_slices(image_hu, model_input_size(model))
-    mean = mc_mean_probabilities(model, x, n_samples, method=method, max_batch=max_batch, seed=seed,
-                                 progress=progress, cancel=cancel)
+    mean = mc_mean_probabilities(
+        model, x, n_samples, method=method, max_batch=max_batch, seed=seed, progress=progress, cancel=cancel
+    )
     mean = resize(mean.float(), tuple(image_hu.shape[1:])).clamp(0.0, 1.0)
     if mean.shape[1] > 1:
         mean = mean / mean.sum(dim=1, keepdim=True)
     entropy = predictive_entropy(mean, axis=1).numpy().astype(np.float32)
     foreground = (mean[:, 0] if mean.shape[1] == 1 else 1.0 - mean[:, 0]).numpy().astype(np.float32)
-    return VolumeScore(foreground, entropy, slice_uncertainty(entropy),
-                       volume_uncertainty(entropy, foreground >= 0.5, box))
+    return VolumeScore(
+        foreground, entropy, slice_uncertainty(entropy), volume_uncertainty(entropy, foreground >= 0.5, box)
+    )
 
 
 def predict_volume(model: nn.Module, image_hu: np.ndarray, max_batch: int = 32) -> np.ndarray:

@@ -11,6 +11,7 @@ slices until N_S foreground slices are among them. Deviations, chosen for a CPU 
 fixed number of optimiser steps per training instead of "up to 30 epochs", and validation by Jaccard on a
 separate volume at a few points of each training.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,8 +24,7 @@ import torch
 from lungai.al.data import PoolCase
 from lungai.al.networks import ALUNet
 from lungai.al.scoring import predict_volume, score_volume
-from lungai.al.strategies import (STRATEGIES, Query, select_rss, select_rvs, select_uss, select_uvs,
-                                  slice_budget)
+from lungai.al.strategies import STRATEGIES, Query, select_rss, select_rvs, select_uss, select_uvs, slice_budget
 from lungai.al.training import FitSettings, fit
 from lungai.errors import InputError
 from lungai.metrics import dice, hausdorff, mean_surface_distance, relative_volume_error
@@ -33,7 +33,7 @@ from lungai.progress import CancelToken, ProgressCallback, check_cancel, report,
 METRICS = ("dice", "rve", "msd", "hd")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimulationConfig:
     strategies: tuple[str, ...] = STRATEGIES
     iterations: int = 3
@@ -73,13 +73,22 @@ def _new_model(config: SimulationConfig) -> ALUNet:
 
 
 def _annotation_counts(pool: list[PoolCase]) -> dict[str, int]:
-    return {"annotated_slices": int(sum(c.annotated.sum() for c in pool)),
-            "annotated_foreground_slices": int(sum((c.annotated & c.foreground_slices).sum() for c in pool)),
-            "annotated_volumes": int(sum(c.annotated.any() for c in pool))}
+    return {
+        "annotated_slices": int(sum(c.annotated.sum() for c in pool)),
+        "annotated_foreground_slices": int(sum((c.annotated & c.foreground_slices).sum() for c in pool)),
+        "annotated_volumes": int(sum(c.annotated.any() for c in pool)),
+    }
 
 
-def query(strategy: str, model: torch.nn.Module, pool: list[PoolCase], config: SimulationConfig, budget: int,
-          seed: int, cancel: CancelToken | None = None) -> list[Query]:
+def query(
+    strategy: str,
+    model: torch.nn.Module,
+    pool: list[PoolCase],
+    config: SimulationConfig,
+    budget: int,
+    seed: int,
+    cancel: CancelToken | None = None,
+) -> list[Query]:
     """One query round of ``strategy`` on ``pool`` (uncertainty strategies score the unannotated volumes)."""
     annotated = [c.annotated for c in pool]
     if strategy == "rvs":
@@ -112,23 +121,33 @@ def reveal(pool: list[PoolCase], queries: list[Query]) -> None:
             pool[q.volume].annotated[q.slice_index] = True
 
 
-def simulate(pool: list[PoolCase], val_cases: list[PoolCase], test_cases: list[PoolCase],
-             config: SimulationConfig = SimulationConfig(), *, device: str = "cpu",
-             progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> list[dict]:
+def simulate(
+    pool: list[PoolCase],
+    val_cases: list[PoolCase],
+    test_cases: list[PoolCase],
+    config: SimulationConfig = SimulationConfig(),
+    *,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> list[dict]:
     """Run the comparison; one row per (strategy, iteration), iteration 0 being the shared initial model."""
     unknown = set(config.strategies) - set(STRATEGIES)
     if unknown:
         raise InputError(f"unknown strategies {sorted(unknown)}: use {', '.join(STRATEGIES)}")
     needed = config.initial_volumes + config.iterations * config.volumes_per_iteration
     if needed > len(pool):
-        raise InputError(f"the pool has {len(pool)} volumes; {config.initial_volumes} initial plus "
-                         f"{config.iterations} x {config.volumes_per_iteration} queried volumes need {needed}")
+        raise InputError(
+            f"the pool has {len(pool)} volumes; {config.initial_volumes} initial plus "
+            f"{config.iterations} x {config.volumes_per_iteration} queried volumes need {needed}"
+        )
     rng = np.random.default_rng(config.seed)
     pool = [PoolCase(c.name, c.image, c.label, np.zeros(len(c.image), bool), c.spacing) for c in pool]
     for v in rng.choice(len(pool), config.initial_volumes, replace=False):
         pool[v].annotated[:] = True
     budget = config.slices_per_iteration or slice_budget(
-        [int(c.foreground_slices.sum()) for c in pool], config.volumes_per_iteration)
+        [int(c.foreground_slices.sum()) for c in pool], config.volumes_per_iteration
+    )
     n_trainings = 1 + len(config.strategies) * config.iterations
     step = 0
 
@@ -136,29 +155,51 @@ def simulate(pool: list[PoolCase], val_cases: list[PoolCase], test_cases: list[P
         nonlocal step
         model = _new_model(config)
         started = time.perf_counter()
-        fit(model, cases, val_cases, config.fit, device=device, cancel=cancel,
-            progress=subrange(progress, step / n_trainings, (step + 1) / n_trainings))
+        fit(
+            model,
+            cases,
+            val_cases,
+            config.fit,
+            device=device,
+            cancel=cancel,
+            progress=subrange(progress, step / n_trainings, (step + 1) / n_trainings),
+        )
         step += 1
         report(progress, step / n_trainings, f"trained {label}")
         return model, time.perf_counter() - started
 
     initial, seconds = train_new(pool, "initial model")
-    base = {"iteration": 0, **_annotation_counts(pool), "query_seconds": 0.0, "train_seconds": seconds,
-            "slices_per_iteration": budget, **evaluate(initial, test_cases)}
+    base = {
+        "iteration": 0,
+        **_annotation_counts(pool),
+        "query_seconds": 0.0,
+        "train_seconds": seconds,
+        "slices_per_iteration": budget,
+        **evaluate(initial, test_cases),
+    }
     rows = [{"strategy": s, **base} for s in config.strategies]
     for s_index, strategy in enumerate(config.strategies):
         state = [PoolCase(c.name, c.image, c.label, c.annotated.copy(), c.spacing) for c in pool]
         model = initial
         for iteration in range(1, config.iterations + 1):
             started = time.perf_counter()
-            picks = query(strategy, model, state, config, budget, seed=config.seed + 1000 * s_index + iteration,
-                          cancel=cancel)
+            picks = query(
+                strategy, model, state, config, budget, seed=config.seed + 1000 * s_index + iteration, cancel=cancel
+            )
             query_seconds = time.perf_counter() - started
             reveal(state, picks)
             model, seconds = train_new(state, f"{strategy} iteration {iteration}")
-            rows.append({"strategy": strategy, "iteration": iteration, **_annotation_counts(state),
-                         "query_seconds": query_seconds, "train_seconds": seconds, "slices_per_iteration": budget,
-                         **evaluate(model, test_cases)})
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "iteration": iteration,
+                    **_annotation_counts(state),
+                    "query_seconds": query_seconds,
+                    "train_seconds": seconds,
+                    "slices_per_iteration": budget,
+                    **evaluate(model, test_cases),
+                }
+            )
     return rows
 
 
@@ -176,9 +217,14 @@ def plot_learning_curves(rows: list[dict], path: Path) -> Path:
         x = [r["annotated_slices"] for r in sub]
         for ax, metric in zip(axes, METRICS):
             mean = [r[f"{metric}_mean"] for r in sub]
-            line, = ax.plot(x, mean, marker="o", label=strategy.upper())
-            ax.fill_between(x, [r[f"{metric}_p5"] for r in sub], [r[f"{metric}_p95"] for r in sub],
-                            color=line.get_color(), alpha=0.12)
+            (line,) = ax.plot(x, mean, marker="o", label=strategy.upper())
+            ax.fill_between(
+                x,
+                [r[f"{metric}_p5"] for r in sub],
+                [r[f"{metric}_p95"] for r in sub],
+                color=line.get_color(),
+                alpha=0.12,
+            )
     for ax, metric in zip(axes, METRICS):
         ax.set_xlabel("annotated slices")
         ax.set_title(labels[metric])

@@ -3,11 +3,12 @@
 A pool is a list of volumes; ``annotated[v]`` is a boolean per axial slice of volume ``v`` (True: its reference
 is known). Volume strategies return whole volumes, slice strategies single slices; both as :class:`Query` rows.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.signal import find_peaks
@@ -33,8 +34,9 @@ class Query:
         return self.slice_index < 0
 
 
-def slice_candidates(profile: Sequence[float], min_distance: int = MIN_PEAK_DISTANCE,
-                     include_end_slices: bool = True) -> np.ndarray:
+def slice_candidates(
+    profile: Sequence[float], min_distance: int = MIN_PEAK_DISTANCE, include_end_slices: bool = True
+) -> np.ndarray:
     """Local maxima of a slice-uncertainty profile at least ``min_distance`` slices apart (Fig. 2).
 
     Where peaks are closer, the higher one wins (scipy's ``find_peaks`` ``distance`` rule). End slices: a
@@ -53,8 +55,13 @@ def slice_candidates(profile: Sequence[float], min_distance: int = MIN_PEAK_DIST
     return np.sort(peaks)
 
 
-def select_uss(profiles: Sequence[np.ndarray], annotated: Sequence[np.ndarray], budget: int,
-               min_distance: int = MIN_PEAK_DISTANCE, include_end_slices: bool = True) -> list[Query]:
+def select_uss(
+    profiles: Sequence[np.ndarray],
+    annotated: Sequence[np.ndarray],
+    budget: int,
+    min_distance: int = MIN_PEAK_DISTANCE,
+    include_end_slices: bool = True,
+) -> list[Query]:
     """USS: the ``budget`` highest slice candidates of all volumes, excluding annotated slices.
 
     Candidates come from each volume's full profile (annotated slices still shape the peaks, so a new pick is
@@ -62,9 +69,12 @@ def select_uss(profiles: Sequence[np.ndarray], annotated: Sequence[np.ndarray], 
     than ``budget`` queries when the pool has fewer candidates.
     """
     _check_pool(profiles, annotated, budget, per_slice=True)
-    pool = [Query(v, int(i), float(profile[i]), "uss")
-            for v, (profile, done) in enumerate(zip(profiles, annotated))
-            for i in slice_candidates(profile, min_distance, include_end_slices) if not done[i]]
+    pool = [
+        Query(v, int(i), float(profile[i]), "uss")
+        for v, (profile, done) in enumerate(zip(profiles, annotated))
+        for i in slice_candidates(profile, min_distance, include_end_slices)
+        if not done[i]
+    ]
     return sorted(pool, key=lambda q: (-q.uncertainty, q.volume, q.slice_index))[:budget]
 
 
@@ -84,8 +94,12 @@ def select_rvs(annotated: Sequence[np.ndarray], budget: int, seed: int | np.rand
     return [Query(int(v), -1, math.nan, "rvs") for v in picks]
 
 
-def select_rss(annotated: Sequence[np.ndarray], budget: int, seed: int | np.random.Generator = 0,
-               foreground: Sequence[np.ndarray] | None = None) -> list[Query]:
+def select_rss(
+    annotated: Sequence[np.ndarray],
+    budget: int,
+    seed: int | np.random.Generator = 0,
+    foreground: Sequence[np.ndarray] | None = None,
+) -> list[Query]:
     """RSS: random not yet annotated slices from the whole pool (seeded).
 
     Without ``foreground`` it returns ``budget`` slices. With ``foreground`` (per-slice booleans from the
@@ -105,8 +119,9 @@ def select_rss(annotated: Sequence[np.ndarray], budget: int, seed: int | np.rand
     return picks
 
 
-def slice_budget(foreground_slices_per_volume: Sequence[int], volumes_per_iteration: int,
-                 ratio: int = ANNOTATION_RATIO) -> int:
+def slice_budget(
+    foreground_slices_per_volume: Sequence[int], volumes_per_iteration: int, ratio: int = ANNOTATION_RATIO
+) -> int:
     """Equal-effort slice budget N_S = N~/3 (Sec. IV-A).
 
     N~ is the average number of foreground slices a volume strategy adds per iteration: here
@@ -129,5 +144,7 @@ def _check_pool(items: Sequence, annotated: Sequence[np.ndarray], budget: int, p
         free = sum(not np.all(a) for a in annotated)
         unit = "unannotated volumes"
     if budget > free:
-        raise InputError(f"budget {budget} is larger than the pool: only {free} {unit} are left; "
-                         "lower the budget or add volumes to the pool")
+        raise InputError(
+            f"budget {budget} is larger than the pool: only {free} {unit} are left; "
+            "lower the budget or add volumes to the pool"
+        )

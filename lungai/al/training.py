@@ -1,4 +1,5 @@
 """Training on partially annotated volumes with the weighted soft Dice loss (Eq. 2), on the generic trainer."""
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ class PartialAnnotationTask:
         return {"dice": 1.0 if p + r == 0 else 2 * inter / (p + r), "jaccard": 1.0 if union == 0 else inter / union}
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitSettings:
     """Optimisation budget. ``steps`` is the number of optimiser steps whatever the training-set size, so every
     strategy gets the same compute (the paper trained up to 30 epochs instead; see the simulation's notes)."""
@@ -50,25 +51,51 @@ class FitSettings:
     loss: str = "dice"  # "dice" (Eq. 2, the paper) or "dice+bce"
 
 
-def fit(model: nn.Module, cases: list[PoolCase], val_cases: list[PoolCase] | None = None,
-        settings: FitSettings = FitSettings(), *, device: str = "auto", out_dir: str | Path | None = None,
-        training_data: str = "", progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None) -> TrainResult:
+def fit(
+    model: nn.Module,
+    cases: list[PoolCase],
+    val_cases: list[PoolCase] | None = None,
+    settings: FitSettings = FitSettings(),
+    *,
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    training_data: str = "",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
     """Train ``model`` in place on the annotated slices of ``cases``; with validation cases, load the best weights
     (Jaccard, as the paper) back into it. Callers that must keep their model on cancel train a copy."""
     dataset = AnnotatedSliceDataset(cases, model.input_size)
     val = None
     if val_cases:
-        val = AnnotatedSliceDataset([replace(c, annotated=np.ones(len(c.image), bool)) for c in val_cases], model.input_size)
+        val = AnnotatedSliceDataset(
+            [replace(c, annotated=np.ones(len(c.image), bool)) for c in val_cases], model.input_size
+        )
     steps_per_epoch = math.ceil(len(dataset) / settings.batch_size)
     epochs = max(1, math.ceil(settings.steps / steps_per_epoch))
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(epochs=epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed,
-                             device=device, monitor="jaccard", val_every=max(1, epochs // settings.validations),
-                             out_dir=str(out_dir or tmp))
-        result = train(model, PartialAnnotationTask(settings.loss), dataset, val, config, model_name=ARCHITECTURE,
-                       model_config=model.config, training_data=training_data, progress=progress,
-                       cancel=cancel)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            seed=settings.seed,
+            device=device,
+            monitor="jaccard",
+            val_every=max(1, epochs // settings.validations),
+            out_dir=str(out_dir or tmp),
+        )
+        result = train(
+            model,
+            PartialAnnotationTask(settings.loss),
+            dataset,
+            val,
+            config,
+            model_name=ARCHITECTURE,
+            model_config=model.config,
+            training_data=training_data,
+            progress=progress,
+            cancel=cancel,
+        )
         if val is not None and result.best_checkpoint is not None:
             model.load_state_dict(load_checkpoint(result.best_checkpoint).state_dict)
         model.eval()

@@ -9,10 +9,11 @@
   other, as MONAI Label's epistemic scoring does.
 - :func:`predictive_entropy` is Eq. 1 with the natural log.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ def mc_dropout_mode(model: nn.Module) -> Iterator[nn.Module]:
     if not layers:
         raise InputError(
             f"{type(model).__name__} has no dropout layer with p > 0, so MC dropout cannot sample it: use a "
-            "network built with dropout (for example the 'al_unet' architecture, decoder dropout 0.25)")
+            "network built with dropout (for example the 'al_unet' architecture, decoder dropout 0.25)"
+        )
     modes = {m: m.training for m in model.modules()}
     model.eval()
     for m in layers:
@@ -75,10 +77,17 @@ def _split_interface(model: nn.Module) -> bool:
     return callable(getattr(model, "mc_encode", None)) and callable(getattr(model, "mc_decode", None))
 
 
-def mc_mean_probabilities(model: nn.Module, images: torch.Tensor, n_samples: int = DEFAULT_SAMPLES, *,
-                          method: str = "batched", max_batch: int = 64, seed: int | None = 0,
-                          progress: ProgressCallback | None = None, cancel: CancelToken | None = None
-                          ) -> torch.Tensor:
+def mc_mean_probabilities(
+    model: nn.Module,
+    images: torch.Tensor,
+    n_samples: int = DEFAULT_SAMPLES,
+    *,
+    method: str = "batched",
+    max_batch: int = 64,
+    seed: int | None = 0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> torch.Tensor:
     """Mean of ``n_samples`` MC-dropout probability maps. ``images`` (B, C_in, H, W) -> (B, C_out, H, W).
 
     ``max_batch`` bounds how many slice-samples go through the network at once (memory). ``seed`` makes the
@@ -134,8 +143,11 @@ def _batched(model, images, n_samples, max_batch, progress, cancel) -> torch.Ten
             total = probs if total is None else total + probs
             done += k
         outputs.append(total / n_samples)
-        report(progress, (i + 1) / len(chunks), f"MC dropout: {min((i + 1) * slices_per_chunk, len(images))}"
-               f"/{len(images)} slices")
+        report(
+            progress,
+            (i + 1) / len(chunks),
+            f"MC dropout: {min((i + 1) * slices_per_chunk, len(images))}/{len(images)} slices",
+        )
     return torch.cat(outputs)
 
 

@@ -3,6 +3,7 @@
 score -> select (ranked table) -> the user annotates the selected slices -> retrain on annotated slices only.
 Volumes are :class:`lungai.volume.Volume` objects keyed by name; annotated slices are ``{name: (Z,) bool}``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,9 @@ from lungai.volume import Volume
 DEFAULT_MODEL = "al_unet_lungs"
 
 
-def load_al_model(model_id: str | None = None, checkpoint: str | Path | None = None,
-                  device: str = "cpu") -> tuple[nn.Module, dict]:
+def load_al_model(
+    model_id: str | None = None, checkpoint: str | Path | None = None, device: str = "cpu"
+) -> tuple[nn.Module, dict]:
     """A registered model (``model_id``) or a checkpoint file; the network must be an ``al_unet``."""
     if checkpoint is not None:
         return load_model(checkpoint, device, expected_model=ARCHITECTURE)
@@ -46,25 +48,49 @@ def check_pool(volumes: dict[str, Volume]) -> None:
         except InputError as error:
             raise InputError(f"{name}: {error}") from error
         if not volume.is_axial():
-            raise InputError(f"{name} is not axial (its k axis is not along z); the 2-D network needs axial "
-                             "slices: reslice it first")
+            raise InputError(
+                f"{name} is not axial (its k axis is not along z); the 2-D network needs axial slices: reslice it first"
+            )
 
 
-def score_pool(model: nn.Module, volumes: dict[str, Volume], *, n_samples: int = 20, method: str = "batched",
-               max_batch: int = 64, seed: int = 0, box: int = 11, progress: ProgressCallback | None = None,
-               cancel: CancelToken | None = None) -> dict[str, VolumeScore]:
+def score_pool(
+    model: nn.Module,
+    volumes: dict[str, Volume],
+    *,
+    n_samples: int = 20,
+    method: str = "batched",
+    max_batch: int = 64,
+    seed: int = 0,
+    box: int = 11,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, VolumeScore]:
     """MC-dropout scores of every pool volume."""
     check_pool(volumes)
     scores = {}
     for i, (name, volume) in enumerate(volumes.items()):
-        scores[name] = score_volume(model, volume.array, n_samples=n_samples, method=method, max_batch=max_batch,
-                                    seed=seed, box=box, cancel=cancel,
-                                    progress=subrange(progress, i / len(volumes), (i + 1) / len(volumes)))
+        scores[name] = score_volume(
+            model,
+            volume.array,
+            n_samples=n_samples,
+            method=method,
+            max_batch=max_batch,
+            seed=seed,
+            box=box,
+            cancel=cancel,
+            progress=subrange(progress, i / len(volumes), (i + 1) / len(volumes)),
+        )
     return scores
 
 
-def rank(strategy: str, profiles: dict[str, np.ndarray], volume_scores: dict[str, float],
-         annotated: dict[str, np.ndarray] | None, budget: int, seed: int = 0) -> list[dict]:
+def rank(
+    strategy: str,
+    profiles: dict[str, np.ndarray],
+    volume_scores: dict[str, float],
+    annotated: dict[str, np.ndarray] | None,
+    budget: int,
+    seed: int = 0,
+) -> list[dict]:
     """Ranked query table rows: rank, volume, slice (-1: whole volume), uncertainty, strategy."""
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
@@ -81,21 +107,38 @@ def rank(strategy: str, profiles: dict[str, np.ndarray], volume_scores: dict[str
         picks = select_rvs(done, budget, seed)
     else:
         picks = select_rss(done, budget, seed)
-    return [{"rank": r + 1, "volume": names[q.volume], "slice": q.slice_index,
-             "uncertainty": round(q.uncertainty, 6) if q.uncertainty == q.uncertainty else "",
-             "strategy": strategy} for r, q in enumerate(picks)]
+    return [
+        {
+            "rank": r + 1,
+            "volume": names[q.volume],
+            "slice": q.slice_index,
+            "uncertainty": round(q.uncertainty, 6) if q.uncertainty == q.uncertainty else "",
+            "strategy": strategy,
+        }
+        for r, q in enumerate(picks)
+    ]
 
 
-def write_scores(out_dir: Path, volumes: dict[str, Volume], scores: dict[str, VolumeScore],
-                 overwrite: bool = False) -> list[Path]:
+def write_scores(
+    out_dir: Path, volumes: dict[str, Volume], scores: dict[str, VolumeScore], overwrite: bool = False
+) -> list[Path]:
     """``<name>_entropy.nrrd`` (input geometry), ``profiles.csv`` and ``volumes.csv`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = [write_volume(volumes[n].like(s.entropy), out_dir / f"{n}_entropy.nrrd", overwrite) for n, s in scores.items()]
-    profile_rows = [{"volume": n, "slice": i, "uncertainty": float(u)} for n, s in scores.items()
-                    for i, u in enumerate(s.profile)]
-    volume_rows = [{"volume": n, "slices": len(s.profile), "volume_uncertainty": s.volume_uncertainty,
-                    "predicted_foreground_ml": float(s.prediction.sum() * volumes[n].voxel_volume_mm3 / 1000)}
-                   for n, s in scores.items()]
+    files = [
+        write_volume(volumes[n].like(s.entropy), out_dir / f"{n}_entropy.nrrd", overwrite) for n, s in scores.items()
+    ]
+    profile_rows = [
+        {"volume": n, "slice": i, "uncertainty": float(u)} for n, s in scores.items() for i, u in enumerate(s.profile)
+    ]
+    volume_rows = [
+        {
+            "volume": n,
+            "slices": len(s.profile),
+            "volume_uncertainty": s.volume_uncertainty,
+            "predicted_foreground_ml": float(s.prediction.sum() * volumes[n].voxel_volume_mm3 / 1000),
+        }
+        for n, s in scores.items()
+    ]
     files.append(write_table_csv(out_dir / "profiles.csv", profile_rows, overwrite))
     files.append(write_table_csv(out_dir / "volumes.csv", volume_rows, overwrite))
     return files
@@ -109,7 +152,9 @@ def read_scores(score_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, float
     profiles: dict[str, list[float]] = {}
     for row in read_table_csv(score_dir / "profiles.csv"):
         profiles.setdefault(row["volume"], []).append(float(row["uncertainty"]))
-    volume_scores = {row["volume"]: float(row["volume_uncertainty"]) for row in read_table_csv(score_dir / "volumes.csv")}
+    volume_scores = {
+        row["volume"]: float(row["volume_uncertainty"]) for row in read_table_csv(score_dir / "volumes.csv")
+    }
     return {n: np.asarray(p) for n, p in profiles.items()}, volume_scores
 
 
@@ -133,10 +178,17 @@ class RetrainResult:
     history: list[dict]
 
 
-def retrain(model: nn.Module, volumes: dict[str, Volume], labels: dict[str, np.ndarray],
-            annotated: dict[str, np.ndarray], settings: FitSettings = FitSettings(steps=100, lr=3e-4, loss="dice+bce"), *,
-            device: str = "cpu", progress: ProgressCallback | None = None,
-            cancel: CancelToken | None = None) -> RetrainResult:
+def retrain(
+    model: nn.Module,
+    volumes: dict[str, Volume],
+    labels: dict[str, np.ndarray],
+    annotated: dict[str, np.ndarray],
+    settings: FitSettings = FitSettings(steps=100, lr=3e-4, loss="dice+bce"),
+    *,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> RetrainResult:
     """Fine-tune a **copy** of ``model`` on the annotated slices only (weighted soft Dice, Eq. 2).
 
     ``labels`` are (Z, Y, X) foreground masks on each volume's grid; only the annotated slices are read. The
@@ -153,20 +205,37 @@ def retrain(model: nn.Module, volumes: dict[str, Volume], labels: dict[str, np.n
         label = np.asarray(labels[name])
         if label.shape != volume.shape:
             raise InputError(f"{name}: labelmap shape {label.shape} differs from the volume's {volume.shape}")
-        cases.append(PoolCase(name, volume.array.astype(np.float32), (label > 0).astype(np.uint8), flags,
-                              volume.spacing))
+        cases.append(
+            PoolCase(name, volume.array.astype(np.float32), (label > 0).astype(np.uint8), flags, volume.spacing)
+        )
     if not cases:
         raise InputError("no annotated slice: mark the slices you annotated before retraining")
     check_cancel(cancel)
     tuned = copy.deepcopy(model)
-    result = fit(tuned, cases, None, settings, device=device, progress=progress, cancel=cancel,
-                 training_data="annotated slices: " + ", ".join(f"{c.name} {np.flatnonzero(c.annotated).tolist()}"
-                                                               for c in cases))
+    result = fit(
+        tuned,
+        cases,
+        None,
+        settings,
+        device=device,
+        progress=progress,
+        cancel=cancel,
+        training_data="annotated slices: "
+        + ", ".join(f"{c.name} {np.flatnonzero(c.annotated).tolist()}" for c in cases),
+    )
     return RetrainResult(tuned, int(sum(c.annotated.sum() for c in cases)), result.history)
 
 
-def save_version(model: nn.Module, path: Path, *, base_id: str, register: bool, training_data: str,
-                 metrics: dict | None = None, command: str = "") -> str:
+def save_version(
+    model: nn.Module,
+    path: Path,
+    *,
+    base_id: str,
+    register: bool,
+    training_data: str,
+    metrics: dict | None = None,
+    command: str = "",
+) -> str:
     """Save a retrained model; with ``register``, add it to the registry as ``<base_id>-v<N>`` (next free N)."""
     try:
         base = get_model_entry(base_id)
@@ -180,12 +249,30 @@ def save_version(model: nn.Module, path: Path, *, base_id: str, register: bool, 
         while f"{base_id}-v{version}" in taken:
             version += 1
         new_id = f"{base_id}-v{version}"
-    save_checkpoint(path, model, model_name=ARCHITECTURE, config=model.config, version=str(version),
-                    training_data=training_data, metrics=metrics or {})
+    save_checkpoint(
+        path,
+        model,
+        model_name=ARCHITECTURE,
+        config=model.config,
+        version=str(version),
+        training_data=training_data,
+        metrics=metrics or {},
+    )
     if register:
-        register_model({"id": new_id, "version": str(version), "module": "ActiveLearningSampler",
-                        "architecture": ARCHITECTURE, "file": str(Path(path).resolve()), "sha256": "",
-                        "licence": base.licence if base else "", "training_data": training_data,
-                        "description": f"{base_id} fine-tuned on annotated slices (active learning)",
-                        "command": command, "metrics": metrics or {}, "timings": {}})
+        register_model(
+            {
+                "id": new_id,
+                "version": str(version),
+                "module": "ActiveLearningSampler",
+                "architecture": ARCHITECTURE,
+                "file": str(Path(path).resolve()),
+                "sha256": "",
+                "licence": base.licence if base else "",
+                "training_data": training_data,
+                "description": f"{base_id} fine-tuned on annotated slices (active learning)",
+                "command": command,
+                "metrics": metrics or {},
+                "timings": {},
+            }
+        )
     return new_id

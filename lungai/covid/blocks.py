@@ -16,6 +16,7 @@ Choices where the paper is ambiguous (each is tested in ``Testing/test_covid_net
   is about to be upsampled at that level (as in attention gates, ref. 22), and the intermediate
   depth of Eq. 10 is the gate's channel count ``p``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,8 +64,9 @@ class HybridPool2d(nn.Module):
     ``spectral=False`` drops the spectral branch (max pooling only; the ablation without HP).
     """
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, *, mode: str = "valid",
-                 spectral: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int | None = None, *, mode: str = "valid", spectral: bool = True
+    ) -> None:
         super().__init__()
         if mode not in ("valid", "same"):
             raise ValueError(f"hybrid pooling mode must be 'valid' or 'same', not {mode!r}")
@@ -95,12 +97,18 @@ class InceptionConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, *, spectral: bool = True) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
-            nn.Sequential(DepthwiseSeparableConv2d(in_channels, out_channels, k), nn.BatchNorm2d(out_channels),
-                          nn.ReLU(inplace=True))
+            nn.Sequential(
+                DepthwiseSeparableConv2d(in_channels, out_channels, k),
+                nn.BatchNorm2d(out_channels),
+                nn.ReLU(inplace=True),
+            )
             for k in (1, 3, 5)
         )
-        self.pool = nn.Sequential(HybridPool2d(in_channels, out_channels, mode="same", spectral=spectral),
-                                  nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        self.pool = nn.Sequential(
+            HybridPool2d(in_channels, out_channels, mode="same", spectral=spectral),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
         self.fuse = conv_bn_relu(4 * out_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,10 +121,13 @@ class ResidualInceptionBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, spectral: bool = True) -> None:
         super().__init__()
-        self.inception = nn.Sequential(InceptionConv(in_channels, out_channels, spectral=spectral),
-                                       InceptionConv(out_channels, out_channels, spectral=spectral))
-        self.shortcut = nn.Sequential(DepthwiseSeparableConv2d(in_channels, out_channels, 3),
-                                      nn.BatchNorm2d(out_channels))
+        self.inception = nn.Sequential(
+            InceptionConv(in_channels, out_channels, spectral=spectral),
+            InceptionConv(out_channels, out_channels, spectral=spectral),
+        )
+        self.shortcut = nn.Sequential(
+            DepthwiseSeparableConv2d(in_channels, out_channels, 3), nn.BatchNorm2d(out_channels)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.inception(x) + self.shortcut(x))
@@ -127,7 +138,9 @@ class DoubleConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(in_channels, out_channels, 3), conv_bn_relu(out_channels, out_channels, 3))
+        self.body = nn.Sequential(
+            conv_bn_relu(in_channels, out_channels, 3), conv_bn_relu(out_channels, out_channels, 3)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -143,8 +156,9 @@ class SpectralDepthAttention(nn.Module):
         super().__init__()
         self.band = band
         hidden = max(1, channels // 2)
-        self.descriptor = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
-                                        nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+        self.descriptor = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1), nn.Sigmoid()
+        )
         self.refine = conv_bn_relu(channels, channels, 1)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,7 +183,9 @@ class SpectralSpatialAttention(nn.Module):
         self.gate_proj = nn.Conv2d(gate_channels, gate_channels, 1, bias=False)
         self.gamma = nn.Sequential(nn.BatchNorm2d(gate_channels), nn.ReLU(inplace=True))
         self.to_map = nn.Sequential(nn.Conv2d(gate_channels, 1, 1), nn.Sigmoid())
-        self.refine = nn.Sequential(nn.Conv2d(skip_channels, skip_channels, 1, bias=False), nn.BatchNorm2d(skip_channels))
+        self.refine = nn.Sequential(
+            nn.Conv2d(skip_channels, skip_channels, 1, bias=False), nn.BatchNorm2d(skip_channels)
+        )
 
     def attention(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         """Spatial descriptor ``A_s``: ``(N, 1, 2m, 2n)`` in (0, 1)."""

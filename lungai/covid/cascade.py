@@ -8,6 +8,7 @@ In ``direct`` mode (the paper's non-hierarchical ablation) the infection network
 slice and no lung stage runs. A slice with no predicted lung gets no infection in the
 hierarchical modes. With ``mask`` the infection probability is zero outside the predicted lungs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,16 @@ def _probabilities(network: nn.Module, batch: np.ndarray, device: torch.device) 
 class Cascade:
     """Run a lung network then an infection network on 2-D slices in [0, 1] (any size)."""
 
-    def __init__(self, infection: nn.Module | None, *, lung: nn.Module | None, lung_input: str | None, size: int,
-                 device: str | torch.device = "cpu", batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        infection: nn.Module | None,
+        *,
+        lung: nn.Module | None,
+        lung_input: str | None,
+        size: int,
+        device: str | torch.device = "cpu",
+        batch_size: int = 8,
+    ) -> None:
         """``infection`` may be None while only lung maps and stage-2 inputs are needed (training stage 2)."""
         if (lung is None) != (lung_input is None):
             raise ValueError("give both a lung network and lung_input (hierarchical), or neither (direct)")
@@ -61,13 +70,14 @@ class Cascade:
     def hierarchical(self) -> bool:
         return self.lung is not None
 
-    def segment(self, images: list[np.ndarray], progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None) -> list[SliceResult]:
+    def segment(
+        self, images: list[np.ndarray], progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    ) -> list[SliceResult]:
         """Probabilities for each slice; progress per batch, cancellable between batches."""
         results: list[SliceResult] = []
         for start in range(0, len(images), self.batch_size):
             check_cancel(cancel)
-            results += self._segment_batch(images[start:start + self.batch_size])
+            results += self._segment_batch(images[start : start + self.batch_size])
             report(progress, len(results) / len(images), f"slice {len(results)}/{len(images)}")
         return results
 

@@ -20,6 +20,7 @@ Sources (see ``../shared/data/README.md``):
   remaining components (each at least 1 % of the image), closed with a disc of 4 % of the image
   size and hole-filled so vessels and most inner opacities count as lung.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,10 +69,13 @@ def load_medseg_folder(folder: str | Path, orientation: str = "transposed") -> l
         raise InputError(f"orientation must be one of {ORIENTATIONS}, not {orientation!r}.")
     images_dir, masks_dir = folder / "images", folder / "infection"
     if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise InputError(f"{folder} is not in the covid_infection_medseg layout: it needs 'images/' and "
-                         "'infection/' subfolders (optional 'ggo_consolidation/').")
-    paths = sorted((p for p in images_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES),
-                   key=lambda p: (len(p.stem), p.stem))
+        raise InputError(
+            f"{folder} is not in the covid_infection_medseg layout: it needs 'images/' and "
+            "'infection/' subfolders (optional 'ggo_consolidation/')."
+        )
+    paths = sorted(
+        (p for p in images_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES), key=lambda p: (len(p.stem), p.stem)
+    )
     if not paths:
         raise InputError(f"No .jpg or .png images in {images_dir}.")
     slices = []
@@ -136,5 +140,5 @@ def two_fold_split(count: int, fold: int, seed: int = 0) -> tuple[list[int], lis
     if fold not in (0, 1):
         raise ValueError("fold must be 0 or 1")
     order = np.random.default_rng(seed).permutation(count)
-    halves = [sorted(order[: count // 2].tolist()), sorted(order[count // 2:].tolist())]
+    halves = [sorted(order[: count // 2].tolist()), sorted(order[count // 2 :].tolist())]
     return halves[1 - fold], halves[fold]

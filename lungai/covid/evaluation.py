@@ -5,6 +5,7 @@ The six metrics (accuracy, precision, specificity, recall, Dice, Jaccard) come f
 back from the model grid and thresholded at 0.5), then averaged over slices. The paper does not
 say whether it averages per slice or pools pixels; per-slice means weigh every slice equally.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,12 @@ def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
     return {name: float(np.mean([row[name] for row in rows])) for name in METRIC_NAMES}
 
 
-def infection_metrics(cascade: Cascade, slices: list[LabelledSlice], progress: ProgressCallback | None = None,
-                      cancel: CancelToken | None = None) -> tuple[dict[str, float], list[dict]]:
+def infection_metrics(
+    cascade: Cascade,
+    slices: list[LabelledSlice],
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[dict[str, float], list[dict]]:
     """Mean infection metrics over ``slices`` and one row per slice (name, metrics, lung share)."""
     results = cascade.segment([s.image for s in slices], progress, cancel)
     rows = []

@@ -5,6 +5,7 @@ A :class:`GridBox` is a square region of an image (it may reach outside it: the 
 inverse resizes back and pastes into the image frame. The hierarchical cascade uses a box around
 the predicted lungs (the region of interest of stage 2), the lung stage the whole image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ class GridBox:
         crop = np.zeros((self.side, self.side), dtype=np.float32)
         y0, x0 = max(self.top, 0), max(self.left, 0)
         y1, x1 = min(self.top + self.side, image.shape[0]), min(self.left + self.side, image.shape[1])
-        crop[y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left] = image[y0:y1, x0:x1]
+        crop[y0 - self.top : y1 - self.top, x0 - self.left : x1 - self.left] = image[y0:y1, x0:x1]
         return resize_slices(crop, (size, size), order=order).astype(np.float32)
 
     def paste(self, grid: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -51,5 +52,5 @@ class GridBox:
         out = np.zeros(shape, dtype=np.float32)
         y0, x0 = max(self.top, 0), max(self.left, 0)
         y1, x1 = min(self.top + self.side, shape[0]), min(self.left + self.side, shape[1])
-        out[y0:y1, x0:x1] = crop[y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left]
+        out[y0:y1, x0:x1] = crop[y0 - self.top : y1 - self.top, x0 - self.left : x1 - self.left]
         return out

@@ -9,6 +9,7 @@ vary from slice to slice (some are visibly brighter), which training covers with
 contrast augmentation. The value 0 doubles as the "masked out" value of the hierarchical
 cascade (air).
 """
+
 from __future__ import annotations
 
 import numpy as np

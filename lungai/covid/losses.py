@@ -1,4 +1,5 @@
 """Segmentation loss of CHS-Net (seed 003, Sec. 3.3, Eqs. 13-15): 0.5 BCE + 0.5 Dice."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,9 @@ def soft_dice_loss(probabilities: torch.Tensor, target: torch.Tensor, smooth: fl
     return (1.0 - (2.0 * overlap + smooth) / (energy + smooth)).mean()
 
 
-def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, bce_weight: float = 0.5,
-                  smooth: float = 1.0) -> torch.Tensor:
+def bce_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, bce_weight: float = 0.5, smooth: float = 1.0
+) -> torch.Tensor:
     """Eq. 15: ``0.5 BCE + 0.5 DL`` on logits ``(N, 1, H, W)`` and binary targets of the same shape.
 
     Eq. 13 sums BCE over the pixels; we average it (the sum grows with the image size and would

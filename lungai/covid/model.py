@@ -3,6 +3,7 @@
 A CHS-Net checkpoint (architecture ``chsnet``) holds both stages; its header's ``extra`` records
 ``input_size``, the square model grid the stages were trained on.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,19 +33,30 @@ def load_cascade(weights: str | Path | None = None, device: str = "auto") -> tup
     return Cascade.from_chsnet(model, size, torch_device), header
 
 
-def assemble_chsnet(lung: nn.Module, lung_config: dict, infection: nn.Module, infection_config: dict,
-                    lung_input: str) -> tuple[CHSNet, dict]:
+def assemble_chsnet(
+    lung: nn.Module, lung_config: dict, infection: nn.Module, infection_config: dict, lung_input: str
+) -> tuple[CHSNet, dict]:
     """A :class:`CHSNet` holding two trained stages, and its architecture config."""
-    config = {"lung": {k: v for k, v in lung_config.items() if k != "in_channels"},
-              "infection": {k: v for k, v in infection_config.items() if k != "in_channels"},
-              "lung_input": lung_input}
+    config = {
+        "lung": {k: v for k, v in lung_config.items() if k != "in_channels"},
+        "infection": {k: v for k, v in infection_config.items() if k != "in_channels"},
+        "lung_input": lung_input,
+    }
     model = CHSNet(**config)
     model.lung.load_state_dict(lung.state_dict())
     model.infection.load_state_dict(infection.state_dict())
     return model.eval(), config
 
 
-def save_chsnet(path: str | Path, model: CHSNet, config: dict, *, input_size: int, training_data: str,
-                metrics: dict | None = None) -> Path:
-    return save_checkpoint(path, model, model_name="chsnet", config=config, training_data=training_data,
-                           metrics=metrics, extra={"input_size": int(input_size)})
+def save_chsnet(
+    path: str | Path, model: CHSNet, config: dict, *, input_size: int, training_data: str, metrics: dict | None = None
+) -> Path:
+    return save_checkpoint(
+        path,
+        model,
+        model_name="chsnet",
+        config=config,
+        training_data=training_data,
+        metrics=metrics,
+        extra={"input_size": int(input_size)},
+    )

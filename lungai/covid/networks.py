@@ -5,6 +5,7 @@
   optional decoder ``dropout``.
 - ``chsnet``: the cascade (:class:`lungai.covid.raiunet.CHSNet`), lungs then infection.
 """
+
 from __future__ import annotations
 
 from lungai.architectures import register_architecture

@@ -5,6 +5,7 @@ radiologist views an axial slice; identity-direction LPS volumes already store s
 Volumes with other axis signs or swapped in-plane axes are flipped / transposed per slice;
 oblique or non-axial volumes are refused.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,11 +18,15 @@ def check_axial(volume: Volume, tolerance: float = 1e-3) -> None:
     """Refuse volumes whose slices are not axial with axis-aligned rows and columns."""
     d = np.abs(volume.direction)
     in_plane = d[:2, :2]
-    aligned = np.allclose(np.sort(in_plane, axis=None)[-2:], 1.0, atol=tolerance) and np.isclose(d[2, 2], 1.0, atol=tolerance)
+    aligned = np.allclose(np.sort(in_plane, axis=None)[-2:], 1.0, atol=tolerance) and np.isclose(
+        d[2, 2], 1.0, atol=tolerance
+    )
     if not aligned:
-        raise InputError("The volume's slices are not axial (its direction matrix is oblique or reformatted): "
-                         f"{np.round(volume.direction, 3).tolist()}. Resample it to an axial grid first "
-                         "(in Slicer: Resample Image (BRAINS) or Crop Volume with an axial ROI).")
+        raise InputError(
+            "The volume's slices are not axial (its direction matrix is oblique or reformatted): "
+            f"{np.round(volume.direction, 3).tolist()}. Resample it to an axial grid first "
+            "(in Slicer: Resample Image (BRAINS) or Crop Volume with an axial ROI)."
+        )
 
 
 def _display_flips(volume: Volume) -> tuple[bool, bool, bool]:

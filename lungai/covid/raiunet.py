@@ -12,6 +12,7 @@ authors' sibling model uses 16-32-64-128-256, which we take as default (doubling
 The head returns logits; the paper's sigmoid is applied by :func:`torch.sigmoid` at inference
 and inside ``BCEWithLogits`` in the loss (numerically the same function, more stable).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,9 +33,18 @@ class RAIUNet(nn.Module):
     adds channel dropout before each decoder block, for Monte-Carlo dropout uncertainty.
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, widths: Sequence[int] = DEFAULT_WIDTHS, *,
-                 rib: bool = True, hybrid_pool: bool = True, ssd: bool = True, dropout: float = 0.0,
-                 gsp_band: int = 3) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        widths: Sequence[int] = DEFAULT_WIDTHS,
+        *,
+        rib: bool = True,
+        hybrid_pool: bool = True,
+        ssd: bool = True,
+        dropout: float = 0.0,
+        gsp_band: int = 3,
+    ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) != 5:
@@ -94,8 +104,9 @@ class CHSNet(nn.Module):
     ``forward`` returns ``{"lung": logits, "infection": logits}``, both ``(N, 1, H, W)``.
     """
 
-    def __init__(self, lung: dict | None = None, infection: dict | None = None, lung_input: str = "mask",
-                 threshold: float = 0.5) -> None:
+    def __init__(
+        self, lung: dict | None = None, infection: dict | None = None, lung_input: str = "mask", threshold: float = 0.5
+    ) -> None:
         super().__init__()
         if lung_input not in LUNG_INPUTS:
             raise ValueError(f"lung_input must be one of {LUNG_INPUTS}, not {lung_input!r}")

@@ -10,6 +10,7 @@ its input. Eq. 2's unitary ``1 / sqrt(wh)`` would instead scale the pooled map b
 ``sqrt(hw / HW)``; we keep the mean so that max- and spectral-pooled maps share a scale before
 the hybrid pooling's 1x1 fusion.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,7 +44,7 @@ def spectral_pool2d(x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
 
 
 def spectral_lowpass2d(x: torch.Tensor, keep_fraction: float = 0.5) -> torch.Tensor:
-    """"Same"-padded spectral pooling: the ideal low-pass of :func:`spectral_pool2d`, size kept.
+    """ "Same"-padded spectral pooling: the ideal low-pass of :func:`spectral_pool2d`, size kept.
 
     ``(N, C, H, W) -> (N, C, H, W)``. Frequencies outside the centred
     ``round(keep_fraction H) x round(keep_fraction W)`` block are zeroed. The paper says hybrid

@@ -11,6 +11,7 @@ names SGD "with Adam as learning-rate optimiser"; we use Adam), fixed epochs, no
   lungs that the *trained* stage 1 predicts, with its lung map (exactly what it sees at
   inference). Direct: the whole slice.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,14 +66,21 @@ class AugmentedSlices(Dataset):
             return {"image": image, **maps}
         angle, scale = math.radians(self._uniform(-15, 15)), self._uniform(0.85, 1.15)
         shift = (self._uniform(-0.06, 0.06), self._uniform(-0.06, 0.06))
-        theta = torch.tensor([[math.cos(angle) / scale, -math.sin(angle) / scale, shift[0]],
-                              [math.sin(angle) / scale, math.cos(angle) / scale, shift[1]]], dtype=torch.float32)[None]
+        theta = torch.tensor(
+            [
+                [math.cos(angle) / scale, -math.sin(angle) / scale, shift[0]],
+                [math.sin(angle) / scale, math.cos(angle) / scale, shift[1]],
+            ],
+            dtype=torch.float32,
+        )[None]
         grid = F.affine_grid(theta, (1, 1, *image.shape[-2:]), align_corners=False)
         image = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
         image = image.clamp(0, 1).pow(self._uniform(0.7, 1.4))
         image = ((image - 0.5) * self._uniform(0.85, 1.15) + 0.5 + self._uniform(-0.05, 0.05)).clamp(0, 1)
-        maps = {k: F.grid_sample(v[None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0]
-                for k, v in maps.items()}
+        maps = {
+            k: F.grid_sample(v[None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0]
+            for k, v in maps.items()
+        }
         return {"image": image, **maps}
 
 
@@ -126,8 +134,11 @@ def infection_training_set(slices: list[LabelledSlice], cascade: Cascade, seed: 
 
     Hierarchical: slices where stage 1 finds no lung are skipped (stage 2 never runs on them).
     """
-    masks = [p > 0.5 for p in cascade.lung_probabilities([s.image for s in slices])] if cascade.hierarchical \
+    masks = (
+        [p > 0.5 for p in cascade.lung_probabilities([s.image for s in slices])]
+        if cascade.hierarchical
         else [None] * len(slices)
+    )
     images, lung_maps, targets = [], [], []
     for s, mask in zip(slices, masks):
         prepared = cascade.stage2_grid(s.image, mask)
@@ -135,25 +146,54 @@ def infection_training_set(slices: list[LabelledSlice], cascade: Cascade, seed: 
             continue
         box, _ = prepared
         images.append(box.extract(s.image, cascade.size))
-        lung_maps.append(box.extract(mask.astype(np.float32), cascade.size, order=0) > 0.5 if mask is not None
-                         else np.ones((cascade.size, cascade.size), bool))
+        lung_maps.append(
+            box.extract(mask.astype(np.float32), cascade.size, order=0) > 0.5
+            if mask is not None
+            else np.ones((cascade.size, cascade.size), bool)
+        )
         targets.append(box.extract(s.infection.astype(np.float32), cascade.size, order=0) > 0.5)
     if not images:
         raise LungAIError("The lung stage finds no lungs in any training slice; train it longer or check the data.")
-    return AugmentedSlices(np.stack(images), {"infection": np.stack(targets), "lung_map": np.stack(lung_maps)}, seed=seed)
+    return AugmentedSlices(
+        np.stack(images), {"infection": np.stack(targets), "lung_map": np.stack(lung_maps)}, seed=seed
+    )
 
 
 def raiunet_config(variant: str, settings: StageSettings, in_channels: int = 1) -> dict:
     return dict(in_channels=in_channels, widths=list(settings.widths), **VARIANTS[variant])
 
 
-def train_stage(dataset: AugmentedSlices, task: SegmentationTask, config: dict, settings: StageSettings,
-                out_dir: Path, training_data: str, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None) -> RAIUNet:
+def train_stage(
+    dataset: AugmentedSlices,
+    task: SegmentationTask,
+    config: dict,
+    settings: StageSettings,
+    out_dir: Path,
+    training_data: str,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> RAIUNet:
     """Train one RAIU-Net with the generic trainer; returns it in eval mode (``out_dir/last.pt`` written)."""
     model = RAIUNet(**config)
-    train_config = TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                               seed=settings.seed, device=settings.device, out_dir=str(out_dir), monitor="dice")
-    train(model, task, dataset, None, train_config, model_name="raiunet", model_config=config,
-          training_data=training_data, progress=progress, cancel=cancel)
+    train_config = TrainConfig(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        device=settings.device,
+        out_dir=str(out_dir),
+        monitor="dice",
+    )
+    train(
+        model,
+        task,
+        dataset,
+        None,
+        train_config,
+        model_name="raiunet",
+        model_config=config,
+        training_data=training_data,
+        progress=progress,
+        cancel=cancel,
+    )
     return model.eval()

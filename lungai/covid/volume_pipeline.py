@@ -7,14 +7,15 @@ volume's geometry exactly.
 
 Right versus left lung (the network predicts "lung" only): the lung mask is cleaned of 3-D
 components that touch the in-plane edge of the field of view (air outside the body; kept if
-nothing else is left) and of components smaller than 1 % of the rest; when the two largest components each hold at least 20 % of the
-lungs, each is one lung and the one further towards patient left (larger LPS x of its centroid)
-is the left lung; otherwise (lungs touching, or one lung) voxels are split by the sagittal plane
-halfway between the leftmost and rightmost lung voxels (LPS x).
+nothing else is left) and of components smaller than 1 % of the rest; when the two largest
+components each hold at least 20 % of the lungs, each is one lung and the one further towards
+patient left (larger LPS x of its centroid) is the left lung; otherwise (lungs touching, or one
+lung) voxels are split by the sagittal plane halfway between the leftmost and rightmost lung voxels (LPS x).
 
 Slices where stage 1 finds no lung get no infection (hierarchical modes). A volume with no lung at
 all is refused: it is probably not a chest CT (or not a lung window of one).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,13 @@ from lungai.covid.orientation import check_axial, from_display, to_display
 from lungai.errors import InputError, LungAIError
 from lungai.io import write_segmentation, write_table_csv
 from lungai.progress import CancelToken, ProgressCallback
-from lungai.segments import (TERMINOLOGY_INFECTION, TERMINOLOGY_LEFT_LUNG, TERMINOLOGY_RIGHT_LUNG, SegmentSpec,
-                             pack_masks)
+from lungai.segments import (
+    TERMINOLOGY_INFECTION,
+    TERMINOLOGY_LEFT_LUNG,
+    TERMINOLOGY_RIGHT_LUNG,
+    SegmentSpec,
+    pack_masks,
+)
 from lungai.validation import validate_ct
 from lungai.volume import Volume
 
@@ -99,17 +105,24 @@ def burden_table(right: np.ndarray, left: np.ndarray, infection: np.ndarray, vox
     def row(region: str, lung: np.ndarray, infected: np.ndarray, inside: np.ndarray) -> dict:
         lung_voxels = int(np.count_nonzero(lung))
         share = 100.0 * np.count_nonzero(inside) / lung_voxels if lung_voxels else 0.0
-        return {"Region": region, "Lung volume (mL)": round(lung_voxels * ml, 3),
-                "Infection volume (mL)": round(int(np.count_nonzero(infected)) * ml, 3), "Infected (%)": round(share, 2)}
+        return {
+            "Region": region,
+            "Lung volume (mL)": round(lung_voxels * ml, 3),
+            "Infection volume (mL)": round(int(np.count_nonzero(infected)) * ml, 3),
+            "Infected (%)": round(share, 2),
+        }
 
     both = right | left
-    return [row("Right lung", right, infection & right, infection & right),
-            row("Left lung", left, infection & left, infection & left),
-            row("Both lungs", both, infection, infection & both)]
+    return [
+        row("Right lung", right, infection & right, infection & right),
+        row("Left lung", left, infection & left, infection & left),
+        row("Both lungs", both, infection, infection & both),
+    ]
 
 
-def segment_volume(volume: Volume, cascade: Cascade, progress: ProgressCallback | None = None,
-                   cancel: CancelToken | None = None) -> BurdenResult:
+def segment_volume(
+    volume: Volume, cascade: Cascade, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> BurdenResult:
     """Lungs (split by side), infection and the burden table for a CT volume in HU."""
     if not cascade.hierarchical:
         raise ValueError("segment_volume needs a hierarchical cascade (lungs then infection)")
@@ -123,8 +136,10 @@ def segment_volume(volume: Volume, cascade: Cascade, progress: ProgressCallback 
     infection = from_display(np.stack([r.infection for r in results]) > THRESHOLD, volume)
     right, left = split_lungs(lungs, volume)
     if not (right.any() or left.any()):
-        raise InputError("No lungs were found in this volume. CHS-Net expects an axial chest CT in Hounsfield units "
-                         "that shows the lungs.")
+        raise InputError(
+            "No lungs were found in this volume. CHS-Net expects an axial chest CT in Hounsfield units "
+            "that shows the lungs."
+        )
     if cascade.lung_input == "mask":
         infection &= right | left
     masks = {RIGHT_LUNG.name: right, LEFT_LUNG.name: left, INFECTION.name: infection}

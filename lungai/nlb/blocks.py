@@ -108,7 +108,7 @@ def symmetry_factor(tokens: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     half = tokens.shape[-1] // 2
     if half == 0:
         return torch.zeros(tokens.shape[:-1], dtype=tokens.dtype, device=tokens.device)
-    a, b = tokens[..., :half], tokens[..., tokens.shape[-1] - half:]
+    a, b = tokens[..., :half], tokens[..., tokens.shape[-1] - half :]
     norms = a.norm(dim=-1) * b.norm(dim=-1)
     return (a * b).sum(dim=-1) / norms.clamp_min(eps)
 
@@ -123,8 +123,7 @@ class NonLocalBlock(nn.Module):
         symmetry: scale each attention output by :func:`symmetry_factor` of its input token (S-B NLB).
     """
 
-    def __init__(self, channels: int, grid: int | None = 4, *, localized: bool = False,
-                 symmetry: bool = False) -> None:
+    def __init__(self, channels: int, grid: int | None = 4, *, localized: bool = False, symmetry: bool = False) -> None:
         super().__init__()
         if grid is None and localized:
             raise ValueError("the localized weighting needs grid tokens (grid=None means pixel tokens)")

@@ -27,17 +27,35 @@ def cpu_latency_ms(model: torch.nn.Module, size: int = 128, repeats: int = 20) -
     return round(sorted(times)[repeats // 2], 1)
 
 
-def register_checkpoint(checkpoint: str | Path, model_id: str, *, command: str, metrics: dict[str, Any],
-                        description: str = "", timings: dict[str, Any] | None = None) -> ModelEntry:
+def register_checkpoint(
+    checkpoint: str | Path,
+    model_id: str,
+    *,
+    command: str,
+    metrics: dict[str, Any],
+    description: str = "",
+    timings: dict[str, Any] | None = None,
+) -> ModelEntry:
     """Copy ``checkpoint`` to ``Resources/Models/<model_id>.pt`` and add or replace its registry entry."""
     model, header = load_model(checkpoint, expected_model="nlb_unet")
     target = resources_dir() / "Models" / f"{model_id}.pt"
     shutil.copyfile(checkpoint, target)
     variant = header["config"].get("block_type")
-    return register_model({
-        "id": model_id, "version": "1", "module": "NeoplasmNLB", "architecture": "nlb_unet", "file": target.name,
-        "sha256": "", "licence": LICENCE, "training_data": header.get("training_data", ""),
-        "description": description or f"U-Net with {variant} non-local blocks (seed 002): neoplasm probability per "
-                                      "CT slice and its segmentation",
-        "command": command, "metrics": metrics,
-        "timings": {"cpu_ms_per_slice_1_thread": cpu_latency_ms(model), **(timings or {})}})
+    return register_model(
+        {
+            "id": model_id,
+            "version": "1",
+            "module": "NeoplasmNLB",
+            "architecture": "nlb_unet",
+            "file": target.name,
+            "sha256": "",
+            "licence": LICENCE,
+            "training_data": header.get("training_data", ""),
+            "description": description
+            or f"U-Net with {variant} non-local blocks (seed 002): neoplasm probability per "
+            "CT slice and its segmentation",
+            "command": command,
+            "metrics": metrics,
+            "timings": {"cpu_ms_per_slice_1_thread": cpu_latency_ms(model), **(timings or {})},
+        }
+    )

@@ -25,8 +25,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from lungai.errors import InputError
-from lungai.registry import resources_dir
 from lungai.nlb.intensity import INPUT_SIZE, SquareResize, hu_to_unit, to_grey, to_unit
+from lungai.registry import resources_dir
 
 CLASS_LABELS = {"normal": 0, "benign": 1, "malignant": 1}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -52,12 +52,18 @@ def list_snapshots(root: str | Path) -> list[Snapshot]:
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"data folder not found: {root}")
-    snapshots = [Snapshot(path, category)
-                 for category in CLASS_LABELS if (root / category).is_dir()
-                 for path in sorted((root / category).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    snapshots = [
+        Snapshot(path, category)
+        for category in CLASS_LABELS
+        if (root / category).is_dir()
+        for path in sorted((root / category).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not snapshots:
-        raise InputError(f"no images in {root}: expected sub-folders normal/, benign/ and/or malignant/ with "
-                         f"{', '.join(IMAGE_SUFFIXES)} files (the layout of iqoth_nccd)")
+        raise InputError(
+            f"no images in {root}: expected sub-folders normal/, benign/ and/or malignant/ with "
+            f"{', '.join(IMAGE_SUFFIXES)} files (the layout of iqoth_nccd)"
+        )
     return snapshots
 
 
@@ -137,9 +143,17 @@ class NLBDataset(Dataset):
     flipped left-right at random.
     """
 
-    def __init__(self, snapshots: torch.Tensor | None = None, labels: np.ndarray | None = None,
-                 crops: torch.Tensor | None = None, masks: torch.Tensor | None = None, *, flip: bool = False,
-                 normal_empty_masks: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        snapshots: torch.Tensor | None = None,
+        labels: np.ndarray | None = None,
+        crops: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+        *,
+        flip: bool = False,
+        normal_empty_masks: bool = False,
+        seed: int = 0,
+    ) -> None:
         size = (snapshots if snapshots is not None else crops).shape[-1]
         empty = torch.zeros(0, 1, size, size)
         snapshots = snapshots if snapshots is not None else empty
@@ -164,8 +178,13 @@ class NLBDataset(Dataset):
         image, mask = self.images[index], self.masks[index]
         if self.flip and torch.rand(1, generator=self.generator).item() < 0.5:
             image, mask = image.flip(-1), mask.flip(-1)
-        return {"image": image, "mask": mask, "label": self.labels[index], "has_label": self.has_label[index],
-                "has_mask": self.has_mask[index]}
+        return {
+            "image": image,
+            "mask": mask,
+            "label": self.labels[index],
+            "has_label": self.has_label[index],
+            "has_mask": self.has_mask[index],
+        }
 
 
 def subsample(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

@@ -15,28 +15,57 @@ from lungai.progress import CancelToken, ProgressCallback, subrange
 from lungai.sample_data import chest_ct
 
 
-def run_demo(out_dir: Path, *, device: str = "auto", progress: ProgressCallback | None = None,
-             cancel: CancelToken | None = None) -> DemoSection:
+def run_demo(
+    out_dir: Path, *, device: str = "auto", progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> DemoSection:
     folder = Path(out_dir) / "neoplasm_nlb"
     model, header = load_nlb_model(None, DEFAULT_MODEL_ID, device)
     torch_device = next(model.parameters()).device
     ct = chest_ct()
-    scores = score_volume(model, ct, seg_threshold=seg_threshold_of(header), device=torch_device,
-                          progress=subrange(progress, 0.0, 0.7), cancel=cancel)
+    scores = score_volume(
+        model,
+        ct,
+        seg_threshold=seg_threshold_of(header),
+        device=torch_device,
+        progress=subrange(progress, 0.0, 0.7),
+        cancel=cancel,
+    )
     paths = write_outputs(folder, ct, scores, overwrite=True, about={"model": DEFAULT_MODEL_ID})
-    metrics = evaluate_snapshot_folder(model, bundled_sample_dir(), folder / "snapshots", device=torch_device,
-                                       progress=subrange(progress, 0.7, 1.0), cancel=cancel, overwrite=True)
-    snapshot_table = write_table_csv(folder / "snapshots" / "snapshot_metrics.csv", [
-        {"images": metrics["n"], "accuracy": round(metrics["accuracy"], 3), "precision": round(metrics["precision"], 3),
-         "recall": round(metrics["recall"], 3), "f1": round(metrics["f1"], 3)}], overwrite=True)
+    metrics = evaluate_snapshot_folder(
+        model,
+        bundled_sample_dir(),
+        folder / "snapshots",
+        device=torch_device,
+        progress=subrange(progress, 0.7, 1.0),
+        cancel=cancel,
+        overwrite=True,
+    )
+    snapshot_table = write_table_csv(
+        folder / "snapshots" / "snapshot_metrics.csv",
+        [
+            {
+                "images": metrics["n"],
+                "accuracy": round(metrics["accuracy"], 3),
+                "precision": round(metrics["precision"], 3),
+                "recall": round(metrics["recall"], 3),
+                "f1": round(metrics["f1"], 3),
+            }
+        ],
+        overwrite=True,
+    )
     summary = scores.summary()
-    text = (f"Model {DEFAULT_MODEL_ID} (U-Net with {header['config'].get('block_type')} non-local blocks) scored each "
-            f"of the {summary['slices']} axial slices of the bundled chest CT: "
-            f"{summary['positive_slices']} slice(s) reached the threshold {summary['threshold']:g}; the most likely is "
-            f"slice {summary['most_likely_slice']} (p = {summary['max_probability']:.2f}). The bundled IQ-OTH/NCCD "
-            f"snapshots (held out from training) are classified in the second table. HU are shown to the network "
-            f"through the window (-600, 400) HU.")
-    return DemoSection("NeoplasmNLB: neoplasm probability per slice", text,
-                       images=[paths[PLOT_PNG], paths[OVERLAY_PNG]],
-                       files=[paths[SEGMENTATION], paths[SLICES_CSV], folder / "snapshots" / "metrics.json"],
-                       tables=[paths[SLICES_CSV], folder / "snapshots" / "predictions.csv", snapshot_table])
+    text = (
+        f"Model {DEFAULT_MODEL_ID} (U-Net with {header['config'].get('block_type')} non-local blocks) scored each "
+        f"of the {summary['slices']} axial slices of the bundled chest CT: "
+        f"{summary['positive_slices']} slice(s) reached the threshold {summary['threshold']:g}; the most likely is "
+        f"slice {summary['most_likely_slice']} (p = {summary['max_probability']:.2f}). The bundled IQ-OTH/NCCD "
+        f"snapshots (held out from training) are classified in the second table. HU are shown to the network "
+        f"through the window (-600, 400) HU."
+    )
+    return DemoSection(
+        "NeoplasmNLB: neoplasm probability per slice",
+        text,
+        images=[paths[PLOT_PNG], paths[OVERLAY_PNG]],
+        files=[paths[SEGMENTATION], paths[SLICES_CSV], folder / "snapshots" / "metrics.json"],
+        tables=[paths[SLICES_CSV], folder / "snapshots" / "predictions.csv", snapshot_table],
+    )

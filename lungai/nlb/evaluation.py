@@ -24,15 +24,21 @@ from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 16, device: str | torch.device = "cpu",
-            progress: ProgressCallback | None = None,
-            cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """images (N, 1, S, S) -> neoplasm probabilities (N,) and segmentation probabilities (N, S, S)."""
     model.eval().to(device)
     probabilities, maps = [], []
     for start in range(0, len(images), batch_size):
         check_cancel(cancel)
-        out = model(images[start:start + batch_size].to(device))
+        out = model(images[start : start + batch_size].to(device))
         probabilities.append(out["class_logit"].sigmoid().cpu())
         maps.append(out["seg_logits"].sigmoid()[:, 0].cpu())
         report(progress, min(start + batch_size, len(images)) / len(images), "classifying slices")
@@ -47,8 +53,11 @@ def classification_report(probabilities: np.ndarray, labels: np.ndarray, thresho
 def segmentation_report(probability_maps: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
     predicted = np.asarray(probability_maps) >= threshold
     masks = np.asarray(masks, dtype=bool)
-    return {"iou": float(np.mean([iou(p, m) for p, m in zip(predicted, masks)])),
-            "dice": float(np.mean([dice(p, m) for p, m in zip(predicted, masks)])), "n": int(len(masks))}
+    return {
+        "iou": float(np.mean([iou(p, m) for p, m in zip(predicted, masks)])),
+        "dice": float(np.mean([dice(p, m) for p, m in zip(predicted, masks)])),
+        "n": int(len(masks)),
+    }
 
 
 SEG_THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
@@ -70,10 +79,19 @@ def seg_threshold_of(header: dict[str, Any]) -> float:
     return float(header.get("extra", {}).get("seg_threshold", 0.5))
 
 
-def evaluate_snapshot_folder(model: nn.Module, data_dir: str | Path, out_dir: str | Path, *, threshold: float = 0.5,
-                             size: int = INPUT_SIZE, device: str | torch.device = "cpu",
-                             progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                             overwrite: bool = False, about: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate_snapshot_folder(
+    model: nn.Module,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    threshold: float = 0.5,
+    size: int = INPUT_SIZE,
+    device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    overwrite: bool = False,
+    about: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Classify every image of a folder in the ``iqoth_nccd`` layout; write ``metrics.json`` and
     ``predictions.csv`` to ``out_dir`` and return the metrics."""
     out_dir = Path(out_dir)
@@ -88,8 +106,15 @@ def evaluate_snapshot_folder(model: nn.Module, data_dir: str | Path, out_dir: st
     metrics = {**classification_report(probabilities, labels, threshold), "data": str(data_dir), **(about or {})}
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    rows = [{"file": str(s.path.relative_to(Path(data_dir))), "category": s.category, "label": s.label,
-             "probability": round(float(p), 6), "decision": int(p >= threshold)}
-            for s, p in zip(snapshots, probabilities)]
+    rows = [
+        {
+            "file": str(s.path.relative_to(Path(data_dir))),
+            "category": s.category,
+            "label": s.label,
+            "probability": round(float(p), 6),
+            "decision": int(p >= threshold),
+        }
+        for s, p in zip(snapshots, probabilities)
+    ]
     write_table_csv(out_dir / "predictions.csv", rows, overwrite=overwrite)
     return metrics

@@ -52,14 +52,21 @@ class SliceScores:
 
     def rows(self) -> list[dict]:
         """One row per slice: index, probability, decision (1 = neoplasm present)."""
-        return [{"slice": k, "probability": round(float(p), 6), "decision": int(d)}
-                for k, (p, d) in enumerate(zip(self.probabilities, self.decisions))]
+        return [
+            {"slice": k, "probability": round(float(p), 6), "decision": int(d)}
+            for k, (p, d) in enumerate(zip(self.probabilities, self.decisions))
+        ]
 
     def summary(self) -> dict:
-        return {"slices": int(len(self.probabilities)), "positive_slices": int(self.decisions.sum()),
-                "threshold": self.threshold, "most_likely_slice": self.most_likely_slice,
-                "max_probability": float(self.probabilities.max()), "intensity": self.intensity,
-                "segmented_voxels": int(self.labelmap.sum())}
+        return {
+            "slices": int(len(self.probabilities)),
+            "positive_slices": int(self.decisions.sum()),
+            "threshold": self.threshold,
+            "most_likely_slice": self.most_likely_slice,
+            "max_probability": float(self.probabilities.max()),
+            "intensity": self.intensity,
+            "segmented_voxels": int(self.labelmap.sum()),
+        }
 
 
 def _radiological_flips(direction: np.ndarray) -> tuple[bool, bool]:
@@ -75,10 +82,19 @@ def _flip(array: np.ndarray, flip_rows: bool, flip_columns: bool) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def score_slices(model: nn.Module, array: np.ndarray, direction: np.ndarray | None = None, *,
-                 threshold: float = 0.5, seg_threshold: float = 0.5, size: int = INPUT_SIZE, batch_size: int = 8,
-                 device: str | torch.device = "cpu", progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None) -> SliceScores:
+def score_slices(
+    model: nn.Module,
+    array: np.ndarray,
+    direction: np.ndarray | None = None,
+    *,
+    threshold: float = 0.5,
+    seg_threshold: float = 0.5,
+    size: int = INPUT_SIZE,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> SliceScores:
     """Classify and segment every slice of ``array`` ((Z, H, W) volume, (H, W) image or (H, W, 3|4) colour).
 
     ``seg_threshold``: on the segmentation probability; use the model's calibrated value
@@ -89,8 +105,7 @@ def score_slices(model: nn.Module, array: np.ndarray, direction: np.ndarray | No
     flips = _radiological_flips(direction) if direction is not None else (False, False)
     images, resize, kind = prepare_slices(np.asarray(array), size)
     images = torch.flip(images, [d for d, f in zip((-2, -1), flips) if f]) if any(flips) else images
-    probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress,
-                                  cancel=cancel)
+    probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)
     positive = probabilities >= threshold
     labelmap = np.zeros((len(probabilities), resize.height, resize.width), dtype=np.uint8)
     if positive.any():
@@ -109,8 +124,10 @@ def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
     if volume.array.ndim != 3:
         raise InputError(f"expected a volume of shape (slices, rows, columns), got {volume.array.shape}")
     if not volume.is_axial():
-        raise InputError("the volume's slices are not axial; resample it to axial slices (for example with "
-                         "Slicer's Resample Scalar/Vector/DWI Volume) before scoring slices")
+        raise InputError(
+            "the volume's slices are not axial; resample it to axial slices (for example with "
+            "Slicer's Resample Scalar/Vector/DWI Volume) before scoring slices"
+        )
     return score_slices(model, volume.array, volume.direction, **kwargs)
 
 

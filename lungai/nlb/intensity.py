@@ -86,27 +86,31 @@ class SquareResize:
     def apply(self, slices: np.ndarray) -> torch.Tensor:
         """(Z, H, W) in [0, 1] -> tensor (Z, 1, size, size)."""
         if min(self.height, self.width) < MIN_IMAGE_SIZE:
-            raise InputError(f"image of {self.height} x {self.width} pixels is too small: NeoplasmNLB needs at "
-                             f"least {MIN_IMAGE_SIZE} x {MIN_IMAGE_SIZE} pixels per slice")
+            raise InputError(
+                f"image of {self.height} x {self.width} pixels is too small: NeoplasmNLB needs at "
+                f"least {MIN_IMAGE_SIZE} x {MIN_IMAGE_SIZE} pixels per slice"
+            )
         top, left = self.offsets
         square = np.zeros((slices.shape[0], self.side, self.side), dtype=np.float32)
-        square[:, top:top + self.height, left:left + self.width] = slices
+        square[:, top : top + self.height, left : left + self.width] = slices
         tensor = torch.from_numpy(square)[:, None]
         if self.side == self.size:
             return tensor
-        return F.interpolate(tensor, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                             antialias=self.side > self.size).clamp_(0.0, 1.0)
+        return F.interpolate(
+            tensor, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=self.side > self.size
+        ).clamp_(0.0, 1.0)
 
     def restore(self, maps: torch.Tensor) -> torch.Tensor:
         """(Z, 1, size, size) maps (e.g. probabilities) -> (Z, H, W) on the original pixel grid."""
         if self.side != self.size:
             maps = F.interpolate(maps, size=(self.side, self.side), mode="bilinear", align_corners=False)
         top, left = self.offsets
-        return maps[:, 0, top:top + self.height, left:left + self.width]
+        return maps[:, 0, top : top + self.height, left : left + self.width]
 
 
-def prepare_slices(array: np.ndarray, size: int = INPUT_SIZE,
-                   window: tuple[float, float] = HU_WINDOW) -> tuple[torch.Tensor, SquareResize, str]:
+def prepare_slices(
+    array: np.ndarray, size: int = INPUT_SIZE, window: tuple[float, float] = HU_WINDOW
+) -> tuple[torch.Tensor, SquareResize, str]:
     """(H, W), (Z, H, W) or colour (H, W, 3|4) data -> network input (Z, 1, size, size), its resizer, kind.
 
     An array whose last axis has 3 or 4 entries is taken as a colour image and converted to grey.

@@ -35,9 +35,11 @@ class ConvBlock(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
 
@@ -69,9 +71,15 @@ class NLBUNet(nn.Module):
     (B, 1, H, W).
     """
 
-    def __init__(self, block_type: str = "symmetry_localized", in_channels: int = 1,
-                 widths: tuple[int, ...] = (8, 16, 32, 64, 128), grid: int = 4,
-                 attention_levels: tuple[int, ...] | None = None, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        block_type: str = "symmetry_localized",
+        in_channels: int = 1,
+        widths: tuple[int, ...] = (8, 16, 32, 64, 128),
+        grid: int = 4,
+        attention_levels: tuple[int, ...] | None = None,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"unknown block type {block_type!r}; expected one of {', '.join(BLOCK_TYPES)}")
@@ -83,12 +91,15 @@ class NLBUNet(nn.Module):
         self.block_type = block_type
         self.multiple = 2 ** (len(widths) - 1)
         self.encoders = nn.ModuleList(
-            ConvBlock(c_in, c_out) for c_in, c_out in zip((in_channels,) + widths[:-1], widths))
+            ConvBlock(c_in, c_out) for c_in, c_out in zip((in_channels,) + widths[:-1], widths)
+        )
         self.blocks = nn.ModuleList(
             make_block(block_type if level in attention_levels else "none", width, grid)
-            for level, width in enumerate(widths))
+            for level, width in enumerate(widths)
+        )
         self.decoders = nn.ModuleList(
-            UpBlock(widths[i + 1], widths[i], widths[i]) for i in reversed(range(len(widths) - 1)))
+            UpBlock(widths[i + 1], widths[i], widths[i]) for i in reversed(range(len(widths) - 1))
+        )
         self.seg_head = nn.Conv2d(widths[0], 1, 1)
         self.class_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * widths[-1], 1))
 

@@ -39,8 +39,9 @@ def save_probability_plot(path: str | Path, probabilities: np.ndarray, threshold
     return Path(path)
 
 
-def write_outputs(out_dir: str | Path, volume: Volume, scores: SliceScores, *, overwrite: bool = False,
-                  about: dict | None = None) -> dict[str, Path]:
+def write_outputs(
+    out_dir: str | Path, volume: Volume, scores: SliceScores, *, overwrite: bool = False, about: dict | None = None
+) -> dict[str, Path]:
     """Write the table, plot, segmentation, overlay and summary of one scored volume into ``out_dir``."""
     out_dir = Path(out_dir)
     paths = {name: out_dir / name for name in (SLICES_CSV, SEGMENTATION, PLOT_PNG, OVERLAY_PNG, SUMMARY_JSON)}
@@ -51,9 +52,14 @@ def write_outputs(out_dir: str | Path, volume: Volume, scores: SliceScores, *, o
     write_segmentation(paths[SEGMENTATION], volume.like(scores.labelmap), [NEOPLASM_SEGMENT], overwrite=overwrite)
     save_probability_plot(paths[PLOT_PNG], scores.probabilities, scores.threshold)
     k = scores.most_likely_slice
-    view = (lambda a: radiological_view(a, volume.direction, "axial", k))  # noqa: E731
+    view = lambda a: radiological_view(a, volume.direction, "axial", k)  # noqa: E731
     window = HU_WINDOW if scores.intensity == "HU" else (0.0, 255.0)
-    save_overlay_png(paths[OVERLAY_PNG], view(volume.array), [(view(scores.labelmap) > 0, NEOPLASM_SEGMENT.color)],
-                     window=window, title=f"slice {k}: neoplasm probability {scores.probabilities[k]:.2f}")
+    save_overlay_png(
+        paths[OVERLAY_PNG],
+        view(volume.array),
+        [(view(scores.labelmap) > 0, NEOPLASM_SEGMENT.color)],
+        window=window,
+        title=f"slice {k}: neoplasm probability {scores.probabilities[k]:.2f}",
+    )
     paths[SUMMARY_JSON].write_text(json.dumps({**scores.summary(), **(about or {})}, indent=2) + "\n")
     return paths

@@ -22,9 +22,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lungai.nlb.data import (NLBDataset, NoduleCrops, Snapshot, group_folds, list_snapshots, load_nodule_crops,
-                             load_snapshots, stratified_folds, subsample)
 from lungai.checkpoint import load_model, save_checkpoint
+from lungai.nlb.data import (
+    NLBDataset,
+    NoduleCrops,
+    Snapshot,
+    group_folds,
+    list_snapshots,
+    load_nodule_crops,
+    load_snapshots,
+    stratified_folds,
+    subsample,
+)
 from lungai.nlb.evaluation import calibrate_seg_threshold, predict, seg_threshold_of
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.training import TrainConfig, TrainResult, train
@@ -52,8 +61,9 @@ class NLBTask:
         zero = out["class_logit"].sum() * 0.0
         losses = {"class": zero, "seg": zero}
         if labelled.any():
-            losses["class"] = F.binary_cross_entropy_with_logits(out["class_logit"][labelled],
-                                                                 batch["label"][labelled].float())
+            losses["class"] = F.binary_cross_entropy_with_logits(
+                out["class_logit"][labelled], batch["label"][labelled].float()
+            )
         if masked.any():
             logits, mask = out["seg_logits"][masked], batch["mask"][masked]
             losses["seg"] = F.binary_cross_entropy_with_logits(logits, mask) + soft_dice_loss(logits, mask)
@@ -80,12 +90,20 @@ class Folds:
     def describe(self) -> dict[str, Any]:
         """Counts per fold, for the record next to the results."""
         labels = np.array([s.label for s in self.snapshots])
-        return {"seed": self.seed, "n_folds": self.n_folds, "folds": [
-            {"fold": k, "snapshots": int((self.snapshot_folds == k).sum()),
-             "snapshots_with_neoplasm": int(labels[self.snapshot_folds == k].sum()),
-             "crops": int((self.crop_folds == k).sum()),
-             "crop_patients": int(len(np.unique(self.crop_patient_ids[self.crop_folds == k])))}
-            for k in range(self.n_folds)]}
+        return {
+            "seed": self.seed,
+            "n_folds": self.n_folds,
+            "folds": [
+                {
+                    "fold": k,
+                    "snapshots": int((self.snapshot_folds == k).sum()),
+                    "snapshots_with_neoplasm": int(labels[self.snapshot_folds == k].sum()),
+                    "crops": int((self.crop_folds == k).sum()),
+                    "crop_patients": int(len(np.unique(self.crop_patient_ids[self.crop_folds == k]))),
+                }
+                for k in range(self.n_folds)
+            ],
+        }
 
 
 def make_folds(iqoth_dir: str | Path, lidc_path: str | Path, n_folds: int = 2, seed: int = 0) -> Folds:
@@ -93,8 +111,14 @@ def make_folds(iqoth_dir: str | Path, lidc_path: str | Path, n_folds: int = 2, s
     categories = np.array([s.category for s in snapshots])
     with np.load(lidc_path) as data:
         patient_ids = data["patient_id"]
-    return Folds(snapshots, stratified_folds(categories, n_folds, seed), patient_ids,
-                 group_folds(patient_ids, n_folds, seed), n_folds, seed)
+    return Folds(
+        snapshots,
+        stratified_folds(categories, n_folds, seed),
+        patient_ids,
+        group_folds(patient_ids, n_folds, seed),
+        n_folds,
+        seed,
+    )
 
 
 @dataclass
@@ -107,27 +131,56 @@ class LoadedData:
 
 
 def load_data(folds: Folds, lidc_path: str | Path, size: int) -> LoadedData:
-    return LoadedData(load_snapshots(folds.snapshots, size), np.array([s.label for s in folds.snapshots]),
-                      load_nodule_crops(lidc_path, size))
+    return LoadedData(
+        load_snapshots(folds.snapshots, size),
+        np.array([s.label for s in folds.snapshots]),
+        load_nodule_crops(lidc_path, size),
+    )
 
 
-def training_dataset(folds: Folds, data: LoadedData, held_out: int | None, max_crops: int | None,
-                     normal_empty_masks: bool = False) -> NLBDataset:
+def training_dataset(
+    folds: Folds, data: LoadedData, held_out: int | None, max_crops: int | None, normal_empty_masks: bool = False
+) -> NLBDataset:
     """Training data: every fold but ``held_out`` (all data when None), at most ``max_crops`` crops; see
     :class:`NLBDataset` for ``normal_empty_masks``."""
     snap_idx = np.flatnonzero(folds.snapshot_folds != held_out)
     crop_idx = subsample(np.flatnonzero(folds.crop_folds != held_out), max_crops, folds.seed)
-    return NLBDataset(data.snapshot_images[snap_idx], data.snapshot_labels[snap_idx], data.crops.images[crop_idx],
-                      data.crops.masks[crop_idx], flip=True, normal_empty_masks=normal_empty_masks, seed=folds.seed)
+    return NLBDataset(
+        data.snapshot_images[snap_idx],
+        data.snapshot_labels[snap_idx],
+        data.crops.images[crop_idx],
+        data.crops.masks[crop_idx],
+        flip=True,
+        normal_empty_masks=normal_empty_masks,
+        seed=folds.seed,
+    )
 
 
-def train_nlb(model: nn.Module, model_config: dict[str, Any], dataset: NLBDataset, config: TrainConfig, *,
-              training_data: str, seg_weight: float = 1.0, progress: ProgressCallback | None = None,
-              cancel: CancelToken | None = None) -> TrainResult:
+def train_nlb(
+    model: nn.Module,
+    model_config: dict[str, Any],
+    dataset: NLBDataset,
+    config: TrainConfig,
+    *,
+    training_data: str,
+    seg_weight: float = 1.0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
     """Train with the generic trainer, no validation set (fixed budget: the last epoch is kept), then
     calibrate the segmentation threshold on the training crops into ``last.pt`` (:func:`calibrate_checkpoint`)."""
-    result = train(model, NLBTask(seg_weight), dataset, None, config, model_name=MODEL_NAME,
-                   model_config=model_config, training_data=training_data, progress=progress, cancel=cancel)
+    result = train(
+        model,
+        NLBTask(seg_weight),
+        dataset,
+        None,
+        config,
+        model_name=MODEL_NAME,
+        model_config=model_config,
+        training_data=training_data,
+        progress=progress,
+        cancel=cancel,
+    )
     if result.last_checkpoint is not None:
         calibrate_checkpoint(result.last_checkpoint, dataset)
     return result
@@ -142,7 +195,14 @@ def calibrate_checkpoint(path: str | Path, dataset: NLBDataset) -> float:
         return seg_threshold_of(header)
     _, maps = predict(model, dataset.images[crops])
     threshold = calibrate_seg_threshold(maps, dataset.masks[crops, 0].numpy() > 0)
-    save_checkpoint(path, model, model_name=header["model_name"], config=header["config"],
-                    version=header["version"], training_data=header["training_data"], metrics=header["metrics"],
-                    extra={**header.get("extra", {}), "seg_threshold": threshold})
+    save_checkpoint(
+        path,
+        model,
+        model_name=header["model_name"],
+        config=header["config"],
+        version=header["version"],
+        training_data=header["training_data"],
+        metrics=header["metrics"],
+        extra={**header.get("extra", {}), "seg_threshold": threshold},
+    )
     return threshold

@@ -16,9 +16,11 @@ class DoubleConv(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
 
@@ -29,7 +31,8 @@ class UpConv(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(
             nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
 
@@ -74,16 +77,17 @@ class SelfAttention2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         pooled = self.pool(x)
-        q = self.query(x).flatten(2).transpose(1, 2)             # (B, HW, C')
-        k = self.key(pooled).flatten(2)                          # (B, C', HW / pool^2)
-        attention = torch.softmax(torch.bmm(q, k), dim=-1)       # (B, HW, HW / pool^2)
-        v = self.value(pooled).flatten(2)                        # (B, C, HW / pool^2)
+        q = self.query(x).flatten(2).transpose(1, 2)  # (B, HW, C')
+        k = self.key(pooled).flatten(2)  # (B, C', HW / pool^2)
+        attention = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, HW, HW / pool^2)
+        v = self.value(pooled).flatten(2)  # (B, C, HW / pool^2)
         out = torch.bmm(v, attention.transpose(1, 2)).view(b, c, h, w)
         return self.gamma * out + x
 
 
-def gabor_bank(orientations: int = 4, kernel_size: int = 7, frequency: float = 0.25,
-               sigma: float = 2.0) -> torch.Tensor:
+def gabor_bank(
+    orientations: int = 4, kernel_size: int = 7, frequency: float = 0.25, sigma: float = 2.0
+) -> torch.Tensor:
     """Real parts of ``orientations`` Gabor kernels (skimage.filters.gabor_kernel), cropped or padded to
     ``kernel_size`` and normalised to zero mean and unit L1 norm: tensor (orientations, k, k)."""
     kernels = []
@@ -94,7 +98,7 @@ def gabor_bank(orientations: int = 4, kernel_size: int = 7, frequency: float = 0
             kernel = np.pad(kernel, ((pad // 2, pad - pad // 2),) * 2)
         elif pad < 0:
             start = -pad // 2
-            kernel = kernel[start:start + kernel_size, start:start + kernel_size]
+            kernel = kernel[start : start + kernel_size, start : start + kernel_size]
         kernel = kernel - kernel.mean()
         kernels.append(kernel / np.abs(kernel).sum())
     return torch.tensor(np.stack(kernels), dtype=torch.float32)
@@ -115,8 +119,9 @@ class GaborFilter(nn.Module):
         bank = gabor_bank(orientations, kernel_size)
         self.channels = channels
         self.register_buffer("weight", bank.repeat(channels, 1, 1).unsqueeze(1))  # (C*O, 1, k, k)
-        self.mix = nn.Sequential(nn.Conv2d(channels * orientations, channels, 1, bias=False),
-                                 nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.mix = nn.Sequential(
+            nn.Conv2d(channels * orientations, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
+        )
 
     def responses(self, x: torch.Tensor) -> torch.Tensor:
         """Fixed Gabor responses (B, C * orientations, H, W)."""
@@ -130,21 +135,21 @@ def otsu_thresholds(x: torch.Tensor, bins: int = 64) -> torch.Tensor:
     """Otsu's threshold (Otsu 1979) of every (B, C) map of ``x`` (B, C, H, W), computed on a ``bins``-bin
     histogram between the map's min and max; returns (B, C, 1, 1). No gradient (a threshold is a choice)."""
     with torch.no_grad():
-        flat = x.detach().flatten(2).float()                            # (B, C, N)
+        flat = x.detach().flatten(2).float()  # (B, C, N)
         low = flat.min(-1, keepdim=True).values
         high = flat.max(-1, keepdim=True).values
         width = (high - low).clamp_min(1e-12)
         index = ((flat - low) / width * bins).long().clamp(0, bins - 1)
         hist = torch.zeros(*flat.shape[:2], bins, device=x.device).scatter_add_(-1, index, torch.ones_like(flat))
-        centres = low + (torch.arange(bins, device=x.device) + 0.5) / bins * width   # (B, C, bins)
+        centres = low + (torch.arange(bins, device=x.device) + 0.5) / bins * width  # (B, C, bins)
         weight0 = hist.cumsum(-1)
         weight1 = hist.sum(-1, keepdim=True) - weight0
         mass0 = (hist * centres).cumsum(-1)
         mean0 = mass0 / weight0.clamp_min(1e-12)
         mean1 = ((hist * centres).sum(-1, keepdim=True) - mass0) / weight1.clamp_min(1e-12)
-        between = weight0 * weight1 * (mean0 - mean1) ** 2               # threshold after bin i
+        between = weight0 * weight1 * (mean0 - mean1) ** 2  # threshold after bin i
         best = between.argmax(-1, keepdim=True)
-        threshold = low + (best + 1).float() / bins * width              # upper edge of the last class-0 bin
+        threshold = low + (best + 1).float() / bins * width  # upper edge of the last class-0 bin
     return threshold.unsqueeze(-1)
 
 

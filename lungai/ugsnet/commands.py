@@ -17,24 +17,33 @@ from lungai.ugsnet.task import MODELS
 from lungai.ugsnet.training import split_by_patient, train_model
 
 
-def evaluate_crops(model, crops: CropSet, out_dir: Path, *, device="cpu", progress=None, cancel=None,
-                   overlays: int = 8) -> dict:
+def evaluate_crops(
+    model, crops: CropSet, out_dir: Path, *, device="cpu", progress=None, cancel=None, overlays: int = 8
+) -> dict:
     """Predict ``crops``, write ``metrics.json``, ``per_crop.csv``, ``hu_density.png`` and MCM overlays."""
     out_dir.mkdir(parents=True, exist_ok=True)
     probabilities = predict_probabilities(model, crops.image_hu, device=device, progress=progress, cancel=cancel)
     regions = confidence_masks(probabilities)
     rows = evaluation.per_crop_scores(regions.final, crops)
     hu = evaluation.region_hu(crops.image_hu, regions, crops)
-    result = {"crops": len(crops), "scores_of_final": evaluation.summarise(rows), "hu": evaluation.hu_summary(hu),
-              "nsd": f"MONAI surface Dice, tolerance {evaluation.NSD_TOLERANCE_MM} mm (1 pixel of the 64 x 64 input)"}
+    result = {
+        "crops": len(crops),
+        "scores_of_final": evaluation.summarise(rows),
+        "hu": evaluation.hu_summary(hu),
+        "nsd": f"MONAI surface Dice, tolerance {evaluation.NSD_TOLERANCE_MM} mm (1 pixel of the 64 x 64 input)",
+    }
     evaluation.write_json(out_dir / "metrics.json", result)
     with open(out_dir / "per_crop.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     grid, curves = evaluation.hu_density_curves(hu)
-    evaluation.save_hu_density_png(out_dir / "hu_density.png", grid, curves,
-                                   "HU density: real (solid) vs predicted (dashed) HC (red) and LC (blue)")
+    evaluation.save_hu_density_png(
+        out_dir / "hu_density.png",
+        grid,
+        curves,
+        "HU density: real (solid) vs predicted (dashed) HC (red) and LC (blue)",
+    )
     save_mcm_grid(out_dir / "mcm_overlays.png", crops, regions, range(min(overlays, len(crops))))
     return result
 
@@ -43,6 +52,7 @@ def save_mcm_grid(path: Path, crops: CropSet, regions, indices, columns: int = 4
     """Seed 001 Fig. 7 style: each crop with predicted HC (red), LC (blue) and the final outline (green),
     next to the readers' MCM."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -57,8 +67,12 @@ def save_mcm_grid(path: Path, crops: CropSet, regions, indices, columns: int = 4
         ax.set_axis_off()
     for n, i in enumerate(indices):
         r, c = divmod(n, columns)
-        for offset, (high, low, title) in enumerate(((regions.high[i], regions.low[i], "UGS-Net MCM"),
-                                                      (real_high[i], real_low[i], f"readers ({crops.n_readers[i]})"))):
+        for offset, (high, low, title) in enumerate(
+            (
+                (regions.high[i], regions.low[i], "UGS-Net MCM"),
+                (real_high[i], real_low[i], f"readers ({crops.n_readers[i]})"),
+            )
+        ):
             ax = axes[r, 2 * c + offset]
             ax.imshow(overlay_rgb(crops.image_hu[i], [(high, (1, 0, 0)), (low, (0, 0.3, 1))]))
             final = regions.final[i] if offset == 0 else crops.label1[i]
@@ -72,8 +86,16 @@ def save_mcm_grid(path: Path, crops: CropSet, regions, indices, columns: int = 4
     return path
 
 
-def run_evaluate(data: str, out: str, weights: str | None, *, device="cpu", min_readers: int = 1,
-                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> dict:
+def run_evaluate(
+    data: str,
+    out: str,
+    weights: str | None,
+    *,
+    device="cpu",
+    min_readers: int = 1,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict:
     out_dir = Path(out)
     if (out_dir / "metrics.json").exists():
         raise LungAIError(f"{out_dir / 'metrics.json'} exists; choose a new --out folder.")
@@ -85,9 +107,21 @@ def run_evaluate(data: str, out: str, weights: str | None, *, device="cpu", min_
     return result
 
 
-def run_train(data: str, out: str, *, kind: str, features, config, fold: int | None, fusion: str,
-              min_readers: int, register_id: str | None = None, command: str = "", progress=None,
-              cancel=None) -> dict:
+def run_train(
+    data: str,
+    out: str,
+    *,
+    kind: str,
+    features,
+    config,
+    fold: int | None,
+    fusion: str,
+    min_readers: int,
+    register_id: str | None = None,
+    command: str = "",
+    progress=None,
+    cancel=None,
+) -> dict:
     """Train on the folds other than ``fold`` (or on everything), evaluate on ``fold``, optionally register."""
     out_dir = Path(out)
     crops = prepare_crops(load_npz(data), min_readers=min_readers)
@@ -96,25 +130,56 @@ def run_train(data: str, out: str, *, kind: str, features, config, fold: int | N
         raise InputError("No training crops left after the split.")
     data_note = f"{Path(data).name}: {len(train_rows)} crops (>= {min_readers} readers), patient folds != {fold}"
     config.out_dir = str(out_dir)
-    model, result = train_model(kind, crops, train_rows, features=features, config=config, fusion=fusion,
-                                training_data=data_note, progress=subrange(progress, 0.0, 0.9), cancel=cancel)
+    model, result = train_model(
+        kind,
+        crops,
+        train_rows,
+        features=features,
+        config=config,
+        fusion=fusion,
+        training_data=data_note,
+        progress=subrange(progress, 0.0, 0.9),
+        cancel=cancel,
+    )
     summary = {"history": result.history, "checkpoint": str(result.last_checkpoint)}
     if len(test_rows):
-        metrics = evaluate_crops(model, crops.subset(test_rows), out_dir / "test", device=config.device,
-                                 progress=subrange(progress, 0.9, 1.0), cancel=cancel)
+        metrics = evaluate_crops(
+            model,
+            crops.subset(test_rows),
+            out_dir / "test",
+            device=config.device,
+            progress=subrange(progress, 0.9, 1.0),
+            cancel=cancel,
+        )
         summary["test"] = metrics
     if register_id:
-        summary["registered"] = asdict(register_weights(register_id, Path(result.last_checkpoint), kind, data_note,
-                                                        summary.get("test", {}), config, command=command))
+        summary["registered"] = asdict(
+            register_weights(
+                register_id,
+                Path(result.last_checkpoint),
+                kind,
+                data_note,
+                summary.get("test", {}),
+                config,
+                command=command,
+            )
+        )
     report(progress, 1.0, "done")
     return summary
 
 
-def register_weights(model_id: str, checkpoint: Path, kind: str, training_data: str, test: dict, config,
-                     command: str = "", timings: dict | None = None):
-    from lungai.registry import register_model, registry_path
-
+def register_weights(
+    model_id: str,
+    checkpoint: Path,
+    kind: str,
+    training_data: str,
+    test: dict,
+    config,
+    command: str = "",
+    timings: dict | None = None,
+):
     from lungai.checkpoint import load_model, save_checkpoint
+    from lungai.registry import register_model, registry_path
 
     target = registry_path().parent / f"{model_id}.pt"
     metrics = {k: round(v, 4) for k, v in test.get("scores_of_final", {}).items()}
@@ -122,16 +187,31 @@ def register_weights(model_id: str, checkpoint: Path, kind: str, training_data: 
     metrics["test_crops"] = test.get("crops", 0)
     model, header = load_model(checkpoint, expected_model=MODELS[kind])
     # weights and header only: the optimiser state of last.pt would triple the bundled file
-    save_checkpoint(target, model, model_name=header["model_name"], config=header["config"],
-                    training_data=training_data, metrics=metrics)
-    return register_model({
-        "id": model_id, "version": "1", "module": "UGSNetSegmentation", "architecture": MODELS[kind],
-        "file": f"{model_id}.pt", "licence": "Apache-2.0 (weights trained on LIDC-IDRI, CC BY 3.0)",
-        "training_data": training_data, "metrics": metrics,
-        "timings": timings or {}, "command": command,
-        "description": f"{kind}, widths {list(config_features(checkpoint))}, {config.epochs} epochs on CPU (demo budget); "
-                       "metrics on held-out patients (test fold)",
-    })
+    save_checkpoint(
+        target,
+        model,
+        model_name=header["model_name"],
+        config=header["config"],
+        training_data=training_data,
+        metrics=metrics,
+    )
+    return register_model(
+        {
+            "id": model_id,
+            "version": "1",
+            "module": "UGSNetSegmentation",
+            "architecture": MODELS[kind],
+            "file": f"{model_id}.pt",
+            "licence": "Apache-2.0 (weights trained on LIDC-IDRI, CC BY 3.0)",
+            "training_data": training_data,
+            "metrics": metrics,
+            "timings": timings or {},
+            "command": command,
+            "description": f"{kind}, widths {list(config_features(checkpoint))}, {config.epochs} epochs on CPU "
+            "(demo budget); "
+            "metrics on held-out patients (test fold)",
+        }
+    )
 
 
 def config_features(checkpoint: Path) -> list[int]:
@@ -156,12 +236,22 @@ def read_points_csv(path: str | Path) -> np.ndarray:
             return np.array([[float(row[c]) for c in cols] for row in rows[1:]], dtype=float).reshape(-1, 3)
         return np.array([[float(v) for v in row[:3]] for row in rows], dtype=float).reshape(-1, 3)
     except (ValueError, IndexError) as exc:
-        raise InputError(f"{path}: cannot read RAS points ({exc}); expected columns r,a,s or three numbers per line.") \
-            from exc
+        raise InputError(
+            f"{path}: cannot read RAS points ({exc}); expected columns r,a,s or three numbers per line."
+        ) from exc
 
 
-def run_segment(volume_path: str, points_path: str, out: str, weights: str | None, *, device="cpu",
-                overwrite: bool = False, progress=None, cancel=None) -> list[Path]:
+def run_segment(
+    volume_path: str,
+    points_path: str,
+    out: str,
+    weights: str | None,
+    *,
+    device="cpu",
+    overwrite: bool = False,
+    progress=None,
+    cancel=None,
+) -> list[Path]:
     """Segment the nodules of a CT at RAS points; write ``nodules.seg.nrrd``, ``nodules.csv`` and overlays."""
     from lungai.io import read_volume, write_segmentation, write_table_csv
     from lungai.plotting import save_overlay_png
@@ -176,16 +266,26 @@ def run_segment(volume_path: str, points_path: str, out: str, weights: str | Non
     results = segment_nodules(volume, points, model, device=device, progress=subrange(progress, 0, 0.9), cancel=cancel)
     masks, specs = nodule_segments(results, volume.shape)
     layers, packed = pack_masks(masks, specs)
-    written = [write_segmentation(out_dir / "nodules.seg.nrrd", volume.like(layers), packed, overwrite=overwrite),
-               write_table_csv(out_dir / "nodules.csv", nodule_table_rows(volume, results), overwrite=overwrite)]
+    written = [
+        write_segmentation(out_dir / "nodules.seg.nrrd", volume.like(layers), packed, overwrite=overwrite),
+        write_table_csv(out_dir / "nodules.csv", nodule_table_rows(volume, results), overwrite=overwrite),
+    ]
     for result in results:
         k = int(round(result.point_ijk[2]))
         picture = out_dir / f"nodule_{result.number}.png"
         if picture.exists() and not overwrite:
             raise LungAIError(f"{picture} exists; pass --overwrite or choose a new --out folder.")
-        written.append(save_overlay_png(picture, volume.array[k], [
-            (result.full_mask("high", volume.shape)[k], (1, 0, 0)), (result.full_mask("low", volume.shape)[k], (0, 0.3, 1)),
-            (result.full_mask("final", volume.shape)[k], (0, 0.9, 0))],
-            title=f"Nodule {result.number}, slice {k}: red HC, blue LC, green final"))
+        written.append(
+            save_overlay_png(
+                picture,
+                volume.array[k],
+                [
+                    (result.full_mask("high", volume.shape)[k], (1, 0, 0)),
+                    (result.full_mask("low", volume.shape)[k], (0, 0.3, 1)),
+                    (result.full_mask("final", volume.shape)[k], (0, 0.9, 0)),
+                ],
+                title=f"Nodule {result.number}, slice {k}: red HC, blue LC, green final",
+            )
+        )
     report(progress, 1.0, "done")
     return written

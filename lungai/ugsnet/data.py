@@ -31,18 +31,19 @@ REQUIRED_KEYS = ("image_hu", "masks", "n_readers", "pixel_spacing_mm", "patient_
 class CropSet:
     """Crops resampled to the network grid. Arrays share the first axis (N)."""
 
-    image_hu: np.ndarray      # (N, S, S) float32 HU on the INPUT_SPACING_MM grid
-    masks: np.ndarray         # (N, 4, S, S) bool, first n_readers real
-    n_readers: np.ndarray     # (N,) int
-    patient_id: np.ndarray    # (N,) str
-    index: np.ndarray         # (N,) int, row in the source file
+    image_hu: np.ndarray  # (N, S, S) float32 HU on the INPUT_SPACING_MM grid
+    masks: np.ndarray  # (N, 4, S, S) bool, first n_readers real
+    n_readers: np.ndarray  # (N,) int
+    patient_id: np.ndarray  # (N,) str
+    index: np.ndarray  # (N,) int, row in the source file
 
     def __len__(self) -> int:
         return len(self.n_readers)
 
-    def subset(self, rows: np.ndarray) -> "CropSet":
-        return CropSet(self.image_hu[rows], self.masks[rows], self.n_readers[rows], self.patient_id[rows],
-                       self.index[rows])
+    def subset(self, rows: np.ndarray) -> CropSet:
+        return CropSet(
+            self.image_hu[rows], self.masks[rows], self.n_readers[rows], self.patient_id[rows], self.index[rows]
+        )
 
     @property
     def label1(self) -> np.ndarray:
@@ -79,15 +80,21 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     if missing:
         raise InputError(f"{path} lacks arrays {missing}; a multi-reader file needs {list(REQUIRED_KEYS)}.")
     n = len(arrays["image_hu"])
-    if arrays["image_hu"].ndim != 3 or arrays["masks"].shape[:2] != (n, MAX_READERS) \
-            or arrays["masks"].shape[2:] != arrays["image_hu"].shape[1:]:
-        raise InputError(f"{path}: expected image_hu (N, H, W) and masks (N, 4, H, W); found "
-                         f"{arrays['image_hu'].shape} and {arrays['masks'].shape}.")
+    if (
+        arrays["image_hu"].ndim != 3
+        or arrays["masks"].shape[:2] != (n, MAX_READERS)
+        or arrays["masks"].shape[2:] != arrays["image_hu"].shape[1:]
+    ):
+        raise InputError(
+            f"{path}: expected image_hu (N, H, W) and masks (N, 4, H, W); found "
+            f"{arrays['image_hu'].shape} and {arrays['masks'].shape}."
+        )
     return arrays
 
 
-def prepare_crops(arrays: dict[str, np.ndarray], *, min_readers: int = 2, size: int = INPUT_SIZE,
-                  spacing_mm: float = INPUT_SPACING_MM) -> CropSet:
+def prepare_crops(
+    arrays: dict[str, np.ndarray], *, min_readers: int = 2, size: int = INPUT_SIZE, spacing_mm: float = INPUT_SPACING_MM
+) -> CropSet:
     """Select crops with at least ``min_readers`` readers and resample them around the crop centre."""
     n_readers = np.asarray(arrays["n_readers"]).astype(int)
     if np.any(n_readers < 1) or np.any(n_readers > MAX_READERS):
@@ -100,8 +107,10 @@ def prepare_crops(arrays: dict[str, np.ndarray], *, min_readers: int = 2, size: 
     valid = reader_validity(n_readers)
     empty = np.nonzero(~(masks_in.any((2, 3)) | ~valid).all(1))[0]
     if len(empty):
-        raise InputError(f"Rows {empty[:5].tolist()} have an empty real reader mask; every real annotation must "
-                         "contain the nodule (fix n_readers or drop those rows).")
+        raise InputError(
+            f"Rows {empty[:5].tolist()} have an empty real reader mask; every real annotation must "
+            "contain the nodule (fix n_readers or drop those rows)."
+        )
     height, width = arrays["image_hu"].shape[1:]
     center = ((height - 1) / 2.0, (width - 1) / 2.0)
     images = np.empty((len(rows), size, size), np.float32)
@@ -110,8 +119,9 @@ def prepare_crops(arrays: dict[str, np.ndarray], *, min_readers: int = 2, size: 
         spacing = float(arrays["pixel_spacing_mm"][row])
         images[out] = resample_patch(arrays["image_hu"][row], center, spacing, spacing_out_mm=spacing_mm, size=size)
         for reader in range(n_readers[row]):
-            masks[out, reader] = resample_mask(masks_in[row, reader], center, spacing, spacing_out_mm=spacing_mm,
-                                               size=size)
+            masks[out, reader] = resample_mask(
+                masks_in[row, reader], center, spacing, spacing_out_mm=spacing_mm, size=size
+            )
     # A tiny nodule can vanish on the coarser grid: keep at least its centre pixel so it stays an annotation.
     for out, reader in zip(*np.nonzero(~masks.any((2, 3)) & reader_validity(n_readers[rows]))):
         masks[out, reader, size // 2, size // 2] = True
@@ -151,9 +161,9 @@ class CropDataset(Dataset):
         stack = torch.from_numpy(np.ascontiguousarray(stack))
         return {
             "image": stack[0:1],
-            "masks": stack[1:1 + MAX_READERS],
+            "masks": stack[1 : 1 + MAX_READERS],
             "label1": stack[1:2],
-            "union": stack[1 + MAX_READERS:2 + MAX_READERS],
-            "intersection": stack[2 + MAX_READERS:3 + MAX_READERS],
+            "union": stack[1 + MAX_READERS : 2 + MAX_READERS],
+            "intersection": stack[2 + MAX_READERS : 3 + MAX_READERS],
             "n_readers": torch.tensor(int(self.crops.n_readers[i])),
         }

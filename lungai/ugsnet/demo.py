@@ -30,28 +30,47 @@ def run_demo(out_dir: Path, *, device: str = "auto", progress=None, cancel=None)
     model, _ = load_ugsnet_model(None, device)
     arrays = load_sample()
     crops = prepare_crops(arrays, min_readers=2)
-    result = evaluate_crops(model, crops, folder, device=device, progress=subrange(progress, 0.0, 0.7), cancel=cancel,
-                            overlays=16)
+    result = evaluate_crops(
+        model, crops, folder, device=device, progress=subrange(progress, 0.0, 0.7), cancel=cancel, overlays=16
+    )
     with open(folder / "per_crop.csv") as handle:
         rows = list(csv.DictReader(handle))
-    table = write_table_csv(folder / "crops.csv", [
-        {"crop": r["source_index"], "readers": r["n_readers"], **{k: f"{float(r[k]):.3f}" for k in
-         ("dice_label1", "iou_label1", "nsd_label1", "dice_union", "dice_intersection")}} for r in rows],
-        overwrite=True)
+    table = write_table_csv(
+        folder / "crops.csv",
+        [
+            {
+                "crop": r["source_index"],
+                "readers": r["n_readers"],
+                **{
+                    k: f"{float(r[k]):.3f}"
+                    for k in ("dice_label1", "iou_label1", "nsd_label1", "dice_union", "dice_intersection")
+                },
+            }
+            for r in rows
+        ],
+        overwrite=True,
+    )
     volume, point = crop_volume(arrays, 5, slices=3)
-    results = segment_nodules(volume, [point], model, device=device, progress=subrange(progress, 0.7, 0.95),
-                              cancel=cancel)
+    results = segment_nodules(
+        volume, [point], model, device=device, progress=subrange(progress, 0.7, 0.95), cancel=cancel
+    )
     masks, specs = nodule_segments(results, volume.shape)
     layers, packed = pack_masks(masks, specs)
     seg = write_segmentation(folder / "nodules.seg.nrrd", volume.like(layers), packed, overwrite=True)
     nodules = write_table_csv(folder / "nodules.csv", nodule_table_rows(volume, results), overwrite=True)
     scores, hu = result["scores_of_final"], result["hu"]
-    text = (f"Bundled weights '{DEMO_MODEL_ID}' on the {len(crops)} bundled LIDC-IDRI crops (held-out patients): "
-            f"Dice {scores['dice_label1']:.3f}, IoU {scores['iou_label1']:.3f}, NSD {scores['nsd_label1']:.3f} against "
-            f"Label1. Mean HU: predicted HC {hu['mean_hu_predicted_hc']:.0f} vs real {hu['mean_hu_real_hc']:.0f}, "
-            f"predicted LC {hu['mean_hu_predicted_lc']:.0f} vs real {hu['mean_hu_real_lc']:.0f}. "
-            "Overlays: red high confidence, blue low confidence, green final (left: UGS-Net, right: radiologists).")
+    text = (
+        f"Bundled weights '{DEMO_MODEL_ID}' on the {len(crops)} bundled LIDC-IDRI crops (held-out patients): "
+        f"Dice {scores['dice_label1']:.3f}, IoU {scores['iou_label1']:.3f}, NSD {scores['nsd_label1']:.3f} against "
+        f"Label1. Mean HU: predicted HC {hu['mean_hu_predicted_hc']:.0f} vs real {hu['mean_hu_real_hc']:.0f}, "
+        f"predicted LC {hu['mean_hu_predicted_lc']:.0f} vs real {hu['mean_hu_real_lc']:.0f}. "
+        "Overlays: red high confidence, blue low confidence, green final (left: UGS-Net, right: radiologists)."
+    )
     report(progress, 1.0, "UGS-Net demo done")
-    return DemoSection("UGS-Net: nodules with the Multi-Confidence Mask", text,
-                       images=[folder / "mcm_overlays.png", folder / "hu_density.png"],
-                       files=[seg, folder / "metrics.json"], tables=[table, nodules])
+    return DemoSection(
+        "UGS-Net: nodules with the Multi-Confidence Mask",
+        text,
+        images=[folder / "mcm_overlays.png", folder / "hu_density.png"],
+        files=[seg, folder / "metrics.json"],
+        tables=[table, nodules],
+    )

@@ -56,8 +56,12 @@ def region_hu(images_hu: np.ndarray, regions: ConfidenceMasks, crops: CropSet) -
     """HU values of every pixel in the predicted and real HC and LC regions (real: the readers' MCM)."""
     real_high = crops.intersection
     real_low = crops.union & ~real_high
-    return {"predicted_hc": images_hu[regions.high], "predicted_lc": images_hu[regions.low],
-            "real_hc": images_hu[real_high], "real_lc": images_hu[real_low]}
+    return {
+        "predicted_hc": images_hu[regions.high],
+        "predicted_lc": images_hu[regions.low],
+        "real_hc": images_hu[real_high],
+        "real_lc": images_hu[real_low],
+    }
 
 
 def hu_summary(values: dict[str, np.ndarray]) -> dict[str, float]:
@@ -70,8 +74,9 @@ def hu_summary(values: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def hu_density_curves(values: dict[str, np.ndarray], grid: np.ndarray | None = None, max_samples: int = 20000,
-                      seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def hu_density_curves(
+    values: dict[str, np.ndarray], grid: np.ndarray | None = None, max_samples: int = 20000, seed: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Gaussian kernel density of HU per region (Fig. 8) on ``grid`` (default -1100..500 HU)."""
     grid = np.linspace(-1100, 500, 321) if grid is None else grid
     rng = np.random.default_rng(seed)
@@ -86,16 +91,26 @@ def hu_density_curves(values: dict[str, np.ndarray], grid: np.ndarray | None = N
 
 def save_hu_density_png(path: Path, grid: np.ndarray, curves: dict[str, np.ndarray], title: str) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    styles = {"real_hc": ("red", "-"), "real_lc": ("blue", "-"), "predicted_hc": ("red", "--"),
-              "predicted_lc": ("blue", "--")}
+    styles = {
+        "real_hc": ("red", "-"),
+        "real_lc": ("blue", "-"),
+        "predicted_hc": ("red", "--"),
+        "predicted_lc": ("blue", "--"),
+    }
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     for name, curve in curves.items():
         color, line = styles.get(name, ("black", "-"))
-        ax.plot(grid, curve, color=color, linestyle=line, label=name.replace("_", " ").upper().replace("REAL", "real")
-                .replace("PREDICTED", "predicted"))
+        ax.plot(
+            grid,
+            curve,
+            color=color,
+            linestyle=line,
+            label=name.replace("_", " ").upper().replace("REAL", "real").replace("PREDICTED", "predicted"),
+        )
     ax.set_xlabel("HU")
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=9)
@@ -106,9 +121,12 @@ def save_hu_density_png(path: Path, grid: np.ndarray, curves: dict[str, np.ndarr
     return path
 
 
-def complex_nodule_validation(baseline_dice: np.ndarray, model_rows: list[dict[str, float]],
-                              baseline_rows: list[dict[str, float]],
-                              thresholds=COMPLEX_THRESHOLDS) -> list[dict[str, float]]:
+def complex_nodule_validation(
+    baseline_dice: np.ndarray,
+    model_rows: list[dict[str, float]],
+    baseline_rows: list[dict[str, float]],
+    thresholds=COMPLEX_THRESHOLDS,
+) -> list[dict[str, float]]:
     """Table III protocol: crops where the baseline's Dice vs Label1 is <= t; both models' mean Dice/IoU there."""
     out = []
     for t in thresholds:
@@ -116,8 +134,9 @@ def complex_nodule_validation(baseline_dice: np.ndarray, model_rows: list[dict[s
         row = {"threshold": t, "crops": int(len(chosen))}
         for prefix, rows in (("baseline", baseline_rows), ("model", model_rows)):
             for metric in ("dice", "iou"):
-                row[f"{prefix}_{metric}"] = float(np.mean([rows[i][f"{metric}_label1"] for i in chosen])) \
-                    if len(chosen) else float("nan")
+                row[f"{prefix}_{metric}"] = (
+                    float(np.mean([rows[i][f"{metric}_label1"] for i in chosen])) if len(chosen) else float("nan")
+                )
         out.append(row)
     return out
 

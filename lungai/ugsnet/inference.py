@@ -23,15 +23,21 @@ class ConfidenceMasks:
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, images_hu: np.ndarray, *, device: torch.device | str = "cpu",
-                          batch_size: int = 32, progress: ProgressCallback | None = None,
-                          cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
+def predict_probabilities(
+    model: nn.Module,
+    images_hu: np.ndarray,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, np.ndarray]:
     """Sigmoid outputs of every head of ``model`` for HU crops (N, H, W) on the input grid -> {head: (N, H, W)}."""
     model.eval().to(device)
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images_hu), batch_size):
         check_cancel(cancel)
-        x = torch.from_numpy(normalise_hu(images_hu[start:start + batch_size])[:, None]).to(device)
+        x = torch.from_numpy(normalise_hu(images_hu[start : start + batch_size])[:, None]).to(device)
         for name, logits in model(x).items():
             outputs.setdefault(name, []).append(torch.sigmoid(logits)[:, 0].float().cpu().numpy())
         report(progress, min(1.0, (start + batch_size) / len(images_hu)), "segmenting nodules")

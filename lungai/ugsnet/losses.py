@@ -31,14 +31,15 @@ def per_sample_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: flo
     return 1.0 - (2.0 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
 
 
-def annotation_fusion_loss(logits: torch.Tensor, masks: torch.Tensor, n_readers: torch.Tensor,
-                           fusion: str = "bce") -> torch.Tensor:
+def annotation_fusion_loss(
+    logits: torch.Tensor, masks: torch.Tensor, n_readers: torch.Tensor, fusion: str = "bce"
+) -> torch.Tensor:
     """Multiple Annotation Fusion Loss Phi (Eq. 3): per sample, the mean of the loss between ``logits``
     (B, 1, H, W) and each real mask in ``masks`` (B, R, H, W); padded slots (index >= n_readers) are ignored.
     Returns the batch mean (scalar)."""
     loss_fn = {"bce": per_sample_bce, "dice": per_sample_dice_loss}[fusion]
     b, r = masks.shape[:2]
-    valid = reader_validity(n_readers, r).float()                               # (B, R)
+    valid = reader_validity(n_readers, r).float()  # (B, R)
     if torch.any(valid.sum(1) == 0):
         raise ValueError("Every training sample needs at least one real annotation (n_readers >= 1).")
     expanded = logits.unsqueeze(1).expand(-1, r, -1, -1, -1).reshape(b * r, 1, *logits.shape[-2:])
@@ -46,8 +47,9 @@ def annotation_fusion_loss(logits: torch.Tensor, masks: torch.Tensor, n_readers:
     return ((losses * valid).sum(1) / valid.sum(1)).mean()
 
 
-def pick_random_annotation(masks: torch.Tensor, n_readers: torch.Tensor,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+def pick_random_annotation(
+    masks: torch.Tensor, n_readers: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """One real annotation per sample, uniformly among its n_readers: (B, R, H, W) -> (B, 1, H, W)."""
     draw = torch.rand(len(n_readers), generator=generator, device=masks.device if generator is None else "cpu")
     index = (draw.to(masks.device) * n_readers.float()).long().clamp(max=n_readers - 1)
@@ -66,7 +68,7 @@ class UGSNetLoss:
     alpha_uni: float = 0.5
     alpha_final: float = 1.0
     fusion: str = "bce"
-    annotations: str = "all"   # "all": fusion loss (UGS-Net); "random": one random annotation (UGS-Net-V1)
+    annotations: str = "all"  # "all": fusion loss (UGS-Net); "random": one random annotation (UGS-Net-V1)
 
     def __post_init__(self):
         if self.fusion not in ("bce", "dice"):
@@ -76,8 +78,10 @@ class UGSNetLoss:
 
     def __call__(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
         masks, n_readers = batch["masks"], batch["n_readers"]
-        mcm = (per_sample_bce(outputs["union"], batch["union"]).mean()
-               + per_sample_bce(outputs["intersection"], batch["intersection"]).mean())
+        mcm = (
+            per_sample_bce(outputs["union"], batch["union"]).mean()
+            + per_sample_bce(outputs["intersection"], batch["intersection"]).mean()
+        )
         if self.annotations == "all":
             phi_a = annotation_fusion_loss(outputs["uni"], masks, n_readers, self.fusion)
             phi_b = annotation_fusion_loss(outputs["final"], masks, n_readers, self.fusion)

@@ -12,17 +12,16 @@ branches ``features[0] // 2`` (the paper's 64 -> 32), so small widths scale R do
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from lungai.architectures import register_architecture
-from lungai.ugsnet.blocks import (AttentionGate, DoubleConv, FeatureAwareAttentionBlock, GaborFilter, OtsuFilter,
-                                  UpConv)
+from lungai.ugsnet.blocks import AttentionGate, DoubleConv, FeatureAwareAttentionBlock, GaborFilter, OtsuFilter, UpConv
 
 PAPER_FEATURES = (64, 128, 256, 512, 1024)
-DEMO_FEATURES = (8, 16, 32, 64, 128)   # bundled weights and benchmark (CPU budget)
+DEMO_FEATURES = (8, 16, 32, 64, 128)  # bundled weights and benchmark (CPU budget)
 
 
 class AttentionUNetBackbone(nn.Module):
@@ -35,14 +34,18 @@ class AttentionUNetBackbone(nn.Module):
     def __init__(self, in_channels: int = 1, features: Sequence[int] = PAPER_FEATURES, attention: bool = True):
         super().__init__()
         features = tuple(int(f) for f in features)
-        self.encoders = nn.ModuleList([DoubleConv(in_channels, features[0])] + [
-            DoubleConv(features[i - 1], features[i]) for i in range(1, len(features))])
+        self.encoders = nn.ModuleList(
+            [DoubleConv(in_channels, features[0])]
+            + [DoubleConv(features[i - 1], features[i]) for i in range(1, len(features))]
+        )
         self.pool = nn.MaxPool2d(2)
         self.ups = nn.ModuleList([UpConv(features[i], features[i - 1]) for i in range(len(features) - 1, 0, -1)])
-        self.gates = nn.ModuleList([AttentionGate(features[i - 1]) if attention else nn.Identity()
-                                    for i in range(len(features) - 1, 0, -1)])
-        self.decoders = nn.ModuleList([DoubleConv(2 * features[i - 1], features[i - 1])
-                                       for i in range(len(features) - 1, 0, -1)])
+        self.gates = nn.ModuleList(
+            [AttentionGate(features[i - 1]) if attention else nn.Identity() for i in range(len(features) - 1, 0, -1)]
+        )
+        self.decoders = nn.ModuleList(
+            [DoubleConv(2 * features[i - 1], features[i - 1]) for i in range(len(features) - 1, 0, -1)]
+        )
         self.attention = attention
         self.out_channels = features[0]
 
@@ -81,19 +84,24 @@ class UncertaintyAwareModule(nn.Module):
         half = max(channels // 2, 1)
 
         def branch() -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(channels, half, 3, padding=1, bias=False), nn.BatchNorm2d(half),
-                                 nn.ReLU(inplace=True))
+            return nn.Sequential(
+                nn.Conv2d(channels, half, 3, padding=1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True)
+            )
 
         self.branches = nn.ModuleDict({"lc": branch(), "hc": branch(), "uni": branch()})
-        self.heads = nn.ModuleDict({"union": nn.Conv2d(half, 1, 1), "intersection": nn.Conv2d(half, 1, 1),
-                                    "uni": nn.Conv2d(half, 1, 1)})
+        self.heads = nn.ModuleDict(
+            {"union": nn.Conv2d(half, 1, 1), "intersection": nn.Conv2d(half, 1, 1), "uni": nn.Conv2d(half, 1, 1)}
+        )
         self.branch_channels = half
 
     def forward(self, r: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Returns ({lc, hc, uni}: (B, C/2, H, W) features, {union, intersection, uni}: (B, 1, H, W) logits)."""
         feats = {name: branch(r) for name, branch in self.branches.items()}
-        logits = {"union": self.heads["union"](feats["lc"]), "intersection": self.heads["intersection"](feats["hc"]),
-                  "uni": self.heads["uni"](feats["uni"])}
+        logits = {
+            "union": self.heads["union"](feats["lc"]),
+            "intersection": self.heads["intersection"](feats["hc"]),
+            "uni": self.heads["uni"](feats["uni"]),
+        }
         return feats, logits
 
 
@@ -107,18 +115,21 @@ class IntersectionUnionConstrainingModule(nn.Module):
     forward(r (B, C, H, W), feats {lc, hc, uni} (B, C/2, H, W)) -> (R_Aug (B, 3C, H, W), {z: s_z (B, 1, H, W)}).
     """
 
-    def __init__(self, branch_channels: int, gabor_orientations: int = 4, gabor_kernel_size: int = 7,
-                 attention_pool: int = 8):
+    def __init__(
+        self, branch_channels: int, gabor_orientations: int = 4, gabor_kernel_size: int = 7, attention_pool: int = 8
+    ):
         super().__init__()
 
         def gabor() -> GaborFilter:
             return GaborFilter(branch_channels, gabor_orientations, gabor_kernel_size)
 
-        self.blocks = nn.ModuleDict({
-            "uni": FeatureAwareAttentionBlock(branch_channels, gabor(), attention_pool),
-            "lc": FeatureAwareAttentionBlock(branch_channels, gabor(), attention_pool),
-            "hc": FeatureAwareAttentionBlock(branch_channels, OtsuFilter(), attention_pool),
-        })
+        self.blocks = nn.ModuleDict(
+            {
+                "uni": FeatureAwareAttentionBlock(branch_channels, gabor(), attention_pool),
+                "lc": FeatureAwareAttentionBlock(branch_channels, gabor(), attention_pool),
+                "hc": FeatureAwareAttentionBlock(branch_channels, OtsuFilter(), attention_pool),
+            }
+        )
 
     def forward(self, r: torch.Tensor, feats: dict[str, torch.Tensor]):
         augmented, distances = [], {}
@@ -139,15 +150,25 @@ class UGSNet(nn.Module):
     1x1 logit (as V1's fusion). Output logits {"final", "union", "intersection", "uni"}, each (B, 1, H, W).
     """
 
-    def __init__(self, in_channels: int = 1, features: Sequence[int] = PAPER_FEATURES, iucm: bool = True,
-                 gabor_orientations: int = 4, gabor_kernel_size: int = 7, attention_pool: int = 8):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        features: Sequence[int] = PAPER_FEATURES,
+        iucm: bool = True,
+        gabor_orientations: int = 4,
+        gabor_kernel_size: int = 7,
+        attention_pool: int = 8,
+    ):
         super().__init__()
         self.backbone = AttentionUNetBackbone(in_channels, features, attention=True)
         channels = self.backbone.out_channels
         self.uam = UncertaintyAwareModule(channels)
         half = self.uam.branch_channels
-        self.iucm = IntersectionUnionConstrainingModule(half, gabor_orientations, gabor_kernel_size,
-                                                        attention_pool) if iucm else None
+        self.iucm = (
+            IntersectionUnionConstrainingModule(half, gabor_orientations, gabor_kernel_size, attention_pool)
+            if iucm
+            else None
+        )
         fused = channels + (3 * 2 * half if iucm else 3 * half)
         self.fusion = nn.Sequential(DoubleConv(fused, channels), nn.Conv2d(channels, 1, 1))
 
@@ -169,10 +190,21 @@ def multi_confidence_mask(union_logits: torch.Tensor, intersection_logits: torch
 
 
 @register_architecture("ugsnet")
-def build_ugsnet(in_channels: int = 1, features: Sequence[int] = PAPER_FEATURES, gabor_orientations: int = 4,
-                 gabor_kernel_size: int = 7, attention_pool: int = 8) -> UGSNet:
-    return UGSNet(in_channels, features, iucm=True, gabor_orientations=gabor_orientations,
-                  gabor_kernel_size=gabor_kernel_size, attention_pool=attention_pool)
+def build_ugsnet(
+    in_channels: int = 1,
+    features: Sequence[int] = PAPER_FEATURES,
+    gabor_orientations: int = 4,
+    gabor_kernel_size: int = 7,
+    attention_pool: int = 8,
+) -> UGSNet:
+    return UGSNet(
+        in_channels,
+        features,
+        iucm=True,
+        gabor_orientations=gabor_orientations,
+        gabor_kernel_size=gabor_kernel_size,
+        attention_pool=attention_pool,
+    )
 
 
 @register_architecture("ugsnet_v1")

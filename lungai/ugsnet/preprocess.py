@@ -25,8 +25,12 @@ def normalise_hu(image_hu: np.ndarray, window: tuple[float, float] = HU_WINDOW) 
     return ((np.clip(np.asarray(image_hu, dtype=np.float32), low, high) - low) / (high - low)).astype(np.float32)
 
 
-def patch_coordinates(center_rc: tuple[float, float], spacing_in_mm: float | tuple[float, float],
-                      spacing_out_mm: float = INPUT_SPACING_MM, size: int = INPUT_SIZE) -> np.ndarray:
+def patch_coordinates(
+    center_rc: tuple[float, float],
+    spacing_in_mm: float | tuple[float, float],
+    spacing_out_mm: float = INPUT_SPACING_MM,
+    size: int = INPUT_SIZE,
+) -> np.ndarray:
     """Fractional (row, col) input-pixel coordinates of a ``size`` x ``size`` output grid.
 
     The output grid is centred on ``center_rc`` (input pixel coordinates); output pixel (r, c) lies at
@@ -39,17 +43,37 @@ def patch_coordinates(center_rc: tuple[float, float], spacing_in_mm: float | tup
     return np.stack(np.meshgrid(rows, cols, indexing="ij"))
 
 
-def resample_patch(image: np.ndarray, center_rc: tuple[float, float], spacing_in_mm: float | tuple[float, float],
-                   *, order: int = 1, spacing_out_mm: float = INPUT_SPACING_MM, size: int = INPUT_SIZE,
-                   mode: str = "nearest") -> np.ndarray:
+def resample_patch(
+    image: np.ndarray,
+    center_rc: tuple[float, float],
+    spacing_in_mm: float | tuple[float, float],
+    *,
+    order: int = 1,
+    spacing_out_mm: float = INPUT_SPACING_MM,
+    size: int = INPUT_SIZE,
+    mode: str = "nearest",
+) -> np.ndarray:
     """Sample a 2-D ``image`` on the patch grid of :func:`patch_coordinates` (outside: nearest edge value)."""
     coords = patch_coordinates(center_rc, spacing_in_mm, spacing_out_mm, size)
     return ndimage.map_coordinates(np.asarray(image, dtype=np.float32), coords, order=order, mode=mode)
 
 
-def resample_mask(mask: np.ndarray, center_rc: tuple[float, float], spacing_in_mm: float | tuple[float, float],
-                  *, spacing_out_mm: float = INPUT_SPACING_MM, size: int = INPUT_SIZE) -> np.ndarray:
+def resample_mask(
+    mask: np.ndarray,
+    center_rc: tuple[float, float],
+    spacing_in_mm: float | tuple[float, float],
+    *,
+    spacing_out_mm: float = INPUT_SPACING_MM,
+    size: int = INPUT_SIZE,
+) -> np.ndarray:
     """Resample a binary mask (linear interpolation of the indicator, threshold 0.5, zero outside)."""
-    value = resample_patch(mask.astype(np.float32), center_rc, spacing_in_mm, order=1,
-                           spacing_out_mm=spacing_out_mm, size=size, mode="constant")
+    value = resample_patch(
+        mask.astype(np.float32),
+        center_rc,
+        spacing_in_mm,
+        order=1,
+        spacing_out_mm=spacing_out_mm,
+        size=size,
+        mode="constant",
+    )
     return value >= 0.5

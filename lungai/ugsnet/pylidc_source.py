@@ -11,9 +11,9 @@ pylidc's DICOM path configured); functions taking the HU array work without it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -41,8 +41,9 @@ class SelectedNodule:
     diameter_mm: float
 
 
-def keep_nodule(diameters_mm: Sequence[float], min_readers: int = 2,
-                diameter_range_mm: tuple[float, float] = DIAMETER_RANGE_MM) -> bool:
+def keep_nodule(
+    diameters_mm: Sequence[float], min_readers: int = 2, diameter_range_mm: tuple[float, float] = DIAMETER_RANGE_MM
+) -> bool:
     """The paper's rule for one clustered nodule: enough readers and mean diameter in range (inclusive)."""
     if len(diameters_mm) < min_readers:
         return False
@@ -50,9 +51,12 @@ def keep_nodule(diameters_mm: Sequence[float], min_readers: int = 2,
     return diameter_range_mm[0] <= diameter <= diameter_range_mm[1]
 
 
-def select_nodules(scans: Iterable, min_readers: int = 2,
-                   diameter_range_mm: tuple[float, float] = DIAMETER_RANGE_MM,
-                   cancel: CancelToken | None = None) -> list[tuple[object, list, SelectedNodule]]:
+def select_nodules(
+    scans: Iterable,
+    min_readers: int = 2,
+    diameter_range_mm: tuple[float, float] = DIAMETER_RANGE_MM,
+    cancel: CancelToken | None = None,
+) -> list[tuple[object, list, SelectedNodule]]:
     """(scan, annotations, SelectedNodule) for every kept nodule of ``scans`` (pylidc Scan objects)."""
     kept = []
     for scan in scans:
@@ -60,14 +64,24 @@ def select_nodules(scans: Iterable, min_readers: int = 2,
         for cluster in scan.cluster_annotations(verbose=False):
             diameters = [float(a.diameter) for a in cluster]
             if keep_nodule(diameters, min_readers, diameter_range_mm):
-                kept.append((scan, list(cluster), SelectedNodule(
-                    scan.patient_id, scan.series_instance_uid, tuple(int(a.id) for a in cluster),
-                    float(np.mean(diameters)))))
+                kept.append(
+                    (
+                        scan,
+                        list(cluster),
+                        SelectedNodule(
+                            scan.patient_id,
+                            scan.series_instance_uid,
+                            tuple(int(a.id) for a in cluster),
+                            float(np.mean(diameters)),
+                        ),
+                    )
+                )
     return kept
 
 
-def crops_from_nodule(annotations: Sequence, volume_hu: np.ndarray, pixel_spacing_mm: float,
-                      slice_zvals: Sequence[float] | None = None) -> list[dict[str, np.ndarray]]:
+def crops_from_nodule(
+    annotations: Sequence, volume_hu: np.ndarray, pixel_spacing_mm: float, slice_zvals: Sequence[float] | None = None
+) -> list[dict[str, np.ndarray]]:
     """One crop per reader of a nodule. ``volume_hu`` is pylidc's (rows, cols, slices) HU array of the scan.
 
     Returns dicts with ``image_hu`` (71, 71) int16, ``masks`` (4, 71, 71) bool (own reader first, padding
@@ -91,20 +105,33 @@ def crops_from_nodule(annotations: Sequence, volume_hu: np.ndarray, pixel_spacin
             full = np.zeros(volume_hu.shape[:2], bool)
             full[bbox[0], bbox[1]] = reader_masks[reader][:, :, k_local]
             full = np.pad(full, half)
-            masks[slot] = full[centre[0]:centre[0] + CROP_SIZE, centre[1]:centre[1] + CROP_SIZE]
+            masks[slot] = full[centre[0] : centre[0] + CROP_SIZE, centre[1] : centre[1] + CROP_SIZE]
         ids = np.full(4, -1)
-        ids[:len(order)] = [int(annotations[r].id) for r in order]
-        crops.append({
-            "image_hu": padded[centre[0]:centre[0] + CROP_SIZE, centre[1]:centre[1] + CROP_SIZE, k].astype(np.int16),
-            "masks": masks, "n_readers": len(order), "annotation_ids": ids, "slice_index": k,
-            "z_mm": float(slice_zvals[k]) if slice_zvals is not None else float("nan"),
-            "pixel_spacing_mm": float(pixel_spacing_mm),
-        })
+        ids[: len(order)] = [int(annotations[r].id) for r in order]
+        crops.append(
+            {
+                "image_hu": padded[centre[0] : centre[0] + CROP_SIZE, centre[1] : centre[1] + CROP_SIZE, k].astype(
+                    np.int16
+                ),
+                "masks": masks,
+                "n_readers": len(order),
+                "annotation_ids": ids,
+                "slice_index": k,
+                "z_mm": float(slice_zvals[k]) if slice_zvals is not None else float("nan"),
+                "pixel_spacing_mm": float(pixel_spacing_mm),
+            }
+        )
     return crops
 
 
-def build_dataset(out_path: str | Path, *, patient_ids: Sequence[str] | None = None, min_readers: int = 2,
-                  progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
+def build_dataset(
+    out_path: str | Path,
+    *,
+    patient_ids: Sequence[str] | None = None,
+    min_readers: int = 2,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
     """Write a ``lidc_multireader.npz``-format file from the LIDC-IDRI DICOMs (pylidc must find them)."""
     pylidc, _ = _pylidc()
     query = pylidc.query(pylidc.Scan)
@@ -120,10 +147,12 @@ def build_dataset(out_path: str | Path, *, patient_ids: Sequence[str] | None = N
         try:
             volume = scan.to_volume(verbose=False)
         except Exception as exc:
-            raise LungAIError(f"pylidc could not load the DICOMs of {scan.patient_id}: {exc}. Configure pylidc's "
-                              "path (~/.pylidcrc) to your LIDC-IDRI download.") from exc
-        for _, annotations, nodule in nodules:
-            for crop in crops_from_nodule(annotations, volume, float(scan.pixel_spacing), scan.slice_zvals):
+            raise LungAIError(
+                f"pylidc could not load the DICOMs of {scan.patient_id}: {exc}. Configure pylidc's "
+                "path (~/.pylidcrc) to your LIDC-IDRI download."
+            ) from exc
+        for _, nodule_annotations, _nodule in nodules:
+            for crop in crops_from_nodule(nodule_annotations, volume, float(scan.pixel_spacing), scan.slice_zvals):
                 crop.update(patient_id=scan.patient_id, series_uid=scan.series_instance_uid)
                 for key, value in crop.items():
                     rows.setdefault(key, []).append(value)

@@ -19,8 +19,13 @@ def load_sample() -> dict[str, np.ndarray]:
     return load_npz(sample_path())
 
 
-def crop_volume(arrays: dict[str, np.ndarray], index: int, slices: int = 1, slice_thickness_mm: float = 2.5,
-                origin=(-120.0, -150.0, -200.0)) -> tuple[Volume, np.ndarray]:
+def crop_volume(
+    arrays: dict[str, np.ndarray],
+    index: int,
+    slices: int = 1,
+    slice_thickness_mm: float = 2.5,
+    origin=(-120.0, -150.0, -200.0),
+) -> tuple[Volume, np.ndarray]:
     """A CT Volume made of crop ``index`` (repeated over ``slices`` axial slices) in LPS with the crop's pixel
     spacing, and the RAS point at the crop centre on the middle slice (where the nodule is)."""
     image = arrays["image_hu"][index].astype(np.int16)

@@ -10,7 +10,8 @@ minus HC, each restricted to the connected region that holds the final nodule.
 Bad input: a point outside the volume, a non-axial volume or in-plane spacing coarser than
 ``MAX_INPLANE_SPACING_MM`` raise InputError before any work; a point whose surroundings hold almost no lung
 parenchyma, a nodule that reaches the volume's edge, slices thicker than ``THICK_SLICE_MM`` or no nodule
-found at the point (nothing predicted, or only air) are reported per nodule in ``NoduleResult.warnings`` (and the table).
+found at the point (nothing predicted, or only air) are reported per nodule in ``NoduleResult.warnings``
+(and the table).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class NoduleResult:
     point_ras: tuple[float, float, float]
     point_ijk: tuple[float, float, float]
     first_slice: int
-    masks: dict[str, np.ndarray]                      # name -> (slices, y, x) bool
+    masks: dict[str, np.ndarray]  # name -> (slices, y, x) bool
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -55,7 +56,7 @@ class NoduleResult:
     def full_mask(self, name: str, shape: tuple[int, int, int]) -> np.ndarray:
         """The region ``name`` (final, high, low, union) as a (z, y, x) mask of the whole volume."""
         full = np.zeros(shape, bool)
-        full[self.first_slice:self.first_slice + len(self.masks[name])] = self.masks[name]
+        full[self.first_slice : self.first_slice + len(self.masks[name])] = self.masks[name]
         return full
 
 
@@ -69,8 +70,10 @@ def check_volume_and_points(volume: Volume, points_ras) -> np.ndarray:
     """Validate the CT and every point; returns the points' voxel indices (P, 3) in (i, j, k)."""
     validate_ct(volume, max_spacing_mm=MAX_INPLANE_SPACING_MM)
     if not volume.is_axial():
-        raise InputError("UGS-Net segments axial slices, but this volume's slices are not axial; resample it to an "
-                         "axial orientation first (Resample Scalar/Vector/DWI Volume or Crop Volume).")
+        raise InputError(
+            "UGS-Net segments axial slices, but this volume's slices are not axial; resample it to an "
+            "axial orientation first (Resample Scalar/Vector/DWI Volume or Crop Volume)."
+        )
     points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
     if len(points) == 0:
         raise InputError("No nodule points were given; place one point on each nodule.")
@@ -80,9 +83,11 @@ def check_volume_and_points(volume: Volume, points_ras) -> np.ndarray:
         if np.any(index < -0.5) or np.any(index > shape_ijk - 0.5):
             corners = [volume.ijk_to_ras() @ np.array([*c, 1.0]) for c in ([0, 0, 0], list(shape_ijk - 1))]
             low, high = np.minimum(corners[0], corners[1])[:3], np.maximum(corners[0], corners[1])[:3]
-            raise InputError(f"Point {n} at RAS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm lies outside the volume "
-                             f"(RAS from {np.round(low, 1).tolist()} to {np.round(high, 1).tolist()} mm); "
-                             "move it onto the nodule.")
+            raise InputError(
+                f"Point {n} at RAS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm lies outside the volume "
+                f"(RAS from {np.round(low, 1).tolist()} to {np.round(high, 1).tolist()} mm); "
+                "move it onto the nodule."
+            )
     return ijk
 
 
@@ -93,15 +98,20 @@ def _slice_probabilities(model, volume: Volume, k: int, center_rc, device) -> tu
     probabilities = predict_probabilities(model, patch[None], device=device)
     rows, cols = volume.shape[1:]
     grid_r, grid_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    to_patch = [(grid_r - center_rc[0]) * spacing_rc[0] / INPUT_SPACING_MM + (INPUT_SIZE - 1) / 2.0,
-                (grid_c - center_rc[1]) * spacing_rc[1] / INPUT_SPACING_MM + (INPUT_SIZE - 1) / 2.0]
-    back = {name: ndimage.map_coordinates(p[0], to_patch, order=1, mode="constant", cval=0.0)
-            for name, p in probabilities.items()}
+    to_patch = [
+        (grid_r - center_rc[0]) * spacing_rc[0] / INPUT_SPACING_MM + (INPUT_SIZE - 1) / 2.0,
+        (grid_c - center_rc[1]) * spacing_rc[1] / INPUT_SPACING_MM + (INPUT_SIZE - 1) / 2.0,
+    ]
+    back = {
+        name: ndimage.map_coordinates(p[0], to_patch, order=1, mode="constant", cval=0.0)
+        for name, p in probabilities.items()
+    }
     return back, patch
 
 
-def _regions(prob: dict[str, np.ndarray], keep: np.ndarray, threshold: float,
-             slice_hu: np.ndarray) -> dict[str, np.ndarray] | None:
+def _regions(
+    prob: dict[str, np.ndarray], keep: np.ndarray, threshold: float, slice_hu: np.ndarray
+) -> dict[str, np.ndarray] | None:
     """Binary regions of one slice, restricted to the final component(s) overlapping ``keep``.
 
     None when nothing overlaps ``keep`` or when the region is air (mean below ``MIN_NODULE_HU``): the network
@@ -121,9 +131,18 @@ def _regions(prob: dict[str, np.ndarray], keep: np.ndarray, threshold: float,
     return {"final": final, "high": high, "low": union & ~high, "union": union}
 
 
-def segment_nodules(volume: Volume, points_ras, model: torch.nn.Module, *, device: str | torch.device = "cpu",
-                    threshold: float = 0.5, max_extent_mm: float = 40.0, seed_radius_mm: float = 3.0,
-                    progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> list[NoduleResult]:
+def segment_nodules(
+    volume: Volume,
+    points_ras,
+    model: torch.nn.Module,
+    *,
+    device: str | torch.device = "cpu",
+    threshold: float = 0.5,
+    max_extent_mm: float = 40.0,
+    seed_radius_mm: float = 3.0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> list[NoduleResult]:
     """Segment the nodule at each RAS point. See the module docstring for the procedure and warnings."""
     ijk = check_volume_and_points(volume, points_ras)
     model.eval().to(device)
@@ -137,14 +156,18 @@ def segment_nodules(volume: Volume, points_ras, model: torch.nn.Module, *, devic
         k0, center = int(round(k)), (float(j), float(i))
         warnings = []
         if sz > THICK_SLICE_MM:
-            warnings.append(f"slices are {sz:.1f} mm thick (> {THICK_SLICE_MM:g} mm): volumes and the slice range are coarse")
+            warnings.append(
+                f"slices are {sz:.1f} mm thick (> {THICK_SLICE_MM:g} mm): volumes and the slice range are coarse"
+            )
         rr, cc = np.ogrid[:rows, :cols]
-        seed = ((rr - j) * sy) ** 2 + ((cc - i) * sx) ** 2 <= seed_radius_mm ** 2
+        seed = ((rr - j) * sy) ** 2 + ((cc - i) * sx) ** 2 <= seed_radius_mm**2
         prob, patch = _slice_probabilities(model, volume, k0, center, device)
         lung = np.mean((patch > LUNG_HU_RANGE[0]) & (patch < LUNG_HU_RANGE[1]))
         if lung < MIN_LUNG_FRACTION:
-            warnings.append(f"the point seems outside the lungs: only {100 * lung:.0f}% of the 35 mm window around "
-                            "it is lung parenchyma")
+            warnings.append(
+                f"the point seems outside the lungs: only {100 * lung:.0f}% of the 35 mm window around "
+                "it is lung parenchyma"
+            )
         half_fov = (INPUT_SIZE / 2) * INPUT_SPACING_MM
         if min(j * sy, i * sx, (rows - 1 - j) * sy, (cols - 1 - i) * sx) < half_fov:
             warnings.append("the point is near the volume's in-plane edge: the crop was padded with edge values")
@@ -171,10 +194,20 @@ def segment_nodules(volume: Volume, points_ras, model: torch.nn.Module, *, devic
                     previous, kk = found["final"], kk + step
                 else:
                     if not 0 <= kk < slices:
-                        warnings.append(f"the nodule reaches the volume's {'first' if step < 0 else 'last'} slice: "
-                                        "its volume may be truncated")
-        results.append(NoduleResult(n, tuple(float(v) for v in point), (float(i), float(j), float(k)), first,
-                                    {name: m[first:last + 1].copy() for name, m in masks.items()}, warnings))
+                        warnings.append(
+                            f"the nodule reaches the volume's {'first' if step < 0 else 'last'} slice: "
+                            "its volume may be truncated"
+                        )
+        results.append(
+            NoduleResult(
+                n,
+                tuple(float(v) for v in point),
+                (float(i), float(j), float(k)),
+                first,
+                {name: m[first : last + 1].copy() for name, m in masks.items()},
+                warnings,
+            )
+        )
     report(progress, 1.0, "done")
     return results
 
@@ -196,20 +229,22 @@ def nodule_table_rows(volume: Volume, results: list[NoduleResult]) -> list[dict]
     rows = []
     for result in results:
         m = result.masks
-        hu = volume.array[result.first_slice:result.first_slice + len(m["final"])]
+        hu = volume.array[result.first_slice : result.first_slice + len(m["final"])]
         union = int(m["union"].sum())
-        rows.append({
-            "nodule": f"Nodule {result.number}",
-            "volume_final_mm3": round(float(m["final"].sum()) * voxel, 2),
-            "volume_high_confidence_mm3": round(float(m["high"].sum()) * voxel, 2),
-            "volume_union_mm3": round(union * voxel, 2),
-            "low_confidence_fraction": round(float(m["low"].sum()) / union, 4) if union else 0.0,
-            "longest_axial_diameter_mm": round(longest_axial_diameter_mm(m["final"], volume.spacing[:2]), 2),
-            "mean_hu_high_confidence": round(float(hu[m["high"]].mean()), 1) if m["high"].any() else float("nan"),
-            "mean_hu_low_confidence": round(float(hu[m["low"]].mean()), 1) if m["low"].any() else float("nan"),
-            "slices": ",".join(str(s) for s in result.slices),
-            "warnings": "; ".join(result.warnings),
-        })
+        rows.append(
+            {
+                "nodule": f"Nodule {result.number}",
+                "volume_final_mm3": round(float(m["final"].sum()) * voxel, 2),
+                "volume_high_confidence_mm3": round(float(m["high"].sum()) * voxel, 2),
+                "volume_union_mm3": round(union * voxel, 2),
+                "low_confidence_fraction": round(float(m["low"].sum()) / union, 4) if union else 0.0,
+                "longest_axial_diameter_mm": round(longest_axial_diameter_mm(m["final"], volume.spacing[:2]), 2),
+                "mean_hu_high_confidence": round(float(hu[m["high"]].mean()), 1) if m["high"].any() else float("nan"),
+                "mean_hu_low_confidence": round(float(hu[m["low"]].mean()), 1) if m["low"].any() else float("nan"),
+                "slices": ",".join(str(s) for s in result.slices),
+                "warnings": "; ".join(result.warnings),
+            }
+        )
     return rows
 
 
@@ -227,6 +262,12 @@ def nodule_segments(results: list[NoduleResult], shape: tuple[int, int, int], fi
         number = first_number + offset
         for region in ("final", "high", "low"):
             masks.append(result.full_mask(region, shape))
-            specs.append(SegmentSpec(f"Nodule {number}{SEGMENT_SUFFIX[region]}", len(specs) + 1, NODULE_COLORS[region],
-                                     TERMINOLOGY_NODULE))
+            specs.append(
+                SegmentSpec(
+                    f"Nodule {number}{SEGMENT_SUFFIX[region]}",
+                    len(specs) + 1,
+                    NODULE_COLORS[region],
+                    TERMINOLOGY_NODULE,
+                )
+            )
     return masks, specs

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -60,9 +60,13 @@ class UGSNetTask:
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, float]:
         out = model(batch["image"])
         total, parts = self.loss(out, batch)
-        return {"loss": float(total), "dice": batch_dice(out["final"], batch["label1"]),
-                "dice_union": batch_dice(out["union"], batch["union"]),
-                "dice_intersection": batch_dice(out["intersection"], batch["intersection"]), **parts}
+        return {
+            "loss": float(total),
+            "dice": batch_dice(out["final"], batch["label1"]),
+            "dice_union": batch_dice(out["union"], batch["union"]),
+            "dice_intersection": batch_dice(out["intersection"], batch["intersection"]),
+            **parts,
+        }
 
 
 @dataclass
@@ -74,8 +78,10 @@ class Label1Task:
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, float]:
         logits = model(batch["image"])["final"]
-        return {"loss": float(F.binary_cross_entropy_with_logits(logits, batch["label1"])),
-                "dice": batch_dice(logits, batch["label1"])}
+        return {
+            "loss": float(F.binary_cross_entropy_with_logits(logits, batch["label1"])),
+            "dice": batch_dice(logits, batch["label1"]),
+        }
 
 
 def make_task(kind: str, fusion: str = "bce", alphas: tuple[float, float, float] = (0.5, 0.5, 1.0)):

@@ -8,8 +8,8 @@ the same for all four models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,8 +19,17 @@ from lungai.training import TrainConfig, TrainResult, train
 from lungai.ugsnet.data import CropDataset, CropSet, patient_folds
 from lungai.ugsnet.task import MODELS, build_model, make_task, model_config
 
-PAPER_TRAIN = TrainConfig(epochs=200, batch_size=32, optimizer="sgd", lr=1e-5, momentum=0.9, weight_decay=1e-4,
-                          scheduler="sgdr", sgdr_t0=50, monitor="dice")
+PAPER_TRAIN = TrainConfig(
+    epochs=200,
+    batch_size=32,
+    optimizer="sgd",
+    lr=1e-5,
+    momentum=0.9,
+    weight_decay=1e-4,
+    scheduler="sgdr",
+    sgdr_t0=50,
+    monitor="dice",
+)
 BUDGET_TRAIN = TrainConfig(epochs=10, batch_size=16, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="dice")
 
 
@@ -34,18 +43,36 @@ def split_by_patient(crops: CropSet, test_fold: int | None, n_folds: int = 5, se
     return np.nonzero(folds != test_fold)[0], np.nonzero(folds == test_fold)[0]
 
 
-def train_model(kind: str, crops: CropSet, train_rows: np.ndarray, *, features: Sequence[int],
-                config: TrainConfig = BUDGET_TRAIN, fusion: str = "bce", training_data: str = "",
-                val_rows: np.ndarray | None = None, progress: ProgressCallback | None = None,
-                cancel: CancelToken | None = None) -> tuple[torch.nn.Module, TrainResult]:
+def train_model(
+    kind: str,
+    crops: CropSet,
+    train_rows: np.ndarray,
+    *,
+    features: Sequence[int],
+    config: TrainConfig = BUDGET_TRAIN,
+    fusion: str = "bce",
+    training_data: str = "",
+    val_rows: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[torch.nn.Module, TrainResult]:
     """Train model ``kind`` (see :data:`lungai.ugsnet.task.MODELS`) on ``crops[train_rows]``."""
     torch.manual_seed(config.seed)
     model = build_model(kind, features)
     train_set = CropDataset(crops.subset(train_rows), augment=True, seed=config.seed)
     val_set = CropDataset(crops.subset(val_rows)) if val_rows is not None and len(val_rows) else None
-    result = train(model, make_task(kind, fusion), train_set, val_set, config, model_name=MODELS[kind],
-                   model_config=model_config(kind, features), training_data=training_data, progress=progress,
-                   cancel=cancel)
+    result = train(
+        model,
+        make_task(kind, fusion),
+        train_set,
+        val_set,
+        config,
+        model_name=MODELS[kind],
+        model_config=model_config(kind, features),
+        training_data=training_data,
+        progress=progress,
+        cancel=cancel,
+    )
     return model, result
 
 
