@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from lungai.architectures import register_architecture
+from lungai.blocks import ConvBNReLU, DoubleConv
 
 DEFAULT_DROPOUT = 0.25
 
@@ -51,20 +52,6 @@ class FastDropout(nn.Dropout):
         threshold = round(self.p * 65536) - 32768
         keep = torch.randint(-32768, 32768, x.shape, dtype=torch.int16, device=x.device) >= threshold
         return torch.where(keep, x, 0.0).mul_(1.0 / (1.0 - self.p))
-
-
-class ConvBNReLU(nn.Sequential):
-    """3x3 convolution, BatchNorm, ReLU. (B, c_in, H, W) -> (B, c_out, H, W)."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class EncoderBlock(nn.Sequential):
-    """Two ConvBNReLU. (B, c_in, H, W) -> (B, c_out, H, W)."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(ConvBNReLU(c_in, c_out), ConvBNReLU(c_out, c_out))
 
 
 class DecoderBlock(nn.Module):
@@ -128,7 +115,7 @@ class ALUNet(nn.Module):
         self.encoders = nn.ModuleList()
         c_prev = in_channels
         for c in channels:
-            self.encoders.append(EncoderBlock(c_prev, c))
+            self.encoders.append(DoubleConv(c_prev, c))
             c_prev = c
         self.pool = nn.MaxPool2d(2)
         # decoders[0] works at the lowest resolution, decoders[-1] at full resolution
