@@ -3,9 +3,27 @@
 A task object supplies ``training_step`` (a scalar loss) and ``validation_step`` (per-batch mean
 metrics); the trainer owns everything else: seeding, optimiser and scheduler from the config,
 mixed precision on CUDA, checkpoints (:mod:`lungai.checkpoint`), resume, best-checkpoint
-selection on ``config.monitor``, a CSV log, progress and cancellation. Started under
+selection on ``config.monitor``, early stopping, a CSV log, progress and cancellation. Started under
 ``torchrun`` (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel: gloo on CPU, nccl on
 CUDA; only rank 0 writes files.
+
+The shared recipe (issue 13), all in :class:`TrainConfig`:
+
+- learning-rate schedule per epoch (:func:`make_scheduler`): ``cosine`` decay to ``min_lr`` over the run;
+  ``sgdr``, cosine annealing with warm restarts (Loshchilov & Hutter, ICLR 2017, Eq. 5): the rate starts at
+  ``lr``, falls along a half cosine to ``min_lr`` and jumps back to ``lr`` every ``sgdr_t0`` epochs (cycles grow by
+  ``sgdr_t_mult``). UGS-Net (seed 001 Sec. IV-A: "SGDR ... learning rate updated every 50 epochs", 200 epochs) is
+  ``scheduler="sgdr", sgdr_t0=50, sgdr_t_mult=1``: the rate is back at ``lr`` at epochs 0, 50, 100, 150. ``step``
+  multiplies by ``gamma`` every ``step_size`` epochs. ``warmup_epochs`` > 0 prepends a linear ramp from
+  ``lr / (warmup_epochs + 1)`` to ``lr``; the schedule then starts from its beginning.
+- early stopping: with ``patience`` set and a validation set, training stops once ``patience`` epochs have
+  passed since the best value of ``monitor``; ``best.pt`` keeps the best epoch, and ``restore_best`` loads its
+  weights into the model at the end.
+- augmentation: datasets that define ``set_epoch(epoch)`` (:class:`lungai.augmentation.AugmentedDataset`) are told
+  the epoch before it starts, so augmentation, like the data order, is a function of (seed, epoch) and a resumed
+  run reproduces the uninterrupted one.
+- determinism: :func:`seed_everything` seeds Python, numpy and torch (and makes cuDNN deterministic); the
+  trainer reseeds per epoch.
 """
 
 from __future__ import annotations
@@ -24,6 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim import lr_scheduler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lungai.checkpoint import load_checkpoint, save_checkpoint, unwrap
@@ -42,8 +61,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     scheduler: str = "none"  # none | cosine | sgdr | step
-    sgdr_t0: int = 50
-    sgdr_t_mult: int = 1
+    sgdr_t0: int = 50  # epochs of the first SGDR cycle
+    sgdr_t_mult: int = 1  # each SGDR cycle is this many times longer than the previous one
+    min_lr: float = 0.0  # floor of the cosine and SGDR schedules
+    warmup_epochs: int = 0  # linear warm-up before the schedule
     step_size: int = 10
     gamma: float = 0.1
     seed: int = 0
@@ -53,6 +74,8 @@ class TrainConfig:
     monitor: str = "dice"
     monitor_mode: str = "max"  # max | min
     val_every: int = 1
+    patience: int | None = None  # early stopping: epochs without a better monitored value; None = off
+    restore_best: bool = False  # load the best epoch's weights into the model when training ends (see train())
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
     out_dir: str | None = None
@@ -72,12 +95,16 @@ class TrainResult:
     best_checkpoint: Path | None
     last_checkpoint: Path | None
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped_epoch: int | None = None  # last epoch trained when early stopping ended the run, else None
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices); cuDNN picks deterministic kernels."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -92,22 +119,30 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     raise LungAIError(f"Unknown optimizer '{config.optimizer}': choose adam, adamw or sgd.")
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Per-epoch learning-rate schedule; ``sgdr`` is cosine annealing with warm restarts."""
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> lr_scheduler.LRScheduler | None:
+    """Per-epoch learning-rate schedule (see the module docstring); stepped once after each epoch."""
     name = config.scheduler.lower()
+    warmup = max(0, config.warmup_epochs)
     if name == "none":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs))
-    if name == "sgdr":
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            optimizer, T_0=max(1, config.sgdr_t0), T_mult=config.sgdr_t_mult
+        schedule = None
+    elif name == "cosine":
+        schedule = lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, config.epochs - warmup), eta_min=config.min_lr
         )
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-    raise LungAIError(f"Unknown scheduler '{config.scheduler}': choose none, cosine, sgdr or step.")
+    elif name == "sgdr":
+        schedule = lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=max(1, config.sgdr_t0), T_mult=config.sgdr_t_mult, eta_min=config.min_lr
+        )
+    elif name == "step":
+        schedule = lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    else:
+        raise LungAIError(f"Unknown scheduler '{config.scheduler}': choose none, cosine, sgdr or step.")
+    if warmup == 0:
+        return schedule
+    ramp = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    if schedule is None:
+        return ramp
+    return lr_scheduler.SequentialLR(optimizer, [ramp, schedule], milestones=[warmup])
 
 
 @dataclass
@@ -188,6 +223,25 @@ def _is_better(value: float, best: float, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+def _out_of_patience(
+    config: TrainConfig, epochs_done: int, best_epoch: int, validating: bool, ddp: _Distributed
+) -> bool:
+    """Early-stopping decision after ``epochs_done`` epochs, taken on rank 0 and shared with every rank."""
+    stop = config.patience is not None and validating and best_epoch > 0 and epochs_done - best_epoch >= config.patience
+    if ddp.world_size > 1 and config.patience is not None:
+        flag = torch.tensor([int(stop)])
+        dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
+
+
+def _set_epoch(datasets: tuple[Dataset | None, ...], epoch: int) -> None:
+    """Tell datasets that draw per-epoch randomness (augmentation) which epoch starts."""
+    for dataset in datasets:
+        if dataset is not None and hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+
+
 def train(
     model: nn.Module,
     task: TrainTask,
@@ -204,8 +258,10 @@ def train(
     """Train ``model`` (built from ``model_name``/``model_config``) and keep the best checkpoint.
 
     For a reproducible initialisation build the model right after ``seed_everything(config.seed)``;
-    the trainer seeds again per epoch for the data order and dropout, so resuming from ``last.pt``
-    continues exactly as the uninterrupted run would have.
+    the trainer seeds again per epoch for the data order and dropout and calls ``set_epoch(epoch)`` on datasets
+    that define it, so resuming from ``last.pt`` continues exactly as the uninterrupted run would have.
+    With ``config.restore_best`` the model ends with the best epoch's weights (after a resume: if no epoch improved,
+    those of ``best.pt`` beside the resumed checkpoint); otherwise with the last epoch's.
     """
     ddp, device = _setup_distributed(config)
     try:
@@ -303,13 +359,20 @@ def _train(
     last_checkpoint = out_dir / "last.pt" if out_dir else None
     done = 0
     header = dict(model_name=model_name, config=model_config, training_data=training_data)
+    best_state = _resumed_best_state(config, best_epoch, device) if config.restore_best else None
+    stopped_epoch = None
     for epoch in range(start_epoch, config.epochs):
+        if _out_of_patience(config, epoch, best_epoch, val_loader is not None, ddp):
+            stopped_epoch = epoch
+            break
         started = time.perf_counter()
-        # Per-epoch seeds make a resumed run draw the same batches and dropout masks as an uninterrupted one.
+        # Per-epoch seeds make a resumed run draw the same batches, augmentations and dropout masks as an
+        # uninterrupted one.
         generator.manual_seed(config.seed + epoch)
         torch.manual_seed(config.seed + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        _set_epoch((train_dataset, val_dataset), epoch)
         model.train()
         loss_sum, seen = 0.0, 0
         for step, batch in enumerate(loader):
@@ -357,6 +420,8 @@ def _train(
                 )
             if _is_better(metrics[config.monitor], best, config.monitor_mode) or best_epoch < 0:
                 improved, best, best_epoch = True, metrics[config.monitor], epoch + 1
+        if improved and config.restore_best:
+            best_state = _copy_state(model)
         if ddp.is_main and out_dir is not None:
             _write_log(out_dir / "log.csv", history)
             if improved:
@@ -375,8 +440,25 @@ def _train(
             )
         if ddp.world_size > 1:
             dist.barrier()
+    if best_state is not None:
+        unwrap(model).load_state_dict(best_state)
     unwrap(model).eval()
-    return TrainResult(best, best_epoch, best_checkpoint, last_checkpoint, history)
+    return TrainResult(best, best_epoch, best_checkpoint, last_checkpoint, history, stopped_epoch)
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in unwrap(model).state_dict().items()}
+
+
+def _resumed_best_state(config: TrainConfig, best_epoch: int, device: torch.device) -> dict[str, Any] | None:
+    """Weights of the best epoch before a resume: ``best.pt`` beside the resumed ``last.pt``, if it is that epoch."""
+    if not config.resume or best_epoch <= 0:
+        return None
+    path = Path(config.resume).with_name("best.pt")
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path, map_location=device)
+    return state.state_dict if state.header.get("metrics", {}).get("epoch") == best_epoch else None
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
