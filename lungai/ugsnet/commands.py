@@ -13,7 +13,7 @@ from lungai.progress import CancelToken, ProgressCallback, report, subrange
 from lungai.ugsnet import evaluation
 from lungai.ugsnet.data import CropSet, load_npz, prepare_crops
 from lungai.ugsnet.inference import confidence_masks, load_ugsnet_model, predict_probabilities
-from lungai.ugsnet.task import MODELS
+from lungai.ugsnet.task import BUDGET_ATTENTION_POOL, MODELS
 from lungai.ugsnet.training import split_by_patient, train_model
 
 
@@ -117,6 +117,7 @@ def run_train(
     fold: int | None,
     fusion: str,
     min_readers: int,
+    attention_pool: int = BUDGET_ATTENTION_POOL,
     register_id: str | None = None,
     command: str = "",
     progress=None,
@@ -137,6 +138,7 @@ def run_train(
         features=features,
         config=config,
         fusion=fusion,
+        attention_pool=attention_pool,
         training_data=data_note,
         progress=subrange(progress, 0.0, 0.9),
         cancel=cancel,
