@@ -18,6 +18,7 @@ from lungai.registry import registry_path
 from lungai.ugsnet.blocks import (
     FeatureAwareAttentionBlockV1,
     GaborFilter,
+    NearestUpsampleConv2d,
     OtsuFilter,
     SelfAttention2d,
     otsu_thresholds,
@@ -188,3 +189,16 @@ def test_checkpoints_keep_their_attention(tmp_path):
     # the bundled model was trained with the pooled attention
     bundled, _ = load_model(registry_path().parent / "ugsnet-lidc-w8.pt")
     assert bundled.iucm.blocks["uni"].attention.pool.kernel_size == 8
+
+
+def test_upsample_conv_at_input_resolution_matches_upsample_then_conv():
+    conv = NearestUpsampleConv2d(5, 3)
+    x = torch.randn(2, 5, 7, 6, requires_grad=True)
+    expected = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), conv.weight, padding=1)
+    got = conv(x)
+    assert got.shape == (2, 3, 14, 12)
+    assert torch.allclose(got, expected, atol=1e-5)
+    grad = torch.randn_like(got)
+    grads = torch.autograd.grad(got, [x, conv.weight], grad)
+    expected_grads = torch.autograd.grad(expected, [x, conv.weight], grad)
+    assert all(torch.allclose(g, e, atol=1e-4) for g, e in zip(grads, expected_grads))

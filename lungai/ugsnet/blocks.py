@@ -25,16 +25,47 @@ class DoubleConv(nn.Sequential):
         )
 
 
-class UpConv(nn.Sequential):
-    """Nearest 2x upsampling + 3x3 conv, BN, ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W)."""
+class NearestUpsampleConv2d(nn.Conv2d):
+    """3x3 convolution (padding 1, no bias) of the 2x nearest-upsampled input, computed at the input resolution.
+
+    Each output pixel (2i + a, 2j + b) sees a 2 x 2 neighbourhood of input pixels, so the 3x3 kernel folds into
+    four 2 x 2 phase kernels (rows and columns of the kernel that fall on the same input pixel are summed):
+    16 instead of 36 multiply-adds per input pixel and channel pair, the same output to float rounding.
+    (B, C_in, H, W) -> (B, C_out, 2H, 2W).
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(in_channels, out_channels, 3, padding=1, bias=False)
+
+    def phase_kernels(self) -> torch.Tensor:
+        """(4 C_out, C_in, 2, 2): for phase (a, b), kernel rows/columns summed onto input offsets (a - 1, a)."""
+        fold = self.weight.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # (phase, offset, tap)
+        kernels = torch.einsum("ary,oiyx,bcx->aboirc", fold, self.weight, fold)
+        return kernels.reshape(4 * self.out_channels, self.in_channels, 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        phases = F.conv2d(F.pad(x, (1, 1, 1, 1)), self.phase_kernels())  # (B, 4 C_out, H + 1, W + 1)
+        phases = phases.view(b, 2, 2, self.out_channels, h + 1, w + 1)
+        out = phases.new_empty(b, self.out_channels, h, 2, w, 2)
+        for row in (0, 1):
+            for col in (0, 1):
+                out[:, :, :, row, :, col] = phases[:, row, col, :, row : row + h, col : col + w]
+        return out.view(b, self.out_channels, 2 * h, 2 * w)
+
+
+class UpConv(nn.Sequential):
+    """Nearest 2x upsampling + 3x3 conv, BN, ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W).
+
+    The upsampling and the conv are one :class:`NearestUpsampleConv2d`; the modules are named 1-3 as when an
+    ``nn.Upsample`` came first, so trained weights keep their keys.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.add_module("1", NearestUpsampleConv2d(in_channels, out_channels))
+        self.add_module("2", nn.BatchNorm2d(out_channels))
+        self.add_module("3", nn.ReLU(inplace=True))
 
 
 class AttentionGate(nn.Module):
