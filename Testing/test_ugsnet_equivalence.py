@@ -23,7 +23,7 @@ from lungai.ugsnet.blocks import (
     SelfAttention2d,
     otsu_thresholds,
 )
-from lungai.ugsnet.networks import UGSNet
+from lungai.ugsnet.networks import UGSNet, UncertaintyAwareModule
 from lungai.ugsnet.task import build_model, model_config
 
 TINY = (4, 8, 16, 32, 64)
@@ -201,4 +201,19 @@ def test_upsample_conv_at_input_resolution_matches_upsample_then_conv():
     grad = torch.randn_like(got)
     grads = torch.autograd.grad(got, [x, conv.weight], grad)
     expected_grads = torch.autograd.grad(expected, [x, conv.weight], grad)
+    assert all(torch.allclose(g, e, atol=1e-4) for g, e in zip(grads, expected_grads))
+
+
+def test_uam_as_one_convolution_matches_three_branches():
+    uam = UncertaintyAwareModule(8).train()
+    twin = copy.deepcopy(uam)
+    r = torch.randn(2, 8, 16, 16, requires_grad=True)
+    feats, logits = uam(r)
+    expected = {name: branch(r) for name, branch in twin.branches.items()}  # each branch on its own
+    assert all(torch.allclose(feats[name], expected[name], atol=1e-5) for name in expected)
+    assert torch.allclose(logits["intersection"], twin.heads["intersection"](expected["hc"]), atol=1e-5)
+    grads = torch.autograd.grad(sum(f.square().sum() for f in feats.values()), [r, uam.branches["hc"][0].weight])
+    expected_grads = torch.autograd.grad(
+        sum(f.square().sum() for f in expected.values()), [r, twin.branches["hc"][0].weight]
+    )
     assert all(torch.allclose(g, e, atol=1e-4) for g, e in zip(grads, expected_grads))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from lungai.architectures import register_architecture
 from lungai.ugsnet.blocks import (
@@ -85,7 +86,10 @@ class SegmentationNet(nn.Module):
 
 class UncertaintyAwareModule(nn.Module):
     """UAM (Sec. III-B): three 3x3 conv + BN + ReLU branches R -> R_LC, R_HC, R_Uni (C -> C/2 channels each) and
-    1x1 heads: union logits from R_LC, intersection logits from R_HC, GT'_Uni logits from R_Uni."""
+    1x1 heads: union logits from R_LC, intersection logits from R_HC, GT'_Uni logits from R_Uni.
+
+    The three branch convolutions read the same R, so forward runs them as one convolution C -> 3 C/2 (their
+    kernels stacked) and splits the result before each branch's BN and ReLU."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -104,7 +108,9 @@ class UncertaintyAwareModule(nn.Module):
 
     def forward(self, r: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Returns ({lc, hc, uni}: (B, C/2, H, W) features, {union, intersection, uni}: (B, 1, H, W) logits)."""
-        feats = {name: branch(r) for name, branch in self.branches.items()}
+        kernels = torch.cat([branch[0].weight for branch in self.branches.values()])
+        convolved = F.conv2d(r, kernels, padding=1).split(self.branch_channels, dim=1)
+        feats = {name: branch[2](branch[1](part)) for (name, branch), part in zip(self.branches.items(), convolved)}
         logits = {
             "union": self.heads["union"](feats["lc"]),
             "intersection": self.heads["intersection"](feats["hc"]),
@@ -117,8 +123,9 @@ class DistanceWeighting(nn.Module):
     """s_z weighting of the IUCM (seed 001 Sec. III-C): s_z = ||R'_z - R||_2 / sqrt(C) per pixel, R'_z scaled by it.
 
     R'_z = concat(R_z, Gamma(A(R_z))) (Eq. 1) is given as its two halves and never concatenated: s_z is the
-    L2 norm of the two halves' distances to the matching channels of R, and the halves come back scaled, ready
-    for the one concatenation of the fusion input. s_z is the per-pixel L2 distance over channels, scaled by
+    square root of the two halves' squared distances to the matching channels of R (sums over channels: a
+    norm over the channel axis is many times slower on CPU), and the halves come back scaled, ready for the
+    one concatenation of the fusion input. s_z is the per-pixel L2 distance over channels, scaled by
     sqrt(C) so that its size does not depend on the width (the paper does not say whether d is per pixel or per
     map: per pixel lets the constraint act where the branches disagree with R).
     forward(r (B, C, H, W), first, second (B, C/2, H, W)) -> (s_z first, s_z second, s_z (B, 1, H, W)).
@@ -126,11 +133,11 @@ class DistanceWeighting(nn.Module):
 
     def forward(self, r: torch.Tensor, first: torch.Tensor, second: torch.Tensor):
         half = first.shape[1]
-        halves = (
-            torch.linalg.vector_norm(first - r[:, :half], dim=1, keepdim=True),
-            torch.linalg.vector_norm(second - r[:, half:], dim=1, keepdim=True),
+        squared = (first - r[:, :half]).square().sum(1, keepdim=True) + (second - r[:, half:]).square().sum(
+            1, keepdim=True
         )
-        distance = torch.linalg.vector_norm(torch.stack(halves), dim=0) / r.shape[1] ** 0.5
+        # the floor keeps the square root differentiable where R'_z equals R (distance 1e-6 instead of 0)
+        distance = squared.clamp_min(1e-12).sqrt() / r.shape[1] ** 0.5
         return distance * first, distance * second, distance
 
 
