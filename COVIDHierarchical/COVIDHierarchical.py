@@ -87,10 +87,10 @@ class COVIDHierarchicalWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     @staticmethod
     def _modelDescription():
         try:
-            from lungai.covid.model import MODEL_ID
+            from lungai.modules import descriptor
             from lungai.registry import get_model_entry
 
-            entry = get_model_entry(MODEL_ID)
+            entry = get_model_entry(descriptor("covid").default_model_id)
             state = "present" if entry.available else "MISSING: reinstall the extension"
             return f"Model {entry.id} v{entry.version} ({state}). {entry.licence}"
         except Exception as error:  # noqa: BLE001 - shown to the user, never fatal for the GUI

@@ -31,13 +31,13 @@ def test_demo_writes_the_chest_ct_report(tmp_path):
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "keep.txt").write_text("user file")
+    (tmp_path / "full" / "index.html").write_text("user file")
     result = _lungai("demo", "--out", str(tmp_path / "full"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"lungai: error: {tmp_path / 'full'} is not empty; choose a new folder or pass --overwrite."
+        f"lungai: error: {tmp_path / 'full' / 'index.html'} already exists; choose another output or pass --overwrite."
     ]
-    assert (tmp_path / "full" / "keep.txt").read_text() == "user file"
+    assert (tmp_path / "full" / "index.html").read_text() == "user file"
     assert _lungai("info", "--device", "tpu").returncode == 2
 
 
