@@ -107,7 +107,7 @@ def test_medseg_loader_reads_and_transposes_the_layout():
 
 def test_medseg_loader_explains_a_wrong_folder(tmp_path):
     (tmp_path / "images").mkdir()
-    with pytest.raises(InputError, match="needs 'images/' and 'infection/'"):
+    with pytest.raises(InputError, match="give a folder with 'images/' and 'infection/'"):
         load_medseg_folder(tmp_path)
 
 
