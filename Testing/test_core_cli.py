@@ -15,7 +15,9 @@ def _lungai(*args, cwd=None):
 def test_info_lists_versions_device_and_models():
     result = _lungai("info")
     assert result.returncode == 0, result.stderr
-    assert "torch" in result.stdout and "device (auto):" in result.stdout and "model registry" in result.stdout
+    assert "torch" in result.stdout and "model registries" in result.stdout
+    assert "device: cpu (--device auto;" in result.stdout  # the resolved device, and what was asked
+    assert "device: cpu (--device cpu;" in _lungai("info", "--device", "cpu").stdout
 
 
 def test_demo_writes_the_chest_ct_report(tmp_path):

@@ -54,6 +54,7 @@ class CLIContext:
 def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
     import platform
 
+    import monai
     import numpy
     import SimpleITK
     import torch
@@ -61,31 +62,28 @@ def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
     import lungai
     from lungai.architectures import available_architectures
     from lungai.device import resolve_device
-    from lungai.registry import load_registry, registry_path
+    from lungai.registry import load_registry, registry_folders
 
     print(
         f"lungai {lungai.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
-        f"numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}"
+        f"monai {monai.__version__} | numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}"
     )
-    try:
-        import monai
-
-        print(f"monai {monai.__version__}")
-    except ImportError:
-        print("monai: not installed")
     print(
-        f"device (auto): {resolve_device('auto')} | CUDA available: {torch.cuda.is_available()} "
-        f"({torch.cuda.device_count()} GPUs) | requested: {resolve_device(ctx.device)}"
+        f"device: {resolve_device(ctx.device)} (--device {ctx.device}; auto picks CUDA, then MPS, then CPU) | "
+        f"CUDA available: {torch.cuda.is_available()} ({torch.cuda.device_count()} GPUs)"
     )
     found = [module.__name__.split(".")[1] for module in modules.available("cli")]
     print(f"modules: {', '.join(found) or 'none yet'}")
     print(f"architectures: {', '.join(available_architectures()) or 'none'}")
     entries = load_registry()
-    print(f"model registry: {registry_path()} ({len(entries)} models)")
+    folders = registry_folders()
+    print(f"model registries: {' and '.join(str(f) for f in folders)} ({len(entries)} models)")
     for entry in entries:
         state = "present" if entry.available else ("MISSING" if not entry.path.is_file() else "CHECKSUM MISMATCH")
+        where = "bundled" if entry.bundled else "yours"
         print(
-            f"  {entry.id} v{entry.version} [{entry.module}] {entry.architecture}: weights {state}; {entry.description}"
+            f"  {entry.id} v{entry.version} [{entry.module}, {where}] {entry.architecture}: weights {state}; "
+            f"{entry.description}"
         )
     return EXIT_OK
 
