@@ -40,8 +40,9 @@ def error_message(stderr: str, exit_code: int) -> str:
     """The backend's own one-line error (``lungai: error: ...``), else the last stderr line, else the code."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in reversed(lines):
-        if line.startswith("lungai:"):
-            return line[len("lungai:") :].strip()
+        for prefix in ("lungai: error:", "lungai:"):
+            if line.startswith(prefix):
+                return line[len(prefix) :].strip()
     return lines[-1] if lines else f"The lungai command failed (exit code {exit_code})."
 
 
