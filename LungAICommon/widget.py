@@ -162,6 +162,19 @@ class LungAIModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
 
 
+def registeredModels(moduleName) -> list:
+    """(id, label) of the module's registered models whose weights are present; [] when the registry cannot
+    be read yet (dependencies not installed: the backend's default model is used)."""
+    try:
+        from lungai.registry import load_registry
+
+        entries = load_registry()
+    except Exception as error:  # noqa: BLE001 - never fatal for the GUI; Apply checks the dependencies
+        logging.info(f"SlicerLungAI: model registry not readable yet ({error})")
+        return []
+    return [(e.id, f"{e.id} (v{e.version})") for e in entries if e.module == moduleName and e.available]
+
+
 def showTable(tableNode):
     """Show ``tableNode`` in Slicer's four-up + table layout (nothing without a main window)."""
     layoutManager = slicer.app.layoutManager()
