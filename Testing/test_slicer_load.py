@@ -55,7 +55,7 @@ def test_the_load_time_check_sees_nested_imports():
 # a file that needs them at load fails, and nothing may pull them in indirectly either.
 _LOADER = textwrap.dedent(
     """
-    import importlib.abc, sys, types, typing
+    import importlib.abc, sys
 
     HEAVY = {heavy!r}
 
@@ -66,34 +66,8 @@ _LOADER = textwrap.dedent(
 
     sys.meta_path.insert(0, Block())
 
-    def stub(name, **attributes):
-        module = types.ModuleType(name)
-        module.__dict__.update(attributes)
-        sys.modules[name] = module
-        return module
-
-    class Anything:
-        def __init__(self, *args, **kwargs):
-            pass
-
-    def wrapper(cls):
-        typing.get_type_hints(cls, include_extras=True)  # annotations must evaluate on this Python
-        return cls
-
-    stub("qt", QIcon=Anything, QProcess=Anything, QTimer=Anything, QLabel=Anything, QPushButton=Anything)
-    stub("ctk")
-    import slicer
-    slicer.ScriptedLoadableModule = stub(
-        "slicer.ScriptedLoadableModule",
-        ScriptedLoadableModule=Anything,
-        ScriptedLoadableModuleWidget=Anything,
-        ScriptedLoadableModuleLogic=Anything,
-        ScriptedLoadableModuleTest=Anything,
-    )
-    slicer.parameterNodeWrapper = stub(
-        "slicer.parameterNodeWrapper", parameterNodeWrapper=wrapper, Choice=Anything, WithinRange=Anything
-    )
-    stub("SegmentEditorEffects", AbstractScriptedSegmentEditorEffect=Anything)
+    import slicer_qt_stubs
+    slicer_qt_stubs.install()
 
     import importlib
     for name in {names!r}:
@@ -117,7 +91,7 @@ def test_slicer_loads_every_module_effect_and_helper_without_heavy_packages():
         "LungAICommon.mrml",
         "LungAICommon.widget",
     ]
-    paths = [str(REPO), *(str(REPO / m) for m in MODULES)]
+    paths = [str(REPO), str(REPO / "Testing"), *(str(REPO / m) for m in MODULES)]
     result = subprocess.run(
         [sys.executable, "-c", _LOADER.format(heavy=HEAVY, names=names)],
         env={"PYTHONPATH": ":".join(paths), "PATH": "/usr/bin:/bin"},
