@@ -8,10 +8,10 @@ subprocess through LungAICommon.job (progress, Cancel) and hands the files to
 """
 
 import os
-from typing import Annotated, Union
+from typing import Annotated
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode
+from slicer import vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
@@ -42,7 +42,7 @@ class NeoplasmNLB(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class NeoplasmNLBParameterNode:
-    inputVolume: Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode]
+    inputVolume: vtkMRMLScalarVolumeNode  # vector (colour) volumes are scalar volume nodes too
     modelId: str = ""  # "" = the backend's default model
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     device: Annotated[str, Choice(DEVICES)] = "auto"
