@@ -78,6 +78,7 @@ class LungAIJob:
         self.process = None
         self.work_dir: Path | None = None
         self.state = "new"  # new, running, cancelling, succeeded, failed, cancelled
+        self.exit_code: int | None = None  # of the process, once it ended
         self._stdout = ""
         self._stderr: list[str] = []
 
@@ -156,6 +157,7 @@ class LungAIJob:
         self._fail(f"Could not start {self._program or 'PythonSlicer'}: {message}")
 
     def _exited(self, exit_code: int, crashed: bool) -> None:
+        self.exit_code = exit_code
         if self._stdout:
             self._progress_line(self._stdout)
             self._stdout = ""

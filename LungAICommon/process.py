@@ -41,7 +41,7 @@ class QtProcess:
     """Runs one program; reports ``on_stdout(text)``, ``on_stderr(text)``, ``on_exit(code, crashed)`` and
     ``on_start_failure(message)`` (instead of ``on_exit`` when the program could not be started)."""
 
-    def __init__(self, grace_seconds: float = 5.0) -> None:
+    def __init__(self, grace_seconds: float = 10.0) -> None:
         self.grace_seconds = grace_seconds
         self._process = None
         self._handlers: list[tuple[str, Callable]] = []

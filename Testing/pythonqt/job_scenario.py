@@ -69,6 +69,7 @@ try:
     qt.QTimer.singleShot(500, loop.quit)
     loop.exec_()
     verdict["state"] = job.state
+    verdict["exit_code"] = job.exit_code
     verdict["work_dir_left"] = Path(verdict.get("work_dir", "/nonexistent")).exists()
     verdict["out_files"] = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*")) if out_dir.exists() else []
     del job, holder["job"]
