@@ -15,6 +15,7 @@ import qt
 
 from LungAICommon import proctree
 from LungAICommon.job import LungAIJob
+from LungAICommon.process import QtProcess
 
 scenario = os.environ["LUNGAI_TEST_SCENARIO"]
 out_dir = Path(os.environ["LUNGAI_TEST_OUT"])
@@ -59,7 +60,11 @@ def on_error(message):
 
 
 try:
-    job = LungAIJob("test", arguments, import_results, on_progress, on_finished, on_error)
+    # a long grace period: on a loaded machine the backend may need several seconds to reach its cancel check,
+    # and this test must see that check end the run (the kill after the grace period is the fallback)
+    job = LungAIJob(
+        "test", arguments, import_results, on_progress, on_finished, on_error, process_factory=lambda: QtProcess(60.0)
+    )
     holder["job"] = job
     started = job.start()
     process_ref = weakref.ref(job.process) if job.process is not None else None
