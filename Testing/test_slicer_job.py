@@ -165,3 +165,69 @@ def test_version_checks_and_pip_arguments_keep_torch(tmp_path):
 
 def test_the_test_environment_meets_every_requirement():
     assert dependencies.missing_description() is None
+
+
+class FakeSlicer:
+    """What ensure_dependencies uses of Slicer: testing mode, the confirmation dialog and pip_install."""
+
+    def __init__(self, testing=False, agree=True, pip_error=None):
+        self.calls = []
+        self._testing, self._agree, self._pip_error = testing, agree, pip_error
+        self.app = type("App", (), {"testingEnabled": lambda _: self._testing})()
+        self.util = type("Util", (), {})()
+        self.util.confirmOkCancelDisplay = lambda text: self.calls.append(("ask", text)) or self._agree
+        self.util.pip_install = self._pip_install
+
+    def _pip_install(self, arguments):
+        self.calls.append(("pip", list(arguments), Path(arguments[1]).read_text()))
+        if self._pip_error is not None:
+            raise self._pip_error
+
+
+@pytest.fixture
+def monai_missing(monkeypatch):
+    state = {"installed": False}
+    monai = next(r for r in dependencies.REQUIREMENTS if r.module == "monai")
+    monkeypatch.setattr(dependencies, "unmet_requirements", lambda *a, **k: [] if state["installed"] else [monai])
+    monkeypatch.setattr(dependencies, "torch_version", lambda: "2.13.0+cpu")
+    return state
+
+
+def _with_slicer(monkeypatch, fake):
+    import slicer
+
+    monkeypatch.setattr(slicer, "app", fake.app, raising=False)
+    monkeypatch.setattr(slicer, "util", fake.util)
+
+
+def test_testing_mode_never_installs_or_asks(monkeypatch, monai_missing):
+    fake = FakeSlicer(testing=True)
+    _with_slicer(monkeypatch, fake)
+    reason = dependencies.ensure_dependencies()
+    assert "monai >= 1.4" in reason and "never install" in reason
+    assert fake.calls == []
+
+
+def test_declined_install_says_how_to_continue(monkeypatch, monai_missing):
+    fake = FakeSlicer(agree=False)
+    _with_slicer(monkeypatch, fake)
+    assert "Press Apply again" in dependencies.ensure_dependencies()
+    assert [c[0] for c in fake.calls] == ["ask"]
+
+
+def test_install_pins_versions_and_keeps_torch(monkeypatch, monai_missing):
+    fake = FakeSlicer()
+    _with_slicer(monkeypatch, fake)
+    fake.util.pip_install = lambda arguments: (fake._pip_install(arguments), monai_missing.update(installed=True))
+    assert dependencies.ensure_dependencies() is None
+    (_, arguments, constraints) = fake.calls[-1]
+    assert arguments[0] == "-c" and arguments[2:] == ["monai==1.5.2"] and constraints == "torch==2.13.0+cpu\n"
+
+
+def test_failed_pip_install_becomes_a_clear_message(monkeypatch, monai_missing):
+    import subprocess
+
+    fake = FakeSlicer(pip_error=subprocess.CalledProcessError(1, ["pip", "install"]))
+    _with_slicer(monkeypatch, fake)
+    reason = dependencies.ensure_dependencies()
+    assert reason.startswith("Installing monai failed (CalledProcessError") and "press Apply again" in reason
