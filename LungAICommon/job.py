@@ -99,13 +99,14 @@ class LungAIJob:
             arguments = ["-m", "lungai", "--progress", "lines", *self._prepare(self.work_dir)]
         except Exception as error:  # noqa: BLE001 - bad input: one clear message, nothing started
             return self._fail(f"{self.name} could not start: {error}")
+        self._program = self._program or self._default_program()
         self.process = self._process_factory() if self._process_factory else self._default_process()
         environment = {
             "PYTHONPATH": os.pathsep.join(filter(None, [lungai_parent_dir(), os.environ.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
         }
         self.process.start(
-            self._program or self._default_program(),
+            self._program,
             arguments,
             environment,
             self._read_stdout,
@@ -154,7 +155,7 @@ class LungAIJob:
         self._stderr = (self._stderr + text.splitlines())[-_STDERR_TAIL:]
 
     def _start_failed(self, message: str) -> None:
-        self._fail(f"Could not start {self._program or 'PythonSlicer'}: {message}")
+        self._fail(f"Could not start {self._program}: {message}")
 
     def _exited(self, exit_code: int, crashed: bool) -> None:
         self.exit_code = exit_code
