@@ -51,7 +51,9 @@ def chest_ct_file(tmp_path_factory):
     return write_volume(chest_ct(), tmp_path_factory.mktemp("ct") / "chest.nrrd")
 
 
-def run_scenario(scenario: str, tmp_path: Path, slicer_home: Path, volume: Path | str = "") -> dict:
+def run_scenario(
+    scenario: str, tmp_path: Path, slicer_home: Path, volume: Path | str = "", program: Path | str = ""
+) -> dict:
     verdict_path = tmp_path / "verdict.json"
     environment = {
         **os.environ,
@@ -63,6 +65,7 @@ def run_scenario(scenario: str, tmp_path: Path, slicer_home: Path, volume: Path 
         "LUNGAI_TEST_OUT": str(tmp_path / "out"),
         "LUNGAI_TEST_VOLUME": str(volume),
         "LUNGAI_TEST_SLICER_HOME": str(slicer_home),
+        "LUNGAI_TEST_PROGRAM": str(program),
     }
     host = subprocess.run(
         [str(TOOL / "run-pythonqt"), str(REPO / "Testing" / "pythonqt" / "job_scenario.py")],
@@ -119,6 +122,17 @@ def test_cancel_at_first_progress_stops_the_whole_tree(tmp_path, slicer_home, ch
     assert [pid for pid in verdict["cancel_pids"] if _alive(pid)] == []
     assert verdict["out_files"] == [], "a cancelled run left output files"
     assert not verdict["work_dir_left"]
+
+
+def test_cancel_kills_a_tree_that_ignores_sigterm_after_the_grace_period(tmp_path, slicer_home):
+    program = tmp_path / "stubborn.sh"
+    program.write_text("#!/bin/sh\ntrap '' TERM\nsleep 120 &\necho 'LUNGAI_PROGRESS 0.1000 working'\nwait\n")
+    program.chmod(0o755)
+    verdict = run_scenario("stubborn", tmp_path, slicer_home, program=program)
+    assert kinds(verdict) == ["progress", "error"] and verdict["state"] == "cancelled", verdict["events"]
+    shell, *below = verdict["cancel_pids"]
+    assert below, "the shell started no child (sleep)"
+    assert [pid for pid in verdict["cancel_pids"] if _alive(pid)] == []
 
 
 def test_missing_executable_gives_one_clear_error(tmp_path):

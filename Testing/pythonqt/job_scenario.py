@@ -45,7 +45,7 @@ def import_results(work_dir):
 
 def on_progress(fraction, message):
     verdict["events"].append(["progress", fraction, message])
-    if scenario == "cancel" and "cancel_pids" not in verdict:
+    if scenario in ("cancel", "stubborn") and "cancel_pids" not in verdict:
         job = holder["job"]
         verdict["cancel_pids"] = [job.process.pid, *proctree.descendants(job.process.pid)]
         job.cancel()
@@ -62,8 +62,16 @@ def on_error(message):
 try:
     # a long grace period: on a loaded machine the backend may need several seconds to reach its cancel check,
     # and this test must see that check end the run (the kill after the grace period is the fallback)
+    stubborn = scenario == "stubborn"  # a program whose whole tree ignores SIGTERM: only the kill can stop it
     job = LungAIJob(
-        "test", arguments, import_results, on_progress, on_finished, on_error, process_factory=lambda: QtProcess(60.0)
+        "test",
+        arguments,
+        import_results,
+        on_progress,
+        on_finished,
+        on_error,
+        process_factory=lambda: QtProcess(1.0 if stubborn else 60.0),
+        program=os.environ["LUNGAI_TEST_PROGRAM"] if stubborn else None,
     )
     holder["job"] = job
     started = job.start()
