@@ -13,9 +13,9 @@ import unittest
 
 import slicer
 
-MODULES = ["UGSNetSegmentation", "ActiveLearningSampler", "COVIDHierarchical", "NeoplasmNLB"]
+from lungai.modules import descriptors
 
-names = sys.argv[1:] or MODULES
+names = sys.argv[1:] or [d.slicer_module for d in descriptors()]
 failed = []
 for name in names:
     try:
