@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from lungai.modules import descriptors
+
 REPO = Path(__file__).resolve().parent.parent
-MODULES = ["UGSNetSegmentation", "ActiveLearningSampler", "COVIDHierarchical", "NeoplasmNLB"]
+MODULES = [d.slicer_module for d in descriptors()]
 HEAVY = {"torch", "monai", "skimage", "matplotlib"}
 
 

@@ -143,8 +143,14 @@ EXPECTED = {
 
 @pytest.mark.parametrize("module", list(SCRIPTS))
 def test_module_job_runs_the_real_command_and_imports_nodes(module, tmp_path):
+    """Also without matplotlib, which Slicer does not bundle: a stand-in package that refuses to import
+    shadows it for the test and for the lungai command it starts."""
     folder = module.split()[0]
-    paths = [str(REPO), str(REPO / "Testing"), str(REPO / folder)]
+    (tmp_path / "no-matplotlib" / "matplotlib").mkdir(parents=True)
+    (tmp_path / "no-matplotlib" / "matplotlib" / "__init__.py").write_text(
+        'raise ImportError("matplotlib is not bundled with Slicer")\n'
+    )
+    paths = [str(tmp_path / "no-matplotlib"), str(REPO), str(REPO / "Testing"), str(REPO / folder)]
     script = PRELUDE + SCRIPTS[module] + "\nprint('VERDICT', json.dumps(verdict))\n"
     result = subprocess.run(
         [sys.executable, "-c", script],

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from lungai.modules import descriptors
+
 REPO = Path(__file__).resolve().parent.parent
-FOLDERS = ["lungai", "LungAICommon", "UGSNetSegmentation", "ActiveLearningSampler", "COVIDHierarchical", "NeoplasmNLB"]
+FOLDERS = ["lungai", "LungAICommon", *(d.slicer_module for d in descriptors())]
 
 
 def _vermin() -> str:
