@@ -24,11 +24,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from lungai.covid.anatomy import constrain
 from lungai.covid.cascade import THRESHOLD, Cascade
 from lungai.covid.intensity import hu_to_unit
 from lungai.covid.orientation import check_axial, from_display, to_display
 from lungai.errors import InputError, LungAIError
 from lungai.io import write_segmentation, write_table_csv
+from lungai.lungfield import lung_field
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.segments import (
     TERMINOLOGY_INFECTION,
@@ -134,6 +136,7 @@ def segment_volume(
     results = cascade.segment(list(display), progress, cancel)
     lungs = from_display(np.stack([r.lung for r in results]) > THRESHOLD, volume)
     infection = from_display(np.stack([r.infection for r in results]) > THRESHOLD, volume)
+    lungs, infection = constrain(lungs, infection, lung_field(volume), volume.array)
     right, left = split_lungs(lungs, volume)
     if not (right.any() or left.any()):
         raise InputError(
