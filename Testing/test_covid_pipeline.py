@@ -491,3 +491,22 @@ def test_dense_infection_at_the_lung_border_is_kept_whole_and_the_rest_dropped(c
     lungs, kept = constrain(field.lungs, consolidation | faint | outside, field, hu)
     np.testing.assert_array_equal(kept, consolidation)
     assert (lungs >= kept).all() and not (lungs & ~field.body).any()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_segment_accepts_a_2d_8_bit_windowed_slice(tiny_weights, tmp_path, mode):
+    """The MedSeg format: an 8-bit lung-windowed screenshot (here turned to display orientation)."""
+    import slicerio
+    from PIL import Image
+
+    grey = np.asarray(Image.open(medseg_dir() / "images" / "10.jpg").convert("L")).T
+    path = tmp_path / "slice.png"
+    Image.fromarray(np.ascontiguousarray(grey)).convert(mode).save(path)
+    out = tmp_path / "out"
+    args = ["--progress", "none", "covid", "segment", "--volume", str(path), "--weights", str(tiny_weights)]
+    assert lungai_main([*args, "--out", str(out)]) == 0
+    segmentation = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
+    assert segmentation["voxels"].shape[:3] in ((grey.shape[1], grey.shape[0], 1), (1, *grey.shape))
+    rows = list(csv.DictReader(open(out / "burden.csv")))
+    assert [r["Lung volume (mL)"] for r in rows] == ["", "", ""]  # a snapshot has no pixel size
+    assert 0.0 <= float(rows[2]["Infected (%)"]) <= 100.0

@@ -77,8 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--overwrite", action="store_true", help="replace existing output files")
     evaluate.set_defaults(func=_evaluate)
 
-    segment = commands.add_parser("segment", help="lungs, infection and burden table for a CT volume")
-    segment.add_argument("--volume", required=True, help="CT volume in HU (.nrrd, .nii[.gz], .mha or a DICOM folder)")
+    segment = commands.add_parser("segment", help="lungs, infection and burden table for a CT volume or slice")
+    segment.add_argument(
+        "--volume",
+        required=True,
+        help="CT volume in HU (.nrrd, .nii[.gz], .mha or a DICOM folder) or one 8-bit lung-windowed slice "
+        "(.png, .jpg; MedSeg format, anterior at the top, patient's right on the left)",
+    )
     segment.add_argument("--out", required=True, help="output folder for segmentation.seg.nrrd and burden.csv")
     segment.add_argument("--weights", help="chsnet checkpoint (default: the bundled model)")
     segment.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -251,10 +256,10 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
 def _segment(args: argparse.Namespace, ctx) -> int:
     from lungai.covid.model import load_cascade
     from lungai.covid.pipeline import segment_volume, write_outputs
-    from lungai.io import read_volume
+    from lungai.covid.snapshot import read_ct_or_snapshot
 
     out = Path(args.out)
-    volume = read_volume(args.volume)
+    volume = read_ct_or_snapshot(args.volume)
     cascade, _ = load_cascade(args.weights, ctx.device)
     result = segment_volume(volume, cascade, ctx.progress, ctx.cancel)
     paths = write_outputs(result, volume, out, overwrite=args.overwrite)
