@@ -27,6 +27,10 @@ def test_demo_writes_the_chest_ct_report(tmp_path):
     for name in ("chest_ct/axial.png", "chest_ct/coronal.png", "chest_ct/chest_lungs.seg.nrrd"):
         assert name in index and (tmp_path / "demo" / name).is_file()
     assert "Right lung" in index  # the lung volume table is inlined
+    sections = {part.split("</h2>")[0]: part for part in index.split("<h2>")[1:]}
+    for title, section in sections.items():
+        if not title.startswith("NeoplasmNLB"):  # the NLB section is its engineer's (issue 12 item 1)
+            assert "Reading this result:" in section, f"section {title!r} says nothing on how to read it"
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

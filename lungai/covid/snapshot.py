@@ -7,8 +7,10 @@ stored transposed: transpose them first, or use ``lungai covid evaluate --orient
 
 The networks see ``grey / 255``. The anatomical limits (:mod:`lungai.covid.anatomy`) use the slice in HU
 through :data:`lungai.intensity.MEDSEG_WINDOW`, the window of those slices. Right and left are split at the
-body's midline. A snapshot has no pixel size: the burden table gives the infected share of the lungs and
-leaves the volumes blank.
+body's midline. On a tight crop through dense lungs the HU lung field can fail: when it holds less than
+:data:`MIN_AGREEMENT` of the network's lungs (7 of the 50 MedSeg slices with the bundled model), the slice
+keeps the network's own output (infection inside its lungs). A snapshot has no pixel size: the burden table
+gives the infected share of the lungs and leaves the volumes blank.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from lungai.io import IMAGE_2D_SUFFIXES, read_image_2d, read_volume
 from lungai.lungfield import lung_field_2d, split_sides
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.volume import Volume
+
+MIN_AGREEMENT = 0.5
 
 
 def read_ct_or_snapshot(path: str | Path) -> Volume:
@@ -61,7 +65,9 @@ def segment_snapshot(
         raise InputError(f"Expected one 2-D slice, got an array of shape {grey.shape}.")
     result = cascade.segment([uint8_to_unit(grey)], progress, cancel)[0]
     field = lung_field_2d(grey, window=window)
-    lungs, infection = constrain(result.lung > THRESHOLD, result.infection > THRESHOLD, field, grey_to_hu(grey, window))
+    lungs, infection = result.lung > THRESHOLD, result.infection > THRESHOLD
+    if (lungs & field.lungs).sum() >= MIN_AGREEMENT * lungs.sum():
+        lungs, infection = constrain(lungs, infection, field, grey_to_hu(grey, window))
     if not lungs.any():
         raise InputError(
             "No lungs were found in this slice. CHS-Net expects an axial chest CT slice windowed for the lungs "
