@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lungai.covid import DESCRIPTOR
 from lungai.covid.data import TEST_SLICES, load_medseg_folder
-from lungai.covid.model import MODEL_ID, load_cascade
-from lungai.covid.pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, segment_volume, write_outputs
+from lungai.covid.pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, load, segment_volume, write_outputs
 from lungai.covid.snapshot import segment_snapshot
 from lungai.demo import DemoSection
 from lungai.errors import CheckpointError, InputError, LungAIError
@@ -31,9 +31,11 @@ def run_demo(
 ) -> DemoSection:
     folder = Path(out_dir) / "covid"
     try:
-        cascade, header = load_cascade(None, device)
+        cascade = load(device=device).network
     except (CheckpointError, LungAIError) as error:
-        return DemoSection(TITLE, f"Not run: the bundled model '{MODEL_ID}' is unavailable ({error}).")
+        return DemoSection(
+            TITLE, f"Not run: the bundled model '{DESCRIPTOR.default_model_id}' is unavailable ({error})."
+        )
     ct = chest_ct()
     result = segment_volume(ct, cascade, subrange(progress, 0.0, 0.8), cancel)
     files = write_outputs(result, ct, folder, overwrite=True)
