@@ -6,12 +6,11 @@ from collections.abc import Callable
 
 from torch import nn
 
+from lungai import modules
 from lungai.errors import CheckpointError
-from lungai.plugins import import_available
 
 ArchitectureFactory = Callable[..., nn.Module]
 
-_ARCHITECTURE_MODULES = ["lungai.ugsnet.networks", "lungai.covid.networks", "lungai.nlb.networks", "lungai.al.networks"]
 _FACTORIES: dict[str, ArchitectureFactory] = {}
 _LEGACY_CONFIGS: dict[str, dict] = {}
 
@@ -36,7 +35,7 @@ def register_architecture(
 
 
 def _import_known_modules() -> None:
-    import_available(_ARCHITECTURE_MODULES)
+    modules.available("networks")
 
 
 def available_architectures() -> list[str]:
