@@ -58,7 +58,9 @@ def tiny_weights(tmp_path_factory) -> Path:
             "BU",
             "--lung-epochs",
             "8",
-            "--infection-epochs",
+            "--lung-size",
+            "32",
+            "--finetune-epochs",
             "1",
             "--limit",
             "4",
@@ -226,7 +228,11 @@ def test_train_writes_a_loadable_chsnet_checkpoint(tiny_weights):
 
     header = load_checkpoint(tiny_weights).header
     assert header["model_name"] == "chsnet" and header["extra"]["input_size"] == 32
-    assert 0.0 <= header["metrics"]["lung_dice"] <= 1.0
+    assert 0.0 <= header["metrics"]["held_out_lung_dice"] <= 1.0
+    assert 0.0 <= header["metrics"]["held_out_infection_dice"] <= 1.0
+    held_out = header["extra"]["held_out"]["slices"]
+    assert len(held_out) == 2 and held_out[0] in {"0", "1", "2", "3"}  # two of the four slices (--limit 4)
+    assert "/" not in json.dumps({k: header[k] for k in ("training_data", "extra")})  # no local paths
     cascade, _ = load_cascade(tiny_weights, "cpu")
     assert cascade.hierarchical and cascade.lung_input == "mask" and cascade.size == 32
 
@@ -257,10 +263,12 @@ def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
             "8",
             "--variant",
             "BU",
-            "--infection-epochs",
+            "--finetune-epochs",
             "1",
             "--limit",
             "4",
+            "--lung-size",
+            "32",
             "--lung-weights",
             str(lung),
         ]

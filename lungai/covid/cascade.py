@@ -1,6 +1,7 @@
 """Slice-level CHS-Net inference: lungs on the whole slice, infection in a box around the lungs.
 
-Stage 1 sees the whole slice (square-padded, resized to the model grid). Stage 2 sees a square
+Stage 1 sees the whole slice (square-padded, resized to its grid ``lung_size``, by default the
+model grid ``size``). Stage 2 sees a square
 box around the predicted lungs grown by 10 % each way (:class:`GridBox`), resized to the grid,
 with the lung map either masking the CT or added as a channel (``lung_input``). The box makes
 whole-body slices of a CT volume look like the lung-centred MedSeg slices stage 2 learns from.
@@ -50,6 +51,7 @@ class Cascade:
         lung: nn.Module | None,
         lung_input: str | None,
         size: int,
+        lung_size: int | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 8,
     ) -> None:
@@ -58,13 +60,18 @@ class Cascade:
             raise ValueError("give both a lung network and lung_input (hierarchical), or neither (direct)")
         self.lung, self.infection, self.lung_input = lung, infection, lung_input
         self.size, self.device, self.batch_size = int(size), resolve_device(str(device)), batch_size
+        self.lung_size = int(lung_size or size)
         for network in (lung, infection):
             if network is not None:
                 network.to(self.device).eval()
 
     @classmethod
-    def from_chsnet(cls, model: CHSNet, size: int, device: str | torch.device = "cpu") -> Cascade:
-        return cls(model.infection, lung=model.lung, lung_input=model.lung_input, size=size, device=device)
+    def from_chsnet(
+        cls, model: CHSNet, size: int, device: str | torch.device = "cpu", lung_size: int | None = None
+    ) -> Cascade:
+        return cls(
+            model.infection, lung=model.lung, lung_input=model.lung_input, size=size, lung_size=lung_size, device=device
+        )
 
     @property
     def hierarchical(self) -> bool:
@@ -83,7 +90,7 @@ class Cascade:
 
     def lung_probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
         boxes = [GridBox.whole(image.shape) for image in images]
-        grid = np.stack([box.extract(image, self.size) for box, image in zip(boxes, images)])[:, None]
+        grid = np.stack([box.extract(image, self.lung_size) for box, image in zip(boxes, images)])[:, None]
         probabilities = _probabilities(self.lung, grid, self.device)
         return [box.paste(p, image.shape) for box, p, image in zip(boxes, probabilities, images)]
 

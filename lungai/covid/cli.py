@@ -8,14 +8,14 @@ import shutil
 import time
 from pathlib import Path
 
-DEFAULT_WIDTHS = [8, 16, 32, 64, 128]
 TRAIN_COMMAND = (
-    "OMP_NUM_THREADS=1 lungai covid train --data ../shared/data/covid_infection_medseg --out /tmp/chsnet "
-    "--cv-metrics bench/covid/ablation.csv --register"
+    "OMP_NUM_THREADS=1 lungai covid train --data ../shared/data/covid_infection_medseg "
+    "--pseudo ../shared/data/covid_pseudo_infnet --out /tmp/chsnet --register"
 )
 LICENCE = (
     "Non-commercial research use only: trained on the MedSeg COVID-19 CT segmentation slices (non-commercial "
-    "research licence) and the slicerio CTChest4 sample (3D Slicer sample data)."
+    "research licence), Semi-Inf-Net pseudo labels of COVID-19 CT slices from coronacases.org and Radiopaedia "
+    "(CC BY-NC-SA) as distributed with Inf-Net, and the slicerio CTChest4 sample (3D Slicer sample data)."
 )
 
 
@@ -23,45 +23,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("covid", help="CHS-Net: lungs, then COVID-19 infection, and infection burden")
     commands = parser.add_subparsers(dest="covid_command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser("train", help="train both stages and write a chsnet checkpoint")
-    train.add_argument("--data", required=True, help="folder in the covid_infection_medseg layout (infection stage)")
+    train = commands.add_parser(
+        "train",
+        help="train both stages (lungs; infection pre-trained on pseudo labels, fine-tuned on doctor labels), "
+        "measure on held-out doctor-labelled slices and write a chsnet checkpoint",
+    )
+    train.add_argument("--data", required=True, help="doctor-labelled slices, covid_infection_medseg layout")
+    train.add_argument("--pseudo", help="pseudo-labelled slices, covid_pseudo_infnet layout (pre-training)")
     train.add_argument("--out", required=True, help="output folder (stage logs and chsnet.pt)")
-    train.add_argument("--size", type=int, default=96, help="square model grid, a multiple of 16 (paper: 256)")
-    train.add_argument("--widths", type=int, nargs=5, default=DEFAULT_WIDTHS, help="channels per stage")
+    train.add_argument("--size", type=int, help="infection grid, a multiple of 16 (default 192; paper: 256)")
+    train.add_argument("--lung-size", type=int, help="lung grid (default 128: the chest CT is 128 px)")
+    train.add_argument(
+        "--widths",
+        type=int,
+        nargs=5,
+        help="channels per stage (default: our CPU choice 16-24-36-54-81, the paper's 50%% growth per stage)",
+    )
+    train.add_argument(
+        "--paper-widths", action="store_true", help="the paper's widths 49-74-110-165-248 (4.15 M parameters)"
+    )
     train.add_argument(
         "--variant",
         choices=["BU", "BU+RIB", "BU+RIB+HP", "RAIU-Net"],
         default="RAIU-Net",
         help="ablation variant of both stages (Tables 4-5); RAIU-Net is CHS-Net",
     )
-    train.add_argument("--lung-epochs", type=int, default=10)
-    train.add_argument("--infection-epochs", type=int, default=30)
+    train.add_argument("--lung-epochs", type=int)
+    train.add_argument("--pretrain-epochs", type=int)
+    train.add_argument("--pretrain-steps", type=int, help="batches per pre-training epoch (default: all)")
+    train.add_argument("--finetune-epochs", type=int)
+    train.add_argument("--pseudo-stride", type=int, help="every k-th pseudo slice")
     train.add_argument(
         "--lung-input",
         choices=["mask", "channel"],
         default="mask",
         help="stage 2 sees the CT masked by the lungs, or the lung map as a second channel",
     )
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--finetune-lr", type=float)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--orientation",
         choices=["transposed", "display"],
         default="transposed",
-        help="how the --data slices are stored (MedSeg/Inf-Net slices are transposed)",
+        help="how the --data and --pseudo slices are stored (MedSeg/Inf-Net slices are transposed)",
     )
     train.add_argument(
         "--lung-weights",
-        help="reuse a trained lung stage (a raiunet checkpoint, e.g. lung/last.pt of an "
-        "earlier run) and train only the infection stage",
+        help="reuse a trained lung stage (a raiunet checkpoint, e.g. lung/last.pt of an earlier run; trained at "
+        "--lung-size) and train only the infection stage",
     )
-    train.add_argument("--limit", type=int, help="use only the first N slices of --data (quick trials and tests)")
-    train.add_argument(
-        "--cv-metrics",
-        help="ablation.csv of bench/covid: its RAIU-Net row for --lung-input is "
-        "registered as the infection metrics (cross-validated estimate of this recipe)",
-    )
+    train.add_argument("--limit", type=int, help="use only the first N slices of each folder (quick trials, tests)")
     train.add_argument(
         "--register",
         action="store_true",
@@ -74,6 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--weights", help="chsnet checkpoint (default: the bundled model)")
     evaluate.add_argument("--out", required=True, help="output folder for metrics.json and per_slice.csv")
     evaluate.add_argument("--orientation", choices=["transposed", "display"], default="transposed")
+    evaluate.add_argument(
+        "--held-out",
+        action="store_true",
+        help="only the slices of --data that the checkpoint lists as held out from its training",
+    )
     evaluate.add_argument("--overwrite", action="store_true", help="replace existing output files")
     evaluate.set_defaults(func=_evaluate)
 
@@ -94,126 +112,106 @@ def _check_outputs(paths: list[Path], overwrite: bool) -> None:
 
 
 def _train(args: argparse.Namespace, ctx) -> int:
-    import torch
+    from lungai.covid.bundle import doctor_split, measure, save_trained
+    from lungai.covid.data import load_medseg_folder
+    from lungai.covid.model import MODEL_ID
+    from lungai.covid.raiunet import PAPER_WIDTHS
+    from lungai.covid.training import CPU_WIDTHS, Recipe, train_chsnet
 
-    from lungai.covid.cascade import Cascade
-    from lungai.covid.data import chest_ct_lung_slices, load_medseg_folder, with_derived_lungs
-    from lungai.covid.evaluation import lung_metrics
-    from lungai.covid.model import MODEL_ID, assemble_chsnet, save_chsnet
-    from lungai.covid.training import (
-        SegmentationTask,
-        StageSettings,
-        infection_training_set,
-        lung_training_set,
-        raiunet_config,
-        train_stage,
-    )
-    from lungai.errors import LungAIError
-    from lungai.progress import subrange
-
-    if args.size % 16:
-        raise LungAIError(f"--size must be a multiple of 16 (four halvings), not {args.size}.")
     out = Path(args.out)
     _check_outputs([out / "chsnet.pt"], False)
-    torch.manual_seed(args.seed)
-    medseg = load_medseg_folder(args.data, args.orientation)[: args.limit]
-    started = time.perf_counter()
-    settings = StageSettings(
-        size=args.size,
-        widths=tuple(args.widths),
-        epochs=args.lung_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "size",
+            "lung_size",
+            "lung_epochs",
+            "pretrain_epochs",
+            "pretrain_steps",
+            "finetune_epochs",
+            "pseudo_stride",
+            "batch_size",
+            "lr",
+            "finetune_lr",
+        )
+        if getattr(args, name) is not None
+    }
+    if not args.pseudo:
+        given["pretrain_epochs"] = 0
+    recipe = Recipe(
+        mode=args.lung_input,
+        variant=args.variant,
+        widths=tuple(PAPER_WIDTHS if args.paper_widths else (args.widths or CPU_WIDTHS)),
         seed=args.seed,
-        device=ctx.device,
+        device=str(ctx.device),
+        **given,
     )
-    lung_data = "CTChest4 (slicerio) training slices + derived lungs of " + str(args.data)
+    doctor_source, pseudo_source = Path(args.data).name, Path(args.pseudo).name if args.pseudo else "no pseudo"
+    train_slices, held_out = doctor_split(load_medseg_folder(args.data, args.orientation)[: args.limit])
+    pseudo = load_medseg_folder(args.pseudo, args.orientation)[: args.limit] if args.pseudo else []
+    lung = None
     if args.lung_weights:
         from lungai.checkpoint import load_model
 
-        lung, lung_header = load_model(args.lung_weights, "cpu", expected_model="raiunet")
-        lung_config, lung_data = lung_header["config"], lung_header.get("training_data") or lung_data
-    else:
-        lung_config = raiunet_config(args.variant, settings)
-        lung = train_stage(
-            lung_training_set(chest_ct_lung_slices("train") + with_derived_lungs(medseg), args.size, args.seed),
-            SegmentationTask("lung"),
-            lung_config,
-            settings,
-            out / "lung",
-            lung_data,
-            subrange(ctx.progress, 0.0, 0.4),
-            ctx.cancel,
-        )
-    probe = Cascade(None, lung=lung, lung_input=args.lung_input, size=args.size, device=settings.device)
-    settings.epochs = args.infection_epochs
-    infection_config = raiunet_config(args.variant, settings, in_channels=2 if args.lung_input == "channel" else 1)
-    infection = train_stage(
-        infection_training_set(medseg, probe, args.seed),
-        SegmentationTask("infection", args.lung_input),
-        infection_config,
-        settings,
-        out / "infection",
-        f"{args.data} (all {len(medseg)} slices)",
-        subrange(ctx.progress, 0.4, 0.95),
-        ctx.cancel,
+        network, header = load_model(args.lung_weights, "cpu", expected_model="raiunet")
+        lung = (network, header["config"], header.get("training_data") or Path(args.lung_weights).name)
+    started = time.perf_counter()
+    trained = train_chsnet(
+        recipe,
+        train_slices,
+        pseudo,
+        out,
+        doctor_source=doctor_source,
+        pseudo_source=pseudo_source,
+        lung=lung,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
     )
     seconds = time.perf_counter() - started
-    model, config = assemble_chsnet(lung, lung_config, infection, infection_config, args.lung_input)
-    cascade = Cascade.from_chsnet(model, args.size)
-    lungs, _ = lung_metrics(cascade, chest_ct_lung_slices("test"))
-    metrics = {f"lung_{k}": round(v, 4) for k, v in lungs.items()}
-    infection_cv = _cv_metrics(args.cv_metrics, args.lung_input) if args.cv_metrics else {}
-    metrics.update({f"infection_cv_{k}": v for k, v in infection_cv.items()})
-    training_data = f"lungs: {lung_data}; infection: {args.data}"
-    path = save_chsnet(
-        out / "chsnet.pt", model, config, input_size=args.size, training_data=training_data, metrics=metrics
-    )
+    metrics = measure(trained, held_out)
+    path = save_trained(out / "chsnet.pt", trained, held_out, doctor_source, metrics)
     ctx.close()
-    print(f"checkpoint: {path} ({seconds:.0f} s); held-out lung metrics {metrics}")
+    print(f"checkpoint: {path} ({seconds:.0f} s); held-out metrics {json.dumps(metrics)}")
     if args.register:
+        from lungai.covid.bundle import SPLIT
         from lungai.registry import register_model, registry_path
 
         target = registry_path().parent / f"{MODEL_ID}.pt"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+        widths = "the paper's widths" if recipe.widths == PAPER_WIDTHS else "widths of our choice"
         entry = register_model(
             {
                 "id": MODEL_ID,
-                "version": "1",
+                "version": "2",
                 "module": "COVIDHierarchical",
                 "architecture": "chsnet",
                 "file": target.name,
                 "sha256": "",
                 "licence": LICENCE,
-                "training_data": training_data,
+                "training_data": "; ".join(f"{k}: {v}" for k, v in trained.training_data.items()),
                 "description": (
-                    f"CHS-Net (seed 003): two RAIU-Nets, widths {args.widths}, {args.size}x{args.size} grid, "
-                    f"lung_input={args.lung_input}"
+                    f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} "
+                    f"(50% growth per stage), infection grid {recipe.size} px, lung grid {recipe.lung_size} px, "
+                    f"lung_input={recipe.mode}"
                 ),
                 "command": TRAIN_COMMAND,
                 "metrics": {
-                    "lungs (held-out CTChest4 slices 22-33, real labels)": {k: round(v, 4) for k, v in lungs.items()},
-                    "infection (2-fold cross-validation of this recipe, bench/covid/ablation.md)": infection_cv,
+                    f"infection, held-out doctor-labelled slices ({len(held_out)} {doctor_source} slices no "
+                    f"training step saw; {SPLIT}; other slices of the same collection, patients not "
+                    "identified)": metrics["infection"],
+                    "lungs, held-out CTChest4 slices 22-33 (real labels, other slices of the training scan)": metrics[
+                        "lung"
+                    ],
                 },
-                "timings": {"train_seconds_cpu_1_thread": round(seconds, 1)},
+                "timings": {
+                    "train_seconds_cpu_1_thread": round(seconds, 1),
+                    **{f"{k}_seconds": round(v, 1) for k, v in trained.seconds.items()},
+                },
             }
         )
         print(f"registered {entry.id} ({entry.sha256[:12]}) in {registry_path()}")
     return 0
-
-
-def _cv_metrics(path: str, lung_input: str) -> dict[str, float]:
-    import csv
-
-    from lungai.covid.evaluation import METRIC_NAMES
-    from lungai.errors import LungAIError
-
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["stage"] == "infection" and row["variant"] == "RAIU-Net" and row["mode"] == lung_input:
-                return {name: float(row[name]) for name in METRIC_NAMES}
-    raise LungAIError(f"{path} has no RAIU-Net infection row for mode '{lung_input}'.")
 
 
 def _evaluate(args: argparse.Namespace, ctx) -> int:
@@ -226,6 +224,14 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
     _check_outputs([out / "metrics.json", out / "per_slice.csv"], args.overwrite)
     slices = load_medseg_folder(args.data, args.orientation)
     cascade, header = load_cascade(args.weights, ctx.device)
+    if args.held_out:
+        from lungai.covid.bundle import held_out_names
+        from lungai.errors import LungAIError
+
+        names = set(held_out_names(header))
+        slices = [s for s in slices if s.name in names]
+        if not slices:
+            raise LungAIError(f"None of the slices in {args.data} is among the checkpoint's held-out slices.")
     metrics, rows = infection_metrics(cascade, slices, ctx.progress, ctx.cancel)
     out.mkdir(parents=True, exist_ok=True)
     result = {
@@ -233,6 +239,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
         "lung_input": cascade.lung_input,
         "input_size": cascade.size,
         "slices": len(slices),
+        "held_out_only": bool(args.held_out),
         "data": str(args.data),
         "weights": str(args.weights or "bundled chsnet-covid"),
         "infection": {k: round(v, 4) for k, v in metrics.items()},

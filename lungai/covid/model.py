@@ -1,7 +1,8 @@
 """The bundled CHS-Net and how a checkpoint becomes a :class:`Cascade`.
 
 A CHS-Net checkpoint (architecture ``chsnet``) holds both stages; its header's ``extra`` records
-``input_size``, the square model grid the stages were trained on.
+``input_size``, the square grid of the infection stage, and ``lung_input_size``, the grid of the
+lung stage (the same as ``input_size`` when absent), plus what the training held out.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def load_cascade(weights: str | Path | None = None, device: str = "auto") -> tup
     size = header.get("extra", {}).get("input_size")
     if not isinstance(size, int):
         raise CheckpointError(f"The CHS-Net checkpoint {weights or MODEL_ID} does not record its input_size.")
-    return Cascade.from_chsnet(model, size, torch_device), header
+    lung_size = header.get("extra", {}).get("lung_input_size", size)
+    return Cascade.from_chsnet(model, size, torch_device, lung_size=int(lung_size)), header
 
 
 def assemble_chsnet(
@@ -49,8 +51,17 @@ def assemble_chsnet(
 
 
 def save_chsnet(
-    path: str | Path, model: CHSNet, config: dict, *, input_size: int, training_data: str, metrics: dict | None = None
+    path: str | Path,
+    model: CHSNet,
+    config: dict,
+    *,
+    input_size: int,
+    training_data: str,
+    lung_input_size: int | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
 ) -> Path:
+    """Write a ``chsnet`` checkpoint; ``extra`` adds header fields (recipe, held-out slice names)."""
     return save_checkpoint(
         path,
         model,
@@ -58,5 +69,9 @@ def save_chsnet(
         config=config,
         training_data=training_data,
         metrics=metrics,
-        extra={"input_size": int(input_size)},
+        extra={
+            **(extra or {}),
+            "input_size": int(input_size),
+            "lung_input_size": int(lung_input_size or input_size),
+        },
     )
