@@ -18,7 +18,7 @@ from conftest import shared_data_dir
 
 from lungai.cli import main as lungai_main
 from lungai.covid.cascade import Cascade
-from lungai.covid.data import derive_lung_mask, load_medseg_folder
+from lungai.covid.data import LabelledSlice, derive_lung_mask, load_medseg_folder
 from lungai.covid.grid import GridBox
 from lungai.covid.orientation import from_display, to_display
 from lungai.covid.volume_pipeline import SEGMENTS, segment_volume, split_lungs
@@ -49,6 +49,12 @@ def tiny_weights(tmp_path_factory) -> Path:
             "--size",
             "32",
             "--widths",
+            "4",
+            "8",
+            "8",
+            "8",
+            "8",
+            "--lung-widths",
             "4",
             "8",
             "8",
@@ -111,6 +117,32 @@ def test_medseg_loader_explains_a_wrong_folder(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(InputError, match="needs 'images/' and 'infection/'"):
         load_medseg_folder(tmp_path)
+
+
+def test_pseudo_labelled_slices_split_by_case_and_subsample_within_each_case():
+    from lungai.covid.data import case_of
+    from lungai.covid.training import every_kth_of_each_case
+
+    pseudo = shared_data_dir() / "covid_pseudo_infnet"
+    names = sorted(p.stem for p in (pseudo / "images").iterdir())
+    cases = {case_of(name) for name in names}
+    assert len(names) == 1600 and len(cases) == 20  # the README's 20 cases
+    assert case_of("Data-1_coronacases_org_001_17") == "Data-1_coronacases_org_001" and case_of("12") == "12"
+    slices = [LabelledSlice(f"{case}_{k}", np.zeros((2, 2))) for case in ("a", "b_c") for k in range(5)]
+    kept = [s.name for s in every_kth_of_each_case(slices, 2)]
+    assert kept == ["a_0", "a_2", "a_4", "b_c_0", "b_c_2", "b_c_4"]  # the count restarts in each case
+
+
+def test_doctor_split_is_fixed_disjoint_and_covers_every_slice():
+    from lungai.covid.bundle import doctor_split
+
+    slices = [LabelledSlice(str(k), np.zeros((2, 2))) for k in range(50)]
+    train, held_out = doctor_split(slices)
+    again = doctor_split(slices)
+    assert [s.name for s in again[1]] == [s.name for s in held_out]  # the same split every time
+    assert len(train) == len(held_out) == 25
+    assert {s.name for s in train} | {s.name for s in held_out} == {str(k) for k in range(50)}
+    assert not {s.name for s in train} & {s.name for s in held_out}
 
 
 def test_derived_lungs_agree_with_real_labels_on_the_chest_ct():
@@ -261,6 +293,12 @@ def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
             "8",
             "8",
             "8",
+            "--lung-widths",
+            "4",
+            "8",
+            "8",
+            "8",
+            "8",
             "--variant",
             "BU",
             "--finetune-epochs",
@@ -299,6 +337,18 @@ def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, sma
     assert set(metrics["infection"]) == {"accuracy", "precision", "specificity", "recall", "dice", "jaccard"}
     assert len(list(csv.DictReader(open(out / "per_slice.csv")))) == 3
     assert lungai_main(args) == 2  # exists: refused without --overwrite
+
+
+def test_evaluate_held_out_measures_only_the_slices_training_never_saw(tiny_weights, tmp_path):
+    from lungai.checkpoint import load_checkpoint
+
+    held_out = load_checkpoint(tiny_weights).header["extra"]["held_out"]["slices"]
+    out = tmp_path / "eval"
+    args = ["--progress", "none", "covid", "evaluate", "--data", str(medseg_dir()), "--weights", str(tiny_weights)]
+    assert lungai_main([*args, "--out", str(out), "--held-out"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["held_out_only"] and metrics["slices"] == len(held_out) == 2
+    assert sorted(row["slice"] for row in csv.DictReader(open(out / "per_slice.csv"))) == sorted(held_out)
 
 
 def test_segment_writes_segments_and_table_on_the_volume_grid(tiny_weights, chest_ct, tmp_path):

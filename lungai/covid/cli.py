@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--data", required=True, help="doctor-labelled slices, covid_infection_medseg layout")
     train.add_argument("--pseudo", help="pseudo-labelled slices, covid_pseudo_infnet layout (pre-training)")
     train.add_argument("--out", required=True, help="output folder (stage logs and chsnet.pt)")
-    train.add_argument("--size", type=int, help="infection grid, a multiple of 16 (default 192; paper: 256)")
+    train.add_argument("--size", type=int, help="infection grid, a multiple of 16 (default 128; paper: 256)")
     train.add_argument("--lung-size", type=int, help="lung grid (default 128: the chest CT is 128 px)")
     train.add_argument(
         "--widths",
@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--paper-widths", action="store_true", help="the paper's widths 49-74-110-165-248 (4.15 M parameters)"
     )
+    train.add_argument("--lung-widths", type=int, nargs=5, help="channels per stage of the lung stage (default 8-...)")
     train.add_argument(
         "--variant",
         choices=["BU", "BU+RIB", "BU+RIB+HP", "RAIU-Net"],
@@ -116,7 +117,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
     from lungai.covid.data import load_medseg_folder
     from lungai.covid.model import MODEL_ID
     from lungai.covid.raiunet import PAPER_WIDTHS
-    from lungai.covid.training import CPU_WIDTHS, Recipe, train_chsnet
+    from lungai.covid.training import CPU_WIDTHS, LUNG_WIDTHS, Recipe, train_chsnet
 
     out = Path(args.out)
     _check_outputs([out / "chsnet.pt"], False)
@@ -142,6 +143,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         mode=args.lung_input,
         variant=args.variant,
         widths=tuple(PAPER_WIDTHS if args.paper_widths else (args.widths or CPU_WIDTHS)),
+        lung_widths=tuple(PAPER_WIDTHS if args.paper_widths else (args.lung_widths or LUNG_WIDTHS)),
         seed=args.seed,
         device=str(ctx.device),
         **given,
@@ -180,6 +182,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         widths = "the paper's widths" if recipe.widths == PAPER_WIDTHS else "widths of our choice"
+        lung_widths = "the paper's" if recipe.lung_widths == PAPER_WIDTHS else "our choice"
         entry = register_model(
             {
                 "id": MODEL_ID,
@@ -192,7 +195,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
                 "training_data": "; ".join(f"{k}: {v}" for k, v in trained.training_data.items()),
                 "description": (
                     f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} "
-                    f"(50% growth per stage), infection grid {recipe.size} px, lung grid {recipe.lung_size} px, "
+                    f"(50% growth per stage; lung stage {lung_widths} {list(recipe.lung_widths)}), infection grid "
+                    f"{recipe.size} px, lung grid {recipe.lung_size} px, "
                     f"lung_input={recipe.mode}"
                 ),
                 "command": TRAIN_COMMAND,
