@@ -15,3 +15,17 @@ def window_to_unit(array: np.ndarray, window: tuple[float, float] = LUNG_WINDOW)
 
 def window_to_uint8(array: np.ndarray, window: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
     return np.round(window_to_unit(array, window) * 255).astype(np.uint8)
+
+
+# Windows of the 8-bit snapshot datasets, (low, high) HU mapped to grey 0 and 255.
+MEDSEG_WINDOW = (-1024.0, 240.0)  # MedSeg COVID-19 slices (covid_infection_medseg)
+IQOTH_NCCD_WINDOW = (-50.0, 300.0)  # IQ-OTH/NCCD snapshots: earlier estimate, being re-measured
+
+
+def grey_to_hu(grey: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """8-bit grey of a snapshot windowed to ``window`` = (low, high) HU back to HU (float32).
+
+    Values at 0 and 255 were clipped by the window: they only say "at most low" / "at least high".
+    """
+    low, high = window
+    return (low + np.asarray(grey, dtype=np.float32) * ((high - low) / 255.0)).astype(np.float32)

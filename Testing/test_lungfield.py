@@ -1,0 +1,91 @@
+"""The shared body and lung-field mask on the real chest CT, against its reference lung segmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from lungai.intensity import MEDSEG_WINDOW, grey_to_hu, window_to_uint8
+from lungai.lungfield import BODY_HU, lung_field, lung_field_2d
+from lungai.metrics import dice
+
+
+@pytest.fixture(scope="module")
+def field(chest_ct):
+    return lung_field(chest_ct)
+
+
+def _outside_air(hu: np.ndarray) -> np.ndarray:
+    """Per slice: low-density voxels connected to the image border (air around and behind the patient)."""
+    out = np.zeros(hu.shape, dtype=bool)
+    for k, plane in enumerate(hu <= BODY_HU):
+        labels, _ = ndimage.label(plane)
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        out[k] = np.isin(labels, border[border > 0])
+    return out
+
+
+def test_lungs_match_the_reference_segmentation(field, chest_lungs):
+    labels = chest_lungs[0].array
+    reference = labels > 0
+    assert dice(field.lungs, reference) >= 0.97
+    assert abs(field.lungs.sum() / reference.sum() - 1) <= 0.03
+    assert dice(field.right, labels == 1) >= 0.95
+    assert dice(field.left, labels == 2) >= 0.95
+    assert not (field.right & field.left).any()
+    assert np.array_equal(field.lungs, field.right | field.left)
+
+
+def test_body_holds_the_patient_and_nothing_around_or_behind_it(field, chest_ct, chest_lungs):
+    reference = chest_lungs[0].array > 0
+    assert not (reference & ~field.body).any()
+    assert not (field.body & _outside_air(chest_ct.array)).any()
+    assert not (field.lungs & ~field.body).any()
+    # the table (dense, separated from the patient by air) is not body
+    dense_outside = (chest_ct.array > BODY_HU) & ~field.body
+    assert dense_outside.sum() > 1000
+
+
+def test_trachea_is_airway_not_lung(field, chest_ct):
+    top = field.airways[25:]
+    assert all(plane.any() for plane in top), "the trachea is found on every upper slice"
+    assert not (field.airways & field.lungs).any()
+    assert (chest_ct.array[field.airways] < -930).all()
+    assert field.airways.sum() < 0.02 * field.lungs.sum()
+
+
+def test_array_input_and_reversed_slice_order_give_the_same_field(field, chest_ct):
+    plain = lung_field(chest_ct.array, chest_ct.spacing, direction=chest_ct.direction)
+    assert np.array_equal(plain.lungs, field.lungs)
+    flip = np.diag([1.0, 1.0, -1.0]) @ chest_ct.direction
+    reversed_field = lung_field(chest_ct.array[::-1], chest_ct.spacing, direction=flip)
+    assert np.array_equal(reversed_field.right[::-1], field.right)
+    assert np.array_equal(reversed_field.airways[::-1], field.airways)
+
+
+@pytest.mark.parametrize("k", [10, 16, 22, 28])
+def test_single_slices_in_hu_and_as_8_bit_snapshots(chest_ct, chest_lungs, k):
+    from lungai.covid.orientation import to_display
+
+    image = to_display(chest_ct.array, chest_ct)[k]
+    reference = to_display(chest_lungs[0].array, chest_ct)[k]
+    hu_field = lung_field_2d(image, pixel_mm=chest_ct.spacing[0])
+    assert dice(hu_field.lungs, reference > 0) >= 0.95
+    assert dice(hu_field.right, reference == 1) >= 0.9  # display orientation: patient right on the image left
+    assert dice(hu_field.left, reference == 2) >= 0.9
+    snapshot = lung_field_2d(window_to_uint8(image, MEDSEG_WINDOW), window=MEDSEG_WINDOW)
+    assert dice(snapshot.lungs, reference > 0) >= 0.93
+
+
+def test_grey_to_hu_inverts_the_window():
+    hu = np.array([-1024.0, -600.0, 0.0, 240.0])
+    back = grey_to_hu(window_to_uint8(hu, MEDSEG_WINDOW), MEDSEG_WINDOW)
+    assert np.abs(back - hu).max() <= (MEDSEG_WINDOW[1] - MEDSEG_WINDOW[0]) / 255
+
+
+def test_refuses_wrong_dimensions():
+    with pytest.raises(ValueError, match="2-D"):
+        lung_field_2d(np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="spacing"):
+        lung_field(np.zeros((2, 8, 8)))
