@@ -266,7 +266,7 @@ def test_train_writes_a_loadable_chsnet_checkpoint(tiny_weights):
     assert len(held_out) == 2 and held_out[0] in {"0", "1", "2", "3"}  # two of the four slices (--limit 4)
     assert "/" not in json.dumps({k: header[k] for k in ("training_data", "extra")})  # no local paths
     cascade, _ = load_cascade(tiny_weights, "cpu")
-    assert cascade.hierarchical and cascade.lung_input == "mask" and cascade.size == 32
+    assert cascade.hierarchical and cascade.lung_input == "channel" and cascade.size == 32
 
 
 def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):

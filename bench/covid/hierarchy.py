@@ -3,7 +3,8 @@
 Both modes train with the bundled recipe (:class:`lungai.covid.training.Recipe` defaults, our CPU
 widths): the same doctor-labelled training slices (fold 0 of :data:`lungai.covid.bundle.SPLIT`),
 the same pseudo-labelled pre-training slices, the same infection-stage epochs, batches and seed;
-the hierarchical mode additionally trains its lung stage (its time is reported). Both are measured
+the hierarchical modes (``channel``, the bundled one: lung map as a second channel; ``mask``: CT
+masked by the lungs) additionally train their lung stage (its time is reported). Both are measured
 on the same held-out doctor-labelled slices (fold 1; infection Dice etc. per slice, averaged).
 One run per mode appends a row to ``hierarchy_runs.csv``; ``hierarchy.md`` is rewritten from all
 rows. ``--from-checkpoint`` takes the row of a mode from a ``chsnet`` checkpoint trained by
@@ -12,7 +13,7 @@ training it again.
 
 Commands (from the repository root; each trains for up to an hour on one thread):
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --out bench/covid
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode mask --out bench/covid
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --out bench/covid
 """
 
 from __future__ import annotations
@@ -89,14 +90,16 @@ def write_tables(rows: list[dict], out: Path) -> None:
     (out / "hierarchy.md").write_text(
         "# Hierarchical versus direct infection segmentation (CHS-Net, equal budget)\n\n"
         "Commands: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --out "
-        "bench/covid` and the same with `--mode mask` (or `--from-checkpoint` with the bundled model's checkpoint, "
+        "bench/covid` and the same with `--mode channel` (or `--from-checkpoint` with the bundled model's checkpoint, "
         "trained by the registry's command with the same recipe).\n\n"
         "Held-out: the doctor-labelled MedSeg slices of fold 1 of a seeded 2-fold split (seed 0) that no training "
         "step saw; per-slice metrics averaged over those slices. MedSeg does not identify patients, so these are "
         "other slices of the same collection, not necessarily other patients. Both modes: the bundled recipe "
         "(infection grid 128, our widths 16-24-36-54-81, pre-training on 1 in 4 pseudo-labelled slices mixed with "
-        "the doctor training slices, then fine-tuning on those), the same epochs, batches and seed; 'mask' also "
-        "trains its lung stage (128 px). One CPU thread on a shared 2-core machine; times are wall seconds.\n\n"
+        "the doctor training slices, then fine-tuning on those), the same epochs, batches and seed; the "
+        "hierarchical modes ('channel': lung map as a second channel, the bundled model; 'mask': CT masked by the "
+        "lungs) also train their lung stage (128 px). One CPU thread on a shared 2-core machine; times are wall "
+        "seconds.\n\n"
         "| mode | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | lung stage s | "
         "infection stage s | source |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
     )

@@ -57,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--lung-input",
         choices=["mask", "channel"],
-        default="mask",
-        help="stage 2 sees the CT masked by the lungs, or the lung map as a second channel",
+        default="channel",
+        help="stage 2 sees the lung map as a second channel (default), or the CT masked by the lungs",
     )
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)

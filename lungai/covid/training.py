@@ -18,6 +18,10 @@ Protocol (seed 003 Sec. 4.2 scaled to one CPU thread; every number is a :class:`
   Hierarchical modes (``mask``, ``channel``) see every slice as the *trained* stage 1 makes it at
   inference (box around its predicted lungs, its lung map); ``direct`` sees the whole slice and
   has no lung stage. Hierarchical and direct get the same infection epochs, steps and data.
+- The bundled mode is ``channel`` (stage 2 sees the lung map as a second channel and may answer
+  outside it): the lung stage learns partly from image-derived lung labels, and with ``mask`` any
+  infection it misses at the lung border (dense consolidation looks like the chest wall) is lost
+  for good. ``mask`` remains an option, measured in ``bench/covid/hierarchy.md``.
 - No early stopping: the doctor-labelled slices are too few to spare a validation split, and the
   held-out ones are the test set (they never steer training).
 """
@@ -96,7 +100,7 @@ class SegmentationTask:
 class Recipe:
     """Everything that decides a CHS-Net training run (recorded in the checkpoint header)."""
 
-    mode: str = "mask"  # mask | channel (hierarchical) | direct
+    mode: str = "channel"  # channel | mask (hierarchical) | direct: see the module docstring
     variant: str = "RAIU-Net"
     size: int = 128  # infection grid (bench/covid/cost.md: why not 256 on one shared CPU thread)
     lung_size: int = 128
@@ -287,7 +291,8 @@ def train_chsnet(
             )
             lung_config = recipe.network_config(lung=True)
             data["lung"] = (
-                f"CTChest4 (slicerio) slices 0-21 with real lungs; derived lungs of {len(doctor)} {doctor_source} "
+                f"CTChest4 (slicerio) slices 0-21 with real lungs; derived lungs joined with the infection labels of "
+                f"{len(doctor)} {doctor_source} "
                 f"slices and of 1 in {recipe.lung_pseudo_stride} {pseudo_source} slices"
             )
             lung_net = train_network(
