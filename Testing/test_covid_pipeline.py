@@ -197,6 +197,17 @@ def test_mask_mode_reports_no_infection_outside_the_lungs():
     assert not (infection & ~lungs).any()
 
 
+def test_flip_averaging_is_the_mean_of_the_slice_and_its_mirror():
+    torch.manual_seed(0)
+    infection = torch.nn.Conv2d(1, 1, 3, padding=1)  # not mirror-symmetric
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    plain = Cascade(infection, lung=None, lung_input=None, size=32).segment([image])[0].infection
+    mirrored = Cascade(infection, lung=None, lung_input=None, size=32).segment([image[:, ::-1].copy()])[0].infection
+    averaged = Cascade(infection, lung=None, lung_input=None, size=32, tta=True).segment([image])[0].infection
+    assert not np.allclose(plain, mirrored[:, ::-1], atol=1e-3)
+    np.testing.assert_allclose(averaged, (plain + mirrored[:, ::-1]) / 2, atol=1e-5)
+
+
 def test_slices_without_lungs_get_no_infection_and_a_lungless_volume_is_refused(chest_ct):
     result = stub_cascade(lung_bias=-50.0, infection_bias=10.0).segment([np.full((64, 64), 0.3, np.float32)])[0]
     assert not (result.infection > 0.5).any()

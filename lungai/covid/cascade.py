@@ -5,6 +5,8 @@ model grid ``size``). Stage 2 sees a square
 box around the predicted lungs grown by 10 % each way (:class:`GridBox`), resized to the grid,
 with the lung map either masking the CT or added as a channel (``lung_input``). The box makes
 whole-body slices of a CT volume look like the lung-centred MedSeg slices stage 2 learns from.
+With ``tta`` the infection probability is averaged over the slice and its left-right mirror
+(:func:`lungai.tta.flip_average`; up-down is not a flip the networks train with).
 In ``direct`` mode (the paper's non-hierarchical ablation) the infection network sees the whole
 slice and no lung stage runs. A slice with no predicted lung gets no infection in the
 hierarchical modes. With ``mask`` the infection probability is zero outside the predicted lungs.
@@ -22,9 +24,11 @@ from lungai.covid.grid import GridBox
 from lungai.covid.raiunet import CHSNet, stage2_input
 from lungai.device import resolve_device
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
+from lungai.tta import flip_average
 
 LUNG_MARGIN = 0.1
 THRESHOLD = 0.5
+LEFT_RIGHT = ((), (-1,))  # test-time flips: the slice as given and mirrored left-right (as in training)
 
 
 @dataclass
@@ -35,9 +39,13 @@ class SliceResult:
     infection: np.ndarray
 
 
-def _probabilities(network: nn.Module, batch: np.ndarray, device: torch.device) -> np.ndarray:
+def _probabilities(network: nn.Module, batch: np.ndarray, device: torch.device, tta: bool = False) -> np.ndarray:
+    """Sigmoid probabilities ``(N, S, S)``; with ``tta`` the mean over the slice and its left-right mirror."""
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+    if tta:
+        return flip_average(network, x, LEFT_RIGHT)[:, 0].cpu().numpy()
     with torch.no_grad():
-        logits = network(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device))
+        logits = network(x)
     return torch.sigmoid(logits)[:, 0].cpu().numpy()
 
 
@@ -54,6 +62,7 @@ class Cascade:
         lung_size: int | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 8,
+        tta: bool = False,
     ) -> None:
         """``infection`` may be None while only lung maps and stage-2 inputs are needed (training stage 2)."""
         if (lung is None) != (lung_input is None):
@@ -61,6 +70,7 @@ class Cascade:
         self.lung, self.infection, self.lung_input = lung, infection, lung_input
         self.size, self.device, self.batch_size = int(size), resolve_device(str(device)), batch_size
         self.lung_size = int(lung_size or size)
+        self.tta = tta
         for network in (lung, infection):
             if network is not None:
                 network.to(self.device).eval()
@@ -115,7 +125,8 @@ class Cascade:
         ready = [i for i, item in enumerate(prepared) if item is not None]
         infection = [np.zeros(image.shape, dtype=np.float32) for image in images]
         if ready:
-            probabilities = _probabilities(self.infection, np.stack([prepared[i][1] for i in ready]), self.device)
+            stage2 = np.stack([prepared[i][1] for i in ready])
+            probabilities = _probabilities(self.infection, stage2, self.device, self.tta)
             for i, p in zip(ready, probabilities):
                 infection[i] = prepared[i][0].paste(p, images[i].shape)
                 if self.lung_input == "mask":

@@ -88,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--weights", help="chsnet checkpoint (default: the bundled model)")
     evaluate.add_argument("--out", required=True, help="output folder for metrics.json and per_slice.csv")
     evaluate.add_argument("--orientation", choices=["transposed", "display"], default="transposed")
+    evaluate.add_argument("--tta", action="store_true", help="average over left-right flips (test-time augmentation)")
     evaluate.add_argument(
         "--held-out",
         action="store_true",
@@ -227,7 +228,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
     out = Path(args.out)
     _check_outputs([out / "metrics.json", out / "per_slice.csv"], args.overwrite)
     slices = load_medseg_folder(args.data, args.orientation)
-    cascade, header = load_cascade(args.weights, ctx.device)
+    cascade, header = load_cascade(args.weights, ctx.device, tta=args.tta)
     if args.held_out:
         from lungai.covid.bundle import held_out_names
         from lungai.errors import LungAIError
@@ -244,6 +245,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
         "input_size": cascade.size,
         "slices": len(slices),
         "held_out_only": bool(args.held_out),
+        "tta": bool(args.tta),
         "data": str(args.data),
         "weights": str(args.weights or "bundled chsnet-covid"),
         "infection": {k: round(v, 4) for k, v in metrics.items()},

@@ -21,8 +21,10 @@ from lungai.registry import load_registered_model
 MODEL_ID = "chsnet-covid"
 
 
-def load_cascade(weights: str | Path | None = None, device: str = "auto") -> tuple[Cascade, dict]:
-    """The cascade of ``weights`` (a ``chsnet`` checkpoint) or of the bundled model; and its header."""
+def load_cascade(weights: str | Path | None = None, device: str = "auto", tta: bool = False) -> tuple[Cascade, dict]:
+    """The cascade of ``weights`` (a ``chsnet`` checkpoint) or of the bundled model, and its header.
+
+    ``tta`` averages the infection probability over left-right flips (:class:`Cascade`)."""
     torch_device = resolve_device(device)
     if weights is None:
         model, header = load_registered_model(MODEL_ID, str(torch_device))
@@ -32,7 +34,9 @@ def load_cascade(weights: str | Path | None = None, device: str = "auto") -> tup
     if not isinstance(size, int):
         raise CheckpointError(f"The CHS-Net checkpoint {weights or MODEL_ID} does not record its input_size.")
     lung_size = header.get("extra", {}).get("lung_input_size", size)
-    return Cascade.from_chsnet(model, size, torch_device, lung_size=int(lung_size)), header
+    cascade = Cascade.from_chsnet(model, size, torch_device, lung_size=int(lung_size))
+    cascade.tta = tta
+    return cascade, header
 
 
 def assemble_chsnet(
