@@ -1,4 +1,4 @@
-"""Hierarchical (lungs, then infection inside them) against direct infection segmentation, at equal budget.
+"""Hierarchical against direct infection segmentation at equal budget; and grid 128 against 256 at equal time.
 
 Both modes train with the bundled recipe (:class:`lungai.covid.training.Recipe` defaults, our CPU
 widths): the same doctor-labelled training slices (fold 0 of :data:`lungai.covid.bundle.SPLIT`),
@@ -7,13 +7,21 @@ the hierarchical modes (``channel``, the bundled one: lung map as a second chann
 masked by the lungs) additionally train their lung stage (its time is reported). Both are measured
 on the same held-out doctor-labelled slices (fold 1; infection Dice etc. per slice, averaged).
 One run per mode appends a row to ``hierarchy_runs.csv``; ``hierarchy.md`` is rewritten from all
-rows. ``--from-checkpoint`` takes the row of a mode from a ``chsnet`` checkpoint trained by
-``lungai covid train`` with exactly this recipe (it refuses any other recipe), instead of
-training it again.
+rows.
+
+Grid: ``--size 256 --time-scale R`` trains the same mode at 256 px with the infection stage's
+batches divided by ``R``, the measured cost of a 256 px training step relative to 128 px
+(``bench/covid/cost.md``), so that both grids get about the same wall time; the table reports
+each run's actual time and slice-steps, so the equality can be checked.
+
+``--from-checkpoint`` takes the row of a mode from a ``chsnet`` checkpoint trained by ``lungai
+covid train`` with exactly this recipe (it refuses any other recipe), instead of training it again.
 
 Commands (from the repository root; each trains for up to an hour on one thread):
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --out bench/covid
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --out bench/covid
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --size 256 --time-scale 3.5 \
+        --out bench/covid
 """
 
 from __future__ import annotations
@@ -26,23 +34,46 @@ from pathlib import Path
 
 DATA = "covid_infection_medseg"
 PSEUDO = "covid_pseudo_infnet"
+TIMES = ["lung_stage_s", "infection_stage_s"]
 COLUMNS = ["mode", "dice", "jaccard", "precision", "recall", "specificity", "accuracy", "held_out_slices"]
 
 
-def run_mode(mode: str, data: Path, work: Path) -> dict:
+def scaled_recipe(mode: str, size: int, time_scale: float):
+    """The bundled recipe in ``mode`` at ``size`` with the infection stage's batches divided by ``time_scale``."""
+    from lungai.covid.training import Recipe
+
+    base = Recipe(mode=mode)
+    return Recipe(
+        mode=mode,
+        size=size,
+        pretrain_steps=max(1, round(base.pretrain_steps / time_scale)),
+        finetune_epochs=max(1, round(base.finetune_epochs / time_scale)),
+    )
+
+
+def slice_steps(recipe, doctor_slices: int) -> int:
+    """Slices the infection stage trains on, counted with repeats (pre-training + fine-tuning)."""
+    per_epoch = -(-doctor_slices // recipe.batch_size)
+    return recipe.batch_size * (recipe.pretrain_epochs * recipe.pretrain_steps + recipe.finetune_epochs * per_epoch)
+
+
+def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float) -> dict:
     from lungai.covid.bundle import doctor_split, measure
     from lungai.covid.data import load_medseg_folder
-    from lungai.covid.training import Recipe, train_chsnet
+    from lungai.covid.training import train_chsnet
 
     train_slices, held_out = doctor_split(load_medseg_folder(data / DATA))
     pseudo = load_medseg_folder(data / PSEUDO)
+    recipe = scaled_recipe(mode, size, time_scale)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    trained = train_chsnet(Recipe(mode=mode), train_slices, pseudo, work, doctor_source=DATA, pseudo_source=PSEUDO)
+    trained = train_chsnet(recipe, train_slices, pseudo, work, doctor_source=DATA, pseudo_source=PSEUDO)
     seconds = time.perf_counter() - started
     metrics = measure(trained, held_out)["infection"]
     return {
         "mode": mode,
+        "grid": size,
+        "infection_slice_steps": slice_steps(recipe, len(train_slices)),
         **{k: metrics[k] for k in COLUMNS[1:-1]},
         "held_out_slices": len(held_out),
         "lung_stage_s": round(trained.seconds.get("lung", 0.0)),
@@ -67,6 +98,8 @@ def row_from_checkpoint(mode: str, path: Path) -> dict:
     metrics, seconds = header["metrics"], header["extra"]["train_seconds"]
     return {
         "mode": mode,
+        "grid": recipe["size"],
+        "infection_slice_steps": slice_steps(Recipe(mode=mode), len(header["extra"]["held_out"]["slices"])),
         **{k: metrics[f"held_out_infection_{k}"] for k in COLUMNS[1:-1]},
         "held_out_slices": len(header["extra"]["held_out"]["slices"]),
         "lung_stage_s": round(seconds.get("lung", 0.0)),
@@ -78,13 +111,18 @@ def row_from_checkpoint(mode: str, path: Path) -> dict:
 
 
 def write_tables(rows: list[dict], out: Path) -> None:
-    fields = list(rows[0])
+    fields = list(max(rows, key=len))
+    for row in rows:  # rows of runs before the grid option were all at 128 px
+        row.setdefault("grid", 128)
+        row.setdefault("infection_slice_steps", "")
     with open(out / "hierarchy_runs.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "| " + " | ".join(str(row[k]) for k in [*COLUMNS, "lung_stage_s", "infection_stage_s", "source"]) + " |"
+        "| "
+        + " | ".join(str(row[k]) for k in ["mode", "grid", *COLUMNS[1:], "infection_slice_steps", *TIMES, "source"])
+        + " |"
         for row in rows
     ]
     (out / "hierarchy.md").write_text(
@@ -100,8 +138,9 @@ def write_tables(rows: list[dict], out: Path) -> None:
         "hierarchical modes ('channel': lung map as a second channel, the bundled model; 'mask': CT masked by the "
         "lungs) also train their lung stage (128 px). One CPU thread on a shared 2-core machine; times are wall "
         "seconds.\n\n"
-        "| mode | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | lung stage s | "
-        "infection stage s | source |\n|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+        "| mode | grid | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | infection "
+        "slice-steps | lung stage s | infection stage s | source |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
     )
 
 
@@ -116,18 +155,21 @@ def main() -> None:
         help=f"folder holding {DATA}/ and {PSEUDO}/ (default: $LUNGAI_SHARED_DATA or ../shared/data)",
     )
     parser.add_argument("--from-checkpoint", help="chsnet checkpoint of the same recipe (mask or channel)")
+    parser.add_argument("--size", type=int, default=128, help="infection grid")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="divide the infection stage's batches by this")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_checkpoint:
         row = row_from_checkpoint(args.mode, Path(args.from_checkpoint))
     else:
-        row = run_mode(args.mode, Path(args.data_dir), Path(args.work) / args.mode)
+        work = Path(args.work) / f"{args.mode}-{args.size}"
+        row = run_mode(args.mode, Path(args.data_dir), work, args.size, args.time_scale)
     print(row, flush=True)
     runs = out / "hierarchy_runs.csv"
     rows = [r for r in csv.DictReader(open(runs))] if runs.is_file() else []
-    rows = [r for r in rows if r["mode"] != row["mode"]] + [row]
-    write_tables(sorted(rows, key=lambda r: r["mode"]), out)
+    rows = [r for r in rows if (r["mode"], int(r.get("grid") or 128)) != (row["mode"], row["grid"])] + [row]
+    write_tables(sorted(rows, key=lambda r: (int(r.get("grid") or 128), r["mode"])), out)
 
 
 if __name__ == "__main__":
