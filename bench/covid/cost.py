@@ -155,7 +155,10 @@ def write_markdown(rows: list[dict], out: Path, load_text: str, pipeline_text: s
             f"same time a 256 px grid would get about {BUNDLED_SLICE_STEPS / ratio:.0f}, fewer than one pass over "
             "the 400 pre-training slices, and the 60-minute budget on one shared thread leaves no room to run 256 "
             "longer. The 128 px grid fits a 512-wide CT slice by a factor of 4 (about 3 for the MedSeg slices, "
-            "which are 200-490 px wide); predictions are resized back to each slice's own grid before scoring.\n"
+            "which are 200-490 px wide); predictions are resized back to each slice's own grid before scoring. "
+            "What the two grids reach at equal time (Dice on the held-out doctor-labelled slices) is in "
+            "`hierarchy.md`, rows at grid 128 and 256. The load changed during the run (see above), so single "
+            "ratios are uncertain by tens of percent.\n"
         )
     (out / "cost.md").write_text(
         "# CHS-Net cost per grid and width on one CPU thread\n\n"
