@@ -8,9 +8,9 @@ Protocol (seed 003 Sec. 4.2 scaled to one CPU thread; every number is a :class:`
   gamma and intensity jitter for the slice-to-slice window differences of 8-bit slices. No
   up-down flip: the anterior-posterior direction is not symmetric.
 - Stage 1 (lungs) trains at ``lung_size`` (128: the chest CT it learns real lungs from is 128 px)
-  on the chest CT's training slices (k = 0-21, real labels) plus image-derived lung labels
-  (:func:`lungai.covid.data.derive_lung_mask`) of the doctor-labelled training slices and of a
-  subsample of the pseudo-labelled slices.
+  on the chest CT's training slices (k = 0-21, real labels) plus image-derived lung labels joined
+  with each slice's own infection label (:func:`lungai.covid.data.with_derived_lungs`) of the
+  doctor-labelled training slices and of a subsample of the pseudo-labelled slices.
 - Stage 2 (infection) trains at ``size`` in two phases, the Semi-Inf-Net recipe (pseudo labels
   first, doctor labels last): ``pretrain_epochs`` on the pseudo-labelled slices
   (``covid_pseudo_infnet``, every ``pseudo_stride``-th slice of each case) mixed with the doctor
@@ -21,7 +21,7 @@ Protocol (seed 003 Sec. 4.2 scaled to one CPU thread; every number is a :class:`
 - The bundled mode is ``channel`` (stage 2 sees the lung map as a second channel and may answer
   outside it): the lung stage learns partly from image-derived lung labels, and with ``mask`` any
   infection it misses at the lung border (dense consolidation looks like the chest wall) is lost
-  for good. ``mask`` remains an option, measured in ``bench/covid/hierarchy.md``.
+  for good. ``mask`` remains an option (not measured at this budget).
 - No early stopping: the doctor-labelled slices are too few to spare a validation split, and the
   held-out ones are the test set (they never steer training).
 """
