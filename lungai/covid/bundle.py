@@ -79,3 +79,16 @@ def save_trained(
             "train_seconds": {k: round(v, 1) for k, v in trained.seconds.items()},
         },
     )
+
+
+def registry_metrics(metrics: dict[str, dict[str, float]], held_out: int, doctor_source: str) -> dict:
+    """Registry metrics whose keys say what "held-out" means for each figure."""
+    named = {
+        f"infection, held-out doctor-labelled slices ({held_out} {doctor_source} slices no training step saw; "
+        f"{SPLIT}; other slices of the same collection, patients not identified)": metrics["infection"]
+    }
+    if "lung" in metrics:
+        named["lungs, held-out CTChest4 slices 22-33 (real labels; other slices of the training scan)"] = metrics[
+            "lung"
+        ]
+    return named
