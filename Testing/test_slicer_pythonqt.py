@@ -21,10 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _find_tool() -> Path:
-    """``LUNGAI_SLICER_QT``, else ``shared/tools/slicer-qt`` beside the repository or one of its parents."""
+    """``LUNGAI_SLICER_QT``, else ``tools/slicer-qt`` beside the shared data folder (``LUNGAI_SHARED_DATA``), else
+    ``shared/tools/slicer-qt`` beside the repository or one of its parents."""
     if "LUNGAI_SLICER_QT" in os.environ:
         return Path(os.environ["LUNGAI_SLICER_QT"])
     candidates = [folder / "shared" / "tools" / "slicer-qt" for folder in REPO.parents]
+    if "LUNGAI_SHARED_DATA" in os.environ:
+        candidates.insert(0, Path(os.environ["LUNGAI_SHARED_DATA"]).parent / "tools" / "slicer-qt")
     return next((c for c in candidates if (c / "run-pythonqt").is_file()), candidates[0])
 
 
