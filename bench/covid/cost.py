@@ -35,7 +35,7 @@ CONFIGS = [
     ("RAIU-Net, our widths 16-24-36-54-81", None, 128, "RAIU-Net"),
 ]
 INFECTION_BUDGET_S = 45 * 60
-BUNDLED_SLICE_STEPS = 4 * (4 * 40 + 10 * 7)  # Recipe defaults: batch 4, 4 x 40 pre-training + 10 x 7 fine-tuning
+BUNDLED_SLICE_STEPS = 4 * (4 * 30 + 8 * 7)  # Recipe defaults: batch 4, 4 x 30 pre-training + 8 x 7 fine-tuning
 
 
 def measure_one(widths: str | None, size: int, variant: str) -> dict:

@@ -108,8 +108,8 @@ class Recipe:
     lung_widths: tuple[int, ...] = LUNG_WIDTHS
     lung_epochs: int = 3
     pretrain_epochs: int = 4
-    pretrain_steps: int | None = 40  # batches per pre-training epoch (None: the whole set)
-    finetune_epochs: int = 10
+    pretrain_steps: int | None = 30  # batches per pre-training epoch (None: the whole set)
+    finetune_epochs: int = 8
     pseudo_stride: int = 4  # 1 in k pseudo-labelled slices of a case (neighbours are near copies)
     lung_pseudo_stride: int = 64  # pseudo-labelled slices that also train the lung stage (derived lungs)
     doctor_repeats: int = 4  # doctor slices repeated in the pre-training mix
