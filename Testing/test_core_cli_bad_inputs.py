@@ -47,8 +47,9 @@ COMMANDS = {
         {"--volume": "volume", "--points": "csv", "--weights": "weights", "--out": "out_folder"},
     ),
     "covid train": (
-        ["--data", "medseg", "--out", "OUT", "--size", "32", "--lung-epochs", "1", "--infection-epochs", "1"],
-        {"--data": "folder", "--lung-weights": "weights", "--cv-metrics": "csv", "--out": "out_folder"},
+        ["--data", "medseg", "--out", "OUT", "--size", "32", "--lung-size", "32", "--lung-epochs", "1"]
+        + ["--finetune-epochs", "1"],
+        {"--data": "folder", "--pseudo": "folder", "--lung-weights": "weights", "--out": "out_folder"},
     ),
     "covid evaluate": (
         ["--data", "medseg", "--out", "OUT"],
