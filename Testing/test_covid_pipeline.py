@@ -419,5 +419,82 @@ def test_demo_section_uses_the_registered_model_and_bundled_samples(tiny_weights
     assert "unavailable" in missing.text and not missing.images
     publish(tiny_weights, DESCRIPTOR.default_model_id, module=DESCRIPTOR.slicer_module, licence="test")
     section = run_demo(tmp_path / "demo", device="cpu")
-    assert len(section.images) == 3 and all(p.is_file() for p in section.images + section.files + section.tables)
+    # the CT's largest-lung slice and its most infected slice (one picture when they coincide), two MedSeg slices
+    assert len(section.images) in (3, 4) and all(p.is_file() for p in section.images + section.files + section.tables)
+    assert "infection burden" in section.reading
     assert [r["Region"] for r in csv.DictReader(open(section.tables[0]))] == ["Right lung", "Left lung", "Both lungs"]
+
+
+# --- anatomy on the bundled model and the real CT (issue 12) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled_result(chest_ct):
+    from lungai.covid.pipeline import load
+
+    return segment_volume(chest_ct, load(device="cpu").network)
+
+
+def test_bundled_model_keeps_every_segment_inside_the_body_and_out_of_the_airways(bundled_result, chest_ct):
+    from lungai.lungfield import lung_field
+
+    field = lung_field(chest_ct)
+    for name, mask in bundled_result.masks.items():
+        assert not (mask & ~field.body).any(), f"{name} outside the body"
+    lungs = bundled_result.masks["Right lung"] | bundled_result.masks["Left lung"]
+    assert not (lungs & field.airways).any()
+
+
+def test_bundled_lungs_match_the_reference_on_slices_the_lung_stage_never_saw(bundled_result, chest_lungs):
+    from lungai.covid.data import TEST_SLICES
+    from lungai.metrics import dice
+
+    held_out = slice(TEST_SLICES.start, TEST_SLICES.stop)
+    labels = chest_lungs[0].array[held_out]
+    right, left = bundled_result.masks["Right lung"][held_out], bundled_result.masks["Left lung"][held_out]
+    assert dice(right | left, labels > 0) >= 0.95
+    assert abs((right | left).sum() / (labels > 0).sum() - 1) <= 0.05
+    assert dice(right, labels == 1) >= 0.9 and dice(left, labels == 2) >= 0.9
+
+
+def test_dense_infection_at_the_lung_border_is_kept_whole_and_the_rest_dropped(chest_ct):
+    from lungai.covid.anatomy import constrain
+    from lungai.lungfield import lung_field
+
+    field = lung_field(chest_ct)
+    hu = chest_ct.array.astype(np.float32)
+    k = 16
+    rows, columns = np.nonzero(field.right[k])
+    lateral = columns.max() if columns.mean() > np.nonzero(field.left[k])[1].mean() else columns.min()
+    row = int(np.median(rows[columns == lateral]))
+    consolidation = np.zeros(hu.shape, bool)  # straddles the lung border: half lung field, half chest wall
+    consolidation[k, row - 2 : row + 3, lateral - 3 : lateral + 4] = True
+    hu[consolidation] = 30.0
+    faint = np.zeros_like(consolidation)  # inside the lung, no denser than the aerated lung around it
+    faint[k, rows[0] + 6 : rows[0] + 9, columns.min() + 8 : columns.min() + 11] = True
+    faint &= field.right & ~consolidation
+    outside = np.zeros_like(consolidation)
+    outside[k, 2:5, 2:5] = True  # in the air around the patient
+    assert faint.any() and not (consolidation & field.lungs).all()
+    lungs, kept = constrain(field.lungs, consolidation | faint | outside, field, hu)
+    np.testing.assert_array_equal(kept, consolidation)
+    assert (lungs >= kept).all() and not (lungs & ~field.body).any()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_segment_accepts_a_2d_8_bit_windowed_slice(tiny_weights, tmp_path, mode):
+    """The MedSeg format: an 8-bit lung-windowed screenshot (here turned to display orientation)."""
+    import slicerio
+    from PIL import Image
+
+    grey = np.asarray(Image.open(medseg_dir() / "images" / "10.jpg").convert("L")).T
+    path = tmp_path / "slice.png"
+    Image.fromarray(np.ascontiguousarray(grey)).convert(mode).save(path)
+    out = tmp_path / "out"
+    args = ["--progress", "none", "covid", "segment", "--volume", str(path), "--weights", str(tiny_weights)]
+    assert lungai_main([*args, "--out", str(out)]) == 0
+    segmentation = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
+    assert segmentation["voxels"].shape[:3] in ((grey.shape[1], grey.shape[0], 1), (1, *grey.shape))
+    rows = list(csv.DictReader(open(out / "burden.csv")))
+    assert [r["Lung volume (mL)"] for r in rows] == ["", "", ""]  # a snapshot has no pixel size
+    assert 0.0 <= float(rows[2]["Infected (%)"]) <= 100.0

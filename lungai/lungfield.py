@@ -10,8 +10,9 @@ Steps on a CT volume (:func:`lung_field`; :func:`lung_field_2d` does the same on
    the blankets and the air pockets they enclose. The largest 3-D component of what remains
    is the patient; it is given back its skin (dense voxels within ``opening_mm`` of it) and its
    holes are filled slice by slice (lungs, airways, bowel gas are inside the body). On a single slice,
-   low-density regions that touch the image border and the body but are not air (median at or above
-   ``gas_hu``) are lungs cut by a tight crop (as in the MedSeg snapshots) and join the body.
+   low-density regions that touch less than 3/4 of the image border and are otherwise enclosed by dense
+   tissue (90 % of their rim) are lungs cut by a tight crop (as in the MedSeg snapshots); then the body is
+   everything but the air around the patient.
 2. **Low-density candidates.** Voxels of the body below :data:`BODY_HU`. Components smaller than
    ``min_lung_fraction`` of the largest (bowel gas, small pockets) are dropped.
 3. **Airways.** Trachea and main bronchi are pure gas (below ``gas_hu``, stricter than lung
@@ -47,6 +48,7 @@ BODY_HU = -500.0  # between lung parenchyma (about -850) and fat (about -100)
 GAS_HU = -930.0  # airways and air; below nearly all lung parenchyma voxels
 DEFAULT_FOV_MM = 350.0  # field of view assumed for a slice whose pixel size is unknown
 _SIDE_SHARE = 0.2  # a lung component with at least this share on each side of the midline is both lungs
+_ENCLOSED_SHARE = 0.9  # a lung cut by the crop has at least this share of its rim in dense tissue
 _LEAK_GROWTH = 2.0  # airway area growing more than this between consecutive slices is a leak
 
 
@@ -103,18 +105,24 @@ def _body(hu: np.ndarray, pixel_mm: tuple[float, float], opening_mm: float) -> n
     return _per_slice(ndimage.binary_fill_holes, body)
 
 
-def _lungs_cut_by_the_crop(hu: np.ndarray, body: np.ndarray, gas_hu: float) -> np.ndarray:
-    """Low-density regions of a slice that touch its border and the body but are not air (median at or
-    above ``gas_hu``): lungs of a snapshot cropped through the chest wall."""
-    labels, count = ndimage.label((hu <= BODY_HU) & ~body)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    near_body = np.unique(labels[ndimage.binary_dilation(body)])
-    cut = np.zeros_like(body)
-    for label in set(border.tolist()) & set(near_body.tolist()) - {0}:
+def _body_of_a_cropped_slice(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """``body`` of one slice, grown to the lungs a tight crop cut through the chest wall (module docstring).
+
+    A low-density region touching the image border is a cut lung when it touches less than 3/4 of the
+    border and at least :data:`_ENCLOSED_SHARE` of its rim inside the image is dense tissue; air around the
+    patient runs along most of the border. With cut lungs the body is everything but that air.
+    """
+    labels, _ = ndimage.label(hu <= BODY_HU)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    cut, outside = [], []
+    for label in np.unique(edge[edge > 0]):
         component = labels == label
-        if np.median(hu[component]) >= gas_hu:
-            cut |= component
-    return cut
+        rim = ndimage.binary_dilation(component) & ~component
+        enclosed = rim.any() and (rim & (hu > BODY_HU)).sum() >= _ENCLOSED_SHARE * rim.sum()
+        (cut if enclosed and (edge == label).mean() < 0.75 else outside).append(label)
+    if not cut:
+        return body
+    return ndimage.binary_fill_holes(_largest_component(~np.isin(labels, outside)))
 
 
 def _large_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -218,7 +226,7 @@ def _field(
 ) -> LungField:
     body = _body(hu, pixel_mm, opening_mm)
     if single_slice:
-        body[0] = ndimage.binary_fill_holes(body[0] | _lungs_cut_by_the_crop(hu[0], body[0], gas_hu))
+        body[0] = _body_of_a_cropped_slice(hu[0], body[0])
         airways = _airways_in_plane(hu[0], body[0] & (hu[0] <= BODY_HU), gas_hu, pixel_mm)[None]
         candidates = _large_components(body & (hu <= BODY_HU) & ~airways, min_lung_fraction)
     else:

@@ -49,13 +49,6 @@ class DepthwiseSeparableConv2d(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-class SpectralPool2d(nn.Module):
-    """Spectral pooling by 2 (valid): ``(N, C, H, W) -> (N, C, H // 2, W // 2)``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return spectral_pool2d(x, (x.shape[-2] // 2, x.shape[-1] // 2))
-
-
 class HybridPool2d(nn.Module):
     """Hybrid pooling (Sec. 3.1.1): max and spectral pooling in parallel, fused by a 1x1 convolution.
 

@@ -7,7 +7,7 @@ import json
 
 from lungai import clitools
 from lungai.covid import DESCRIPTOR, pipeline
-from lungai.io import read_volume
+from lungai.covid.snapshot import read_ct_or_snapshot
 
 ORIENTATIONS = ["transposed", "display"]
 
@@ -71,8 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clitools.add_overwrite_option(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
-    segment = commands.add_parser("segment", help="lungs, infection and burden table for a CT volume")
-    segment.add_argument("--volume", required=True, help="CT volume in HU (.nrrd, .nii[.gz], .mha or a DICOM folder)")
+    segment = commands.add_parser("segment", help="lungs, infection and burden table for a CT volume or slice")
+    segment.add_argument(
+        "--volume",
+        required=True,
+        help="CT volume in HU (.nrrd, .nii[.gz], .mha or a DICOM folder) or one 8-bit lung-windowed slice "
+        "(.png, .jpg; MedSeg format, anterior at the top, patient's right on the left)",
+    )
     segment.add_argument("--out", required=True, help="output folder for segmentation.seg.nrrd and burden.csv")
     clitools.add_model_options(segment, DESCRIPTOR)
     clitools.add_overwrite_option(segment)
@@ -124,7 +129,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
 
 
 def _segment(args: argparse.Namespace, ctx) -> int:
-    volume = read_volume(args.volume)
+    volume = read_ct_or_snapshot(args.volume)
     clitools.check_outputs(args.out, DESCRIPTOR.outputs, args.overwrite)
     model = pipeline.load(args.weights, args.model, ctx.device)
     result = pipeline.run(volume, model, progress=ctx.progress, cancel=ctx.cancel)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.morphology import disk
@@ -34,6 +35,7 @@ from skimage.morphology import disk
 from lungai.covid.intensity import hu_to_unit, uint8_to_unit
 from lungai.covid.orientation import to_display
 from lungai.errors import InputError
+from lungai.sample_data import chest_ct, chest_lungs
 
 TEST_SLICES = range(22, 34)
 ORIENTATIONS = ("transposed", "display")
@@ -53,7 +55,6 @@ class LabelledSlice:
 
 def _read_grey(path: Path, labels: bool = False) -> np.ndarray:
     """8-bit grey values; with ``labels``, palette images keep their indices (class labels)."""
-    from PIL import Image
 
     try:
         with Image.open(path) as handle:
@@ -119,8 +120,6 @@ def derive_lung_mask(image: np.ndarray) -> np.ndarray:
 
 def chest_ct_lung_slices(split: str) -> list[LabelledSlice]:
     """Axial slices of the slicerio chest CT with lung masks (both lungs); ``split`` 'train' or 'test'."""
-    from lungai.sample_data import chest_ct, chest_lungs
-
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     ct = chest_ct()

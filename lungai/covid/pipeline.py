@@ -14,8 +14,12 @@ components each hold at least 20 % of the lungs, each is one lung and the one fu
 patient left (larger LPS x of its centroid) is the left lung; otherwise (lungs touching, or one
 lung) voxels are split by the sagittal plane halfway between the leftmost and rightmost lung voxels (LPS x).
 
+Anatomical limits (:mod:`lungai.covid.anatomy`, with the shared HU lung field): nothing outside the body,
+lungs that stop at the airways, infection only in components that touch the aerated lungs.
+
 Slices where stage 1 finds no lung get no infection (hierarchical modes). A volume with no lung at
-all is refused: it is probably not a chest CT (or not a lung window of one).
+all is refused: it is probably not a chest CT (or not a lung window of one). A one-slice 8-bit image
+(the MedSeg format) goes to :mod:`lungai.covid.snapshot`.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from scipy import ndimage
 from lungai.checkpoint import load_model
 from lungai.contract import LoadedModel, SavedResult, TrainOptions, TrainOutcome
 from lungai.covid import DESCRIPTOR
+from lungai.covid.anatomy import constrain
 from lungai.covid.cascade import THRESHOLD, Cascade
 from lungai.covid.data import chest_ct_lung_slices, load_medseg_folder, with_derived_lungs
 from lungai.covid.evaluation import METRIC_NAMES, infection_metrics, lung_metrics
 from lungai.covid.intensity import hu_to_unit
 from lungai.covid.model import assemble_chsnet, save_chsnet
 from lungai.covid.orientation import check_axial, from_display, to_display
+from lungai.covid.snapshot import as_snapshot, segment_snapshot
 from lungai.covid.training import (
     SegmentationTask,
     StageSettings,
@@ -50,6 +56,7 @@ from lungai.covid.training import (
 from lungai.device import resolve_device
 from lungai.errors import CheckpointError, InputError, LungAIError
 from lungai.io import read_segmentation, read_table_csv, write_segmentation, write_table_csv
+from lungai.lungfield import lung_field
 from lungai.outputs import staged_folder
 from lungai.progress import CancelToken, ProgressCallback, report, subrange
 from lungai.registry import load_for_module, publish
@@ -118,21 +125,22 @@ def split_lungs(lungs: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarr
     return lungs & (x <= midline + _TIE_MM), lungs & (x > midline + _TIE_MM)
 
 
-def burden_table(right: np.ndarray, left: np.ndarray, infection: np.ndarray, voxel_mm3: float) -> list[dict]:
-    """Rows: right lung, left lung, both lungs. Volumes are voxel counts x voxel volume (mL).
+def burden_table(right: np.ndarray, left: np.ndarray, infection: np.ndarray, voxel_mm3: float | None) -> list[dict]:
+    """Rows: right lung, left lung, both lungs. Volumes are voxel counts x voxel volume (mL), blank (None)
+    when ``voxel_mm3`` is None (a 2-D snapshot without pixel size).
 
     Infection per lung is the infection inside that lung; "Both lungs" reports all infection
     voxels (with masking they are all inside the lungs) and the share of lung voxels infected.
     """
-    ml = voxel_mm3 / 1000.0
+    ml = None if voxel_mm3 is None else voxel_mm3 / 1000.0
 
     def row(region: str, lung: np.ndarray, infected: np.ndarray, inside: np.ndarray) -> dict:
         lung_voxels = int(np.count_nonzero(lung))
         share = 100.0 * np.count_nonzero(inside) / lung_voxels if lung_voxels else 0.0
         return {
             "Region": region,
-            "Lung volume (mL)": round(lung_voxels * ml, 3),
-            "Infection volume (mL)": round(int(np.count_nonzero(infected)) * ml, 3),
+            "Lung volume (mL)": None if ml is None else round(lung_voxels * ml, 3),
+            "Infection volume (mL)": None if ml is None else round(int(np.count_nonzero(infected)) * ml, 3),
             "Infected (%)": round(share, 2),
         }
 
@@ -150,6 +158,14 @@ def segment_volume(
     """Lungs (split by side), infection and the burden table for a CT volume in HU."""
     if not cascade.hierarchical:
         raise ValueError("segment_volume needs a hierarchical cascade (lungs then infection)")
+    grey = as_snapshot(volume)
+    if grey is not None:  # one 8-bit windowed slice (MedSeg format), not HU
+        masks = {
+            name: mask[None] for name, mask in segment_snapshot(grey, cascade, progress=progress, cancel=cancel).items()
+        }
+        return BurdenResult(
+            masks, burden_table(masks[RIGHT_LUNG.name], masks[LEFT_LUNG.name], masks[INFECTION.name], None)
+        )
     if volume.array.ndim != 3:
         raise InputError(f"Expected a 3-D CT volume, got an array of shape {volume.array.shape}.")
     validate_ct(volume)
@@ -158,6 +174,7 @@ def segment_volume(
     results = cascade.segment(list(display), progress, cancel)
     lungs = from_display(np.stack([r.lung for r in results]) > THRESHOLD, volume)
     infection = from_display(np.stack([r.infection for r in results]) > THRESHOLD, volume)
+    lungs, infection = constrain(lungs, infection, lung_field(volume), volume.array)
     right, left = split_lungs(lungs, volume)
     if not (right.any() or left.any()):
         raise InputError(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from lungai.intensity import window_to_unit
+
 INPUT_SIZE = 64
 INPUT_SPACING_MM = 0.55
 HU_WINDOW = (-1000.0, 400.0)
@@ -21,8 +23,7 @@ AIR_HU = -1000.0
 
 def normalise_hu(image_hu: np.ndarray, window: tuple[float, float] = HU_WINDOW) -> np.ndarray:
     """Clip HU to ``window`` and scale linearly to [0, 1] (float32)."""
-    low, high = window
-    return ((np.clip(np.asarray(image_hu, dtype=np.float32), low, high) - low) / (high - low)).astype(np.float32)
+    return window_to_unit(image_hu, window)
 
 
 def patch_coordinates(
