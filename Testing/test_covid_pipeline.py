@@ -526,6 +526,20 @@ def test_bundled_lungs_match_the_reference_on_slices_the_lung_stage_never_saw(bu
     assert dice(right, labels == 1) >= 0.9 and dice(left, labels == 2) >= 0.9
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 acceptance not met by the bundled chsnet-covid: 1.2 % of the lungs on slices 22-33 "
+    "(0.95 % on the whole scan) are marked as infection on this normal CT; the infection stage has no normal "
+    "training data. Remove this mark when a retrained model passes.",
+)
+def test_bundled_model_marks_at_most_half_a_percent_of_a_normal_scan_as_infection(bundled_result):
+    from lungai.covid.data import TEST_SLICES
+
+    held_out = slice(TEST_SLICES.start, TEST_SLICES.stop)  # the lung stage trained on the other slices
+    lungs = (bundled_result.masks["Right lung"] | bundled_result.masks["Left lung"])[held_out]
+    assert bundled_result.masks["Infection"][held_out].sum() <= 0.005 * lungs.sum()
+
+
 def test_dense_infection_at_the_lung_border_is_kept_whole_and_the_rest_dropped(chest_ct):
     from lungai.covid.anatomy import constrain
     from lungai.lungfield import lung_field
