@@ -314,7 +314,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
                 "seg_threshold": seg_threshold_of(header),
             }
         (work / "metrics.json").write_text(json.dumps({**metrics, "folds": folds.describe()}, indent=2) + "\n")
-    outcome = TrainOutcome(out / "last.pt", metrics, getattr(result, "history", []))
+    outcome = TrainOutcome(out / "last.pt", metrics, result.history)
     if config.register:
         outcome.registered = publish_weights(
             outcome.checkpoint,
