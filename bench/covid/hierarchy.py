@@ -55,7 +55,8 @@ def slice_steps(recipe, doctor_slices: int) -> int:
     return recipe.batch_size * (recipe.pretrain_epochs * recipe.pretrain_steps + recipe.finetune_epochs * per_epoch)
 
 
-def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float) -> dict:
+def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float, lung_weights: str | None) -> dict:
+    from lungai.checkpoint import load_model
     from lungai.covid.bundle import doctor_split, measure
     from lungai.covid.data import load_medseg_folder
     from lungai.covid.training import train_chsnet
@@ -65,7 +66,11 @@ def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float) ->
     recipe = scaled_recipe(mode, size, time_scale)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    trained = train_chsnet(recipe, train_slices, pseudo, work, doctor_source=DATA, pseudo_source=PSEUDO)
+    lung = None
+    if lung_weights and mode != "direct":
+        network, header = load_model(lung_weights, "cpu", expected_model="raiunet")
+        lung = (network, header["config"], header.get("training_data", ""))
+    trained = train_chsnet(recipe, train_slices, pseudo, work, doctor_source=DATA, pseudo_source=PSEUDO, lung=lung)
     seconds = time.perf_counter() - started
     metrics = measure(trained, held_out)["infection"]
     return {
@@ -78,7 +83,7 @@ def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float) ->
         "infection_stage_s": round(trained.seconds["pretrain"] + trained.seconds["finetune"]),
         "total_s": round(seconds),
         "load_average_at_start": round(load, 1),
-        "source": "this script",
+        "source": "this script" + (" (lung stage reused from the bundled run)" if lung else ""),
     }
 
 
@@ -131,7 +136,7 @@ def write_tables(rows: list[dict], out: Path) -> None:
         "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --size 256 "
         "--time-scale 13.2 --out bench/covid\n"
         "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --size 128 "
-        "--time-scale 4 --out bench/covid\n"
+        "--time-scale 4 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid   # the bundled run's lung stage\n"
         "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --from-checkpoint "
         "/tmp/chsnet/chsnet.pt --out bench/covid   # the bundled model, after the registry's training command\n\n"
         "Held-out: the doctor-labelled MedSeg slices of fold 1 of a seeded 2-fold split (seed 0) that no training "
@@ -142,8 +147,9 @@ def write_tables(rows: list[dict], out: Path) -> None:
         "`--time-scale`: 4 for the comparison rows at 128 px (a quarter of the bundled budget: the shared CPU "
         "allowed no more), 4 x 3.3 = 13.2 at 256 px, where 3.3 is the measured cost of a 256 px training step "
         "relative to 128 px (cost.md), so the two grids train for about the same time (compare the infection-stage "
-        "seconds). 'channel' (the bundled mode) is hierarchical: it also trains its lung stage (128 px) and gives "
-        "stage 2 the lung map as a second channel; 'direct' has no lung stage. One CPU thread on a shared 2-core "
+        "seconds). 'channel' (the bundled mode) is hierarchical: it has a lung stage (128 px; the comparison row "
+        "reuses the bundled run's, trained by the same recipe) and gives stage 2 the lung map as a second channel; "
+        "'direct' has no lung stage. One CPU thread on a shared 2-core "
         "machine (load average 10-15); times are wall seconds.\n\n"
         "| mode | grid | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | infection "
         "slice-steps | lung stage s | infection stage s | source |\n"
@@ -164,6 +170,9 @@ def main() -> None:
     parser.add_argument("--from-checkpoint", help="chsnet checkpoint of the same recipe (mask or channel)")
     parser.add_argument("--size", type=int, default=128, help="infection grid")
     parser.add_argument("--time-scale", type=float, default=1.0, help="divide the infection stage's batches by this")
+    parser.add_argument(
+        "--lung-weights", help="reuse the lung stage of a run of the same recipe (its lung/last.pt) instead of training"
+    )
     parser.add_argument("--render", action="store_true", help="only rewrite hierarchy.md from hierarchy_runs.csv")
     args = parser.parse_args()
     out = Path(args.out)
@@ -176,7 +185,7 @@ def main() -> None:
         row = row_from_checkpoint(args.mode, Path(args.from_checkpoint))
     else:
         work = Path(args.work) / f"{args.mode}-{args.size}"
-        row = run_mode(args.mode, Path(args.data_dir), work, args.size, args.time_scale)
+        row = run_mode(args.mode, Path(args.data_dir), work, args.size, args.time_scale, args.lung_weights)
     print(row, flush=True)
     rows = [r for r in csv.DictReader(open(runs))] if runs.is_file() else []
     rows = [r for r in rows if (r["mode"], int(r.get("grid") or 128)) != (row["mode"], row["grid"])] + [row]
