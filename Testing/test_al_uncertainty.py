@@ -109,7 +109,8 @@ def test_batched_and_loop_sample_the_same_distribution():
     assert spreads["loop"] > 1e-3
     assert 0.5 < spreads["batched"] / spreads["loop"] < 2.0
     # seeded: identical again, different under another seed
-    torch.testing.assert_close(batched, mc_mean_probabilities(model, x, n_samples=60, method="batched"), rtol=0, atol=0)
+    again = mc_mean_probabilities(model, x, n_samples=60, method="batched", max_batch=64)
+    torch.testing.assert_close(batched, again, rtol=0, atol=0)
     assert not torch.equal(batched, mc_mean_probabilities(model, x, n_samples=60, method="batched", seed=1))
 
 
@@ -163,8 +164,8 @@ def test_fast_dropout_matches_torch_dropout_statistics():
 def test_batched_entropy_equals_loop_within_mc_noise_floor(chest_ct):
     """The bundled model on real CT slices, 20 samples: batched versus loop entropy differs no more than two loop
     runs with different seeds do (the MC noise floor), voxel-wise and in the slice profile USS ranks."""
+    from lungai.al.pipeline import load_al_model
     from lungai.al.scoring import score_volume
-    from lungai.al.workflow import load_al_model
 
     model, _ = load_al_model("al_unet_lungs")
     image = chest_ct.array[6:12]  # lung apex: the profile rises from 0.20 to 0.24 nats

@@ -1,8 +1,10 @@
-"""Model cost as benchmarks and registry entries report it: parameters and forward-pass time."""
+"""Model cost as benchmarks and registry entries report it: parameters, forward-pass time, pipeline stages."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -23,3 +25,22 @@ def forward_times_ms(model: nn.Module, x: torch.Tensor, repeats: int, warmup: in
             if index >= warmup:
                 times.append(1000 * (time.perf_counter() - started))
     return times
+
+
+STAGE_LISTENERS: list[Callable[[str, float, float], None]] = []
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Mark a pipeline stage (read, preprocess, network, postprocess, write) for profilers.
+
+    Costs two clock reads when nobody listens; each listener in :data:`STAGE_LISTENERS` receives
+    ``(name, start, end)`` in ``time.perf_counter`` seconds (bench/e2e builds its per-stage split from them).
+    """
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        ended = time.perf_counter()
+        for listener in STAGE_LISTENERS:
+            listener(name, started, ended)
