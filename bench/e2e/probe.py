@@ -1,0 +1,147 @@
+"""Run one ``lungai`` command in this process and write where its time went (used by e2e_benchmark.py).
+
+    python bench/e2e/probe.py --json stages.json -- covid segment --volume ct.nrrd --out out/
+
+No module needs to cooperate, so the split survives the modules' changes. Events (start, end) come from:
+
+- ``read`` / ``write``: calls of lungai.io's readers and writers and of Pillow's ``Image.save`` (PNG pictures);
+- ``load model``: lungai.checkpoint.load_checkpoint (registered models load through it);
+- ``network``: outermost ``nn.Module`` calls (global forward hooks), and code marked with
+  ``lungai.timing.stage("network")`` (the AL sampler calls functional convolutions between its modules);
+- other ``lungai.timing.stage`` markers (preprocess, postprocess) where a module sets them;
+- ``imports``: module imports during the command (the commands import their heavy dependencies lazily).
+
+An event inside another event counts for the outer one. Time no event covers is preprocessing before the first
+network call, postprocessing after the last, and ``between`` in between (per-batch pre- and postprocessing of
+modules that interleave them with network calls). Also recorded: the input shape of every outermost network call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import functools
+import json
+import sys
+import time
+
+T0 = time.perf_counter()
+EVENTS: list[tuple[str, float, float]] = []
+SHAPES: dict[str, int] = {}
+
+
+def _wrap(owner, name: str, kind: str) -> None:
+    original = getattr(owner, name, None)
+    if original is None:
+        return
+
+    @functools.wraps(original)
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            EVENTS.append((kind, started, time.perf_counter()))
+
+    setattr(owner, name, timed)
+
+
+def install() -> None:
+    import PIL.Image
+    import torch
+
+    import lungai.checkpoint
+    import lungai.io
+    from lungai import timing
+
+    for name in dir(lungai.io):
+        if name.startswith("read_"):
+            _wrap(lungai.io, name, "read")
+        elif name.startswith("write_"):
+            _wrap(lungai.io, name, "write")
+    _wrap(PIL.Image.Image, "save", "write")
+    _wrap(lungai.checkpoint, "load_checkpoint", "load model")
+    original_import = builtins.__import__
+
+    def timed_import(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original_import(*args, **kwargs)
+        finally:
+            ended = time.perf_counter()
+            if ended - started > 1e-3:  # a module really loaded (not a cached import statement)
+                EVENTS.append(("imports", started, ended))
+
+    builtins.__import__ = timed_import
+    timing.STAGE_LISTENERS.append(lambda name, start, end: EVENTS.append((name, start, end)))
+
+    depth, starts = [0], []
+
+    def pre(module, args):
+        if depth[0] == 0:
+            starts.append(time.perf_counter())
+            shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+            key = "x".join(str(s) for s in shape)
+            SHAPES[key] = SHAPES.get(key, 0) + 1
+        depth[0] += 1
+
+    def post(module, args, output):
+        depth[0] -= 1
+        if depth[0] == 0:
+            EVENTS.append(("network", starts.pop(), time.perf_counter()))
+
+    torch.nn.modules.module.register_module_forward_pre_hook(pre)
+    torch.nn.modules.module.register_module_forward_hook(post)
+
+
+def split(events: list[tuple[str, float, float]], start: float, end: float) -> dict[str, float]:
+    """Seconds per stage over [start, end] (module docstring)."""
+    outer: list[tuple[str, float, float]] = []
+    for kind, s, e in sorted(events, key=lambda ev: (ev[1], -ev[2])):
+        if outer and e <= outer[-1][2]:
+            continue  # inside the previous outer event
+        outer.append((kind, s, e))
+    seconds: dict[str, float] = {}
+    network = [ev for ev in outer if ev[0] == "network"]
+    first = network[0][1] if network else end
+    last = network[-1][2] if network else end
+    cursor = start
+    for kind, s, e in [*outer, ("", end, end)]:
+        gap_start, gap_end = cursor, max(cursor, s)
+        for label, lo, hi in (("preprocess", start, first), ("between", first, last), ("postprocess", last, end)):
+            overlap = min(gap_end, hi) - max(gap_start, lo)
+            if overlap > 0:
+                seconds[label] = seconds.get(label, 0.0) + overlap
+        if kind:
+            seconds[kind] = seconds.get(kind, 0.0) + (e - max(s, cursor))
+        cursor = max(cursor, e)
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", required=True)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    install()
+    from lungai.cli import main as lungai_main
+
+    started = time.perf_counter()
+    code = lungai_main(command)
+    ended = time.perf_counter()
+    result = {
+        "exit_code": code,
+        "imports_s": started - T0,
+        "command_s": ended - started,
+        "stages_s": split(EVENTS, started, ended),
+        "network_calls": sum(1 for ev in EVENTS if ev[0] == "network"),
+        "network_input_shapes": SHAPES,
+    }
+    with open(args.json, "w") as handle:
+        json.dump(result, handle, indent=1)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
