@@ -27,20 +27,21 @@ def forward_times_ms(model: nn.Module, x: torch.Tensor, repeats: int, warmup: in
     return times
 
 
-STAGE_LISTENERS: list[Callable[[str, float, float], None]] = []
+STAGE_LISTENERS: list[Callable[[str, float, float, float], None]] = []
 
 
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
     """Mark a pipeline stage (read, preprocess, network, postprocess, write) for profilers.
 
-    Costs two clock reads when nobody listens; each listener in :data:`STAGE_LISTENERS` receives
-    ``(name, start, end)`` in ``time.perf_counter`` seconds (bench/e2e builds its per-stage split from them).
+    Costs four clock reads when nobody listens; each listener in :data:`STAGE_LISTENERS` receives
+    ``(name, start, end, cpu_seconds)``: ``time.perf_counter`` stamps and the process CPU time spent in between
+    (bench/e2e builds its per-stage split from them; on a shared machine CPU time is the steadier figure).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         yield
     finally:
-        ended = time.perf_counter()
+        ended, cpu = time.perf_counter(), time.process_time() - cpu_started
         for listener in STAGE_LISTENERS:
-            listener(name, started, ended)
+            listener(name, started, ended, cpu)

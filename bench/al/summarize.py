@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 COMMANDS = {
-    "mc_timing.csv": "python bench/al/mc_benchmark.py --big /tmp/lungai_e2e/ct_512x512x34.nrrd --threads 1 "
+    "mc_timing.csv": "python bench/al/mc_benchmark.py --big /tmp/lungai_e2e/ct_512x512x34.nrrd --threads 1 --repeats 2 "
     "--out bench/al` (CT: `python bench/e2e/make_ct.py --size 512 512 34 --out /tmp/lungai_e2e/ct_512x512x34.nrrd",
 }
 

@@ -65,7 +65,8 @@ def run_probed(argv: list[str], work: Path) -> dict:
         _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
-    row = {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "exit_code": child.returncode}
+    row = {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+    row["exit_code"] = child.returncode
     if stages_json.exists():
         probe = json.loads(stages_json.read_text())
         row.update(startup_s=wall - probe["command_s"], shapes=probe["network_input_shapes"])
@@ -119,7 +120,7 @@ def monai_unet_seconds(shapes: dict[str, int], max_slices: int = 48) -> float:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ["command", "CT (x y z)", "threads", "load", "wall s", "peak MB", "start-up s"]
+    head = ["command", "CT (x y z)", "threads", "load", "wall s", "CPU s", "peak MB", "start-up s"]
     head += [f"{s} s" for s in STAGES] + ["MONAI U-Net network s", "target"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -127,7 +128,8 @@ def markdown(rows: list[dict]) -> str:
             cells = [r["command"], r["ct"], str(r["threads"]), r["load"], f"failed: {r['error']}"]
             lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
             continue
-        cells = [r["command"], r["ct"], str(r["threads"]), r["load"], f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:.0f}"]
+        cells = [r["command"], r["ct"], str(r["threads"]), r["load"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}"]
+        cells += [f"{r['peak_rss_mb']:.0f}"]
         cells += [f"{r['startup_s']:.1f}"] + [f"{r[f'{s}_s']:.1f}" for s in STAGES]
         cells += [f"{r['monai_unet_network_s']:.1f}", r["target"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -135,13 +137,16 @@ def markdown(rows: list[dict]) -> str:
 
 
 def target(module: str, ct: str, row: dict) -> str:
+    """Verdict for the big CT. Time is judged on the wall time and, because the machine is shared, on the CPU time:
+    with one thread CPU seconds are what the command takes on an idle core (2 threads can only be faster)."""
     if not ct.startswith("512x512x300"):
         return ""
-    memory_ok = row["peak_rss_mb"] < TARGET_MEMORY_MB
-    verdict = f"memory {'met' if memory_ok else 'MISSED'}"
+    verdict = f"memory {'met' if row['peak_rss_mb'] < TARGET_MEMORY_MB else 'MISSED'}"
     if module in TARGET_SECONDS:
         limit = TARGET_SECONDS[module]
-        verdict = f"<= {limit} s {'met' if row['wall_s'] <= limit else 'MISSED'}, " + verdict
+        wall = "met" if row["wall_s"] <= limit else "MISSED"
+        cpu = "met" if row["cpu_s"] <= limit else "MISSED"
+        verdict = f"<= {limit} s: wall {wall}, CPU {cpu}; " + verdict
     return verdict
 
 
@@ -177,7 +182,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k != "shapes"}), flush=True)
             rows.append(row)
     out = Path(args.out)
-    columns = ["command", "ct", "threads", "load", "exit_code", "error", "wall_s", "peak_rss_mb", "startup_s"]
+    columns = ["command", "ct", "threads", "load", "exit_code", "error", "wall_s", "cpu_s", "peak_rss_mb", "startup_s"]
     columns += [f"{s}_s" for s in STAGES] + ["network_calls", "monai_unet_network_s", "target", "shapes"]
     with open(out / "e2e.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")

@@ -73,7 +73,7 @@ def install() -> None:
                 EVENTS.append(("imports", started, ended))
 
     builtins.__import__ = timed_import
-    timing.STAGE_LISTENERS.append(lambda name, start, end: EVENTS.append((name, start, end)))
+    timing.STAGE_LISTENERS.append(lambda name, start, end, cpu: EVENTS.append((name, start, end)))
 
     depth, starts = [0], []
 
