@@ -5,9 +5,11 @@ inputs as the reference for the network stage. Run from the repository root:
     python bench/e2e/make_ct.py --size 512 512 300 --out /tmp/lungai_e2e/ct_512x512x300.nrrd
     OMP_NUM_THREADS=2 python bench/e2e/e2e_benchmark.py --big /tmp/lungai_e2e/ct_512x512x300.nrrd --out bench/e2e
 
-Each command runs in its own process (bench/e2e/probe.py: the stage split; ``os.wait4``: its peak resident memory)
-with the thread count of ``OMP_NUM_THREADS``. A command that fails (the modules' options change as branches land)
-is recorded with its error and the others still run. Results: ``e2e.csv`` and the markdown table ``e2e.md``.
+Each command runs in its own process (bench/e2e/probe.py: the stage split; ``os.wait4``: its peak resident memory
+and CPU time) with the thread count of ``OMP_NUM_THREADS``. The table splits CPU seconds by stage (with one thread
+that is the idle-core time, steady on a shared machine); the CSV also has the wall-clock split. A command that fails
+(the modules' options change as branches land) is recorded with its error and the others still run.
+Results: ``e2e.csv`` and the markdown table ``e2e.md``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def run_probed(argv: list[str], work: Path) -> dict:
     if stages_json.exists():
         probe = json.loads(stages_json.read_text())
         row.update(startup_s=wall - probe["command_s"], shapes=probe["network_input_shapes"])
+        row["startup_cpu_s"] = row["cpu_s"] - probe["command_cpu_s"]
         row.update({f"{s}_s": probe["stages_s"].get(s, 0.0) for s in STAGES})
+        row.update({f"{s}_cpu_s": probe["stages_cpu_s"].get(s, 0.0) for s in STAGES})
         row["network_calls"] = probe["network_calls"]
     if child.returncode != 0:
         row["error"] = (work / "stderr.txt").read_text().strip().splitlines()[-1:] or ["(no message)"]
@@ -89,15 +93,15 @@ def reference_shapes(module: str, row: dict, slices: int) -> dict[str, int]:
     return {f"1x1x{size}x{size}": AL_SAMPLES * slices}
 
 
-def monai_unet_seconds(shapes: dict[str, int], max_slices: int = 48) -> float:
-    """Forward time of MONAI's UNet (2-D, channels 16-256, 2 residual units) over the given inputs. Each input
-    shape is timed on up to ``max_slices`` slices and scaled linearly to its full count (the network stage is
-    linear in the slice count)."""
+def monai_unet_seconds(shapes: dict[str, int], max_slices: int = 48) -> tuple[float, float]:
+    """Forward (wall, CPU) time of MONAI's UNet (2-D, channels 16-256, 2 residual units) over the given inputs.
+    Each input shape is timed on up to ``max_slices`` slices and scaled linearly to its full count (the network
+    stage is linear in the slice count)."""
     import torch
     import torch.nn.functional as F
     from monai.networks.nets import UNet
 
-    total = 0.0
+    total = [0.0, 0.0]
     for key, count in shapes.items():
         dims = [int(d) for d in key.split("x")]
         if len(dims) != 4:
@@ -110,28 +114,30 @@ def monai_unet_seconds(shapes: dict[str, int], max_slices: int = 48) -> float:
         x = F.pad(x, (0, -width % 16, 0, -height % 16))
         with torch.inference_mode():
             net(x[:1])
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             done = 0
             while done < timed:
                 net(x[: min(len(x), timed - done)])
                 done += min(len(x), timed - done)
-        total += (time.perf_counter() - started) * slices / timed
-    return total
+        total[0] += (time.perf_counter() - started) * slices / timed
+        total[1] += (time.process_time() - cpu_started) * slices / timed
+    return total[0], total[1]
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ["command", "CT (x y z)", "threads", "load", "wall s", "CPU s", "peak MB", "start-up s"]
-    head += [f"{s} s" for s in STAGES] + ["MONAI U-Net network s", "target"]
+    """The table: wall and CPU time, peak memory, and the stage split in CPU seconds (module docstring)."""
+    head = ["command", "CT (x y z)", "threads", "load", "wall s", "CPU s", "peak MB", "start-up"]
+    head += list(STAGES) + ["MONAI U-Net network", "target (512x512x300)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        cells = [r["command"], r["ct"], str(r["threads"]), r["load"]]
         if r.get("error"):
-            cells = [r["command"], r["ct"], str(r["threads"]), r["load"], f"failed: {r['error']}"]
+            cells.append(f"failed: {r['error']}")
             lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
             continue
-        cells = [r["command"], r["ct"], str(r["threads"]), r["load"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}"]
-        cells += [f"{r['peak_rss_mb']:.0f}"]
-        cells += [f"{r['startup_s']:.1f}"] + [f"{r[f'{s}_s']:.1f}" for s in STAGES]
-        cells += [f"{r['monai_unet_network_s']:.1f}", r["target"]]
+        cells += [f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", f"{r['startup_cpu_s']:.1f}"]
+        cells += [f"{r[f'{s}_cpu_s']:.1f}" for s in STAGES]
+        cells += [f"{r['monai_unet_network_cpu_s']:.1f}", r["target"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -177,13 +183,15 @@ def main() -> None:
             row.update(command=module, ct=ct_label, threads=threads)
             row["load"] = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
             if not row.get("error"):
-                row["monai_unet_network_s"] = monai_unet_seconds(reference_shapes(module, row, shape[0]))
+                reference = monai_unet_seconds(reference_shapes(module, row, shape[0]))
+                row["monai_unet_network_s"], row["monai_unet_network_cpu_s"] = reference
                 row["target"] = target(module, ct_label, row)
             print(json.dumps({k: v for k, v in row.items() if k != "shapes"}), flush=True)
             rows.append(row)
     out = Path(args.out)
     columns = ["command", "ct", "threads", "load", "exit_code", "error", "wall_s", "cpu_s", "peak_rss_mb", "startup_s"]
-    columns += [f"{s}_s" for s in STAGES] + ["network_calls", "monai_unet_network_s", "target", "shapes"]
+    columns += ["startup_cpu_s"] + [f"{s}_s" for s in STAGES] + [f"{s}_cpu_s" for s in STAGES]
+    columns += ["network_calls", "monai_unet_network_s", "monai_unet_network_cpu_s", "target", "shapes"]
     with open(out / "e2e.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()

@@ -13,7 +13,9 @@ No module needs to cooperate, so the split survives the modules' changes. Events
 
 An event inside another event counts for the outer one. Time no event covers is preprocessing before the first
 network call, postprocessing after the last, and ``between`` in between (per-batch pre- and postprocessing of
-modules that interleave them with network calls). Also recorded: the input shape of every outermost network call.
+modules that interleave them with network calls). The split is made twice: on the wall clock and on the process's
+CPU clock (one thread: the CPU split is what an idle core would show, whatever the machine's load). Also recorded:
+the input shape of every outermost network call.
 """
 
 from __future__ import annotations
@@ -26,8 +28,17 @@ import sys
 import time
 
 T0 = time.perf_counter()
-EVENTS: list[tuple[str, float, float]] = []
+# (kind, wall start, wall end, CPU start, CPU end): perf_counter and process_time stamps
+EVENTS: list[tuple[str, float, float, float, float]] = []
 SHAPES: dict[str, int] = {}
+
+
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _pair(started: tuple[float, float], ended: tuple[float, float]) -> tuple[float, float, float, float]:
+    return started[0], ended[0], started[1], ended[1]
 
 
 def _wrap(owner, name: str, kind: str) -> None:
@@ -37,11 +48,11 @@ def _wrap(owner, name: str, kind: str) -> None:
 
     @functools.wraps(original)
     def timed(*args, **kwargs):
-        started = time.perf_counter()
+        started = _now()
         try:
             return original(*args, **kwargs)
         finally:
-            EVENTS.append((kind, started, time.perf_counter()))
+            EVENTS.append((kind, *_pair(started, _now())))
 
     setattr(owner, name, timed)
 
@@ -64,22 +75,27 @@ def install() -> None:
     original_import = builtins.__import__
 
     def timed_import(*args, **kwargs):
-        started = time.perf_counter()
+        started = _now()
         try:
             return original_import(*args, **kwargs)
         finally:
-            ended = time.perf_counter()
-            if ended - started > 1e-3:  # a module really loaded (not a cached import statement)
-                EVENTS.append(("imports", started, ended))
+            ended = _now()
+            if ended[0] - started[0] > 1e-3:  # a module really loaded (not a cached import statement)
+                EVENTS.append(("imports", *_pair(started, ended)))
 
     builtins.__import__ = timed_import
-    timing.STAGE_LISTENERS.append(lambda name, start, end, cpu: EVENTS.append((name, start, end)))
+
+    def on_stage(name, start, end, cpu):
+        cpu_end = time.process_time()
+        EVENTS.append((name, start, end, cpu_end - cpu, cpu_end))
+
+    timing.STAGE_LISTENERS.append(on_stage)
 
     depth, starts = [0], []
 
     def pre(module, args):
         if depth[0] == 0:
-            starts.append(time.perf_counter())
+            starts.append(_now())
             shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
             key = "x".join(str(s) for s in shape)
             SHAPES[key] = SHAPES.get(key, 0) + 1
@@ -88,14 +104,14 @@ def install() -> None:
     def post(module, args, output):
         depth[0] -= 1
         if depth[0] == 0:
-            EVENTS.append(("network", starts.pop(), time.perf_counter()))
+            EVENTS.append(("network", *_pair(starts.pop(), _now())))
 
     torch.nn.modules.module.register_module_forward_pre_hook(pre)
     torch.nn.modules.module.register_module_forward_hook(post)
 
 
 def split(events: list[tuple[str, float, float]], start: float, end: float) -> dict[str, float]:
-    """Seconds per stage over [start, end] (module docstring)."""
+    """Seconds per stage over [start, end] on one clock: ``events`` are (kind, start, end) (module docstring)."""
     outer: list[tuple[str, float, float]] = []
     for kind, s, e in sorted(events, key=lambda ev: (ev[1], -ev[2])):
         if outer and e <= outer[-1][2]:
@@ -127,14 +143,15 @@ def main() -> int:
     install()
     from lungai.cli import main as lungai_main
 
-    started = time.perf_counter()
+    started = _now()
     code = lungai_main(command)
-    ended = time.perf_counter()
+    ended = _now()
     result = {
         "exit_code": code,
-        "imports_s": started - T0,
-        "command_s": ended - started,
-        "stages_s": split(EVENTS, started, ended),
+        "command_s": ended[0] - started[0],
+        "command_cpu_s": ended[1] - started[1],
+        "stages_s": split([ev[:3] for ev in EVENTS], started[0], ended[0]),
+        "stages_cpu_s": split([(ev[0], ev[3], ev[4]) for ev in EVENTS], started[1], ended[1]),
         "network_calls": sum(1 for ev in EVENTS if ev[0] == "network"),
         "network_input_shapes": SHAPES,
     }
