@@ -12,31 +12,17 @@ from lungai.al.training import ARCHITECTURE
 from lungai.checkpoint import save_checkpoint
 from lungai.errors import InputError
 from lungai.progress import Cancelled, CancelToken
-from lungai.registry import load_registry, register_model
+from lungai.registry import load_registry, publish
 
 
 @pytest.fixture
 def tiny_registry(tmp_path, monkeypatch):
-    """A registry in a temporary Resources folder holding one tiny (untrained) al_unet."""
-    models = tmp_path / "Resources" / "Models"
-    models.mkdir(parents=True)
+    """An empty bundled registry and a user registry holding one tiny (untrained) al_unet."""
     monkeypatch.setenv("LUNGAI_RESOURCES", str(tmp_path / "Resources"))
     torch.manual_seed(0)
     model = ALUNet(channels=(4, 8), input_size=32)
-    save_checkpoint(models / "tiny.pt", model, model_name=ARCHITECTURE, config=model.config)
-    register_model(
-        {
-            "id": "tiny",
-            "version": "1",
-            "module": "ActiveLearningSampler",
-            "architecture": ARCHITECTURE,
-            "file": "tiny.pt",
-            "sha256": "",
-            "licence": "test",
-            "training_data": "none",
-        }
-    )
-    return models
+    save_checkpoint(tmp_path / "tiny.pt", model, model_name=ARCHITECTURE, config=model.config)
+    return publish(tmp_path / "tiny.pt", "tiny", module="ActiveLearningSampler", licence="test").folder
 
 
 @pytest.fixture
@@ -61,7 +47,7 @@ def test_entropy_volume_table_and_profile_plot(tiny_registry, pool):
     import slicer
 
     logic = _logic(tiny_registry)
-    scores = logic.score(pool, n_samples=4)
+    scores = logic.run(pool, n_samples=4)
     for node in pool:
         entropy = scores.entropy[node.GetID()]
         assert entropy.GetImageData().GetDimensions() == node.GetImageData().GetDimensions()
@@ -103,7 +89,7 @@ def test_entropy_volume_table_and_profile_plot(tiny_registry, pool):
         )
 
     # rescoring updates the same entropy node instead of adding another
-    again = logic.score(pool[:1], n_samples=4)
+    again = logic.run(pool[:1], n_samples=4)
     assert again.entropy[pool[0].GetID()] is scores.entropy[pool[0].GetID()]
 
 
@@ -174,7 +160,7 @@ def test_subprocess_path_gives_the_blocking_result(tiny_registry, pool, tmp_path
     arguments = logic.score_arguments(pool, tmp_path / "work", n_samples=4)
     assert main(["--progress", "none", *arguments]) == 0
     imported = logic.import_scores(pool, tmp_path / "work")
-    blocking = logic.score(pool, n_samples=4)
+    blocking = logic.run(pool, n_samples=4)
     for node in pool:
         np.testing.assert_allclose(
             imported.profiles[node.GetID()], blocking.profiles[node.GetID()], rtol=1e-4, atol=1e-6

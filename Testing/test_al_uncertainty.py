@@ -164,10 +164,10 @@ def test_fast_dropout_matches_torch_dropout_statistics():
 def test_batched_entropy_equals_loop_within_mc_noise_floor(chest_ct):
     """The bundled model on real CT slices, 20 samples: batched versus loop entropy differs no more than two loop
     runs with different seeds do (the MC noise floor), voxel-wise and in the slice profile USS ranks."""
-    from lungai.al.pipeline import load_al_model
+    from lungai.al.pipeline import load
     from lungai.al.scoring import score_volume
 
-    model, _ = load_al_model("al_unet_lungs")
+    model = load(model_id="al_unet_lungs", device="cpu").network
     image = chest_ct.array[6:12]  # lung apex: the profile rises from 0.20 to 0.24 nats
 
     def entropy(method, seed):

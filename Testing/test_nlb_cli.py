@@ -219,8 +219,6 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
 def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registers(tmp_path, monkeypatch):
     from lungai.registry import get_model_entry, load_registered_model
 
-    monkeypatch.setenv("LUNGAI_RESOURCES", str(tmp_path / "Resources"))
-    (tmp_path / "Resources" / "Models").mkdir(parents=True)
     data = shared_data_dir()
     small = tmp_path / "iq"  # 8 real snapshots and 12 real crops of 6 patients keep the test fast
     for s in list_snapshots(data / "iqoth_nccd")[::110]:

@@ -2,7 +2,7 @@
 
 The foundation's own section shows the bundled chest CT with its lung segmentation (written
 back as ``.seg.nrrd``). Module sections come from ``lungai.<module>.demo`` packages listed in
-:data:`_DEMO_MODULES`, each defining ``run_demo(out_dir, *, device, progress, cancel) -> DemoSection``.
+:data:`lungai.modules.MODULES`, each defining ``run_demo(out_dir, *, device, progress, cancel) -> DemoSection``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lungai.errors import LungAIError
+from lungai import modules
 from lungai.io import read_table_csv, write_segmentation, write_table_csv, write_volume
+from lungai.outputs import staged_folder
 from lungai.plotting import radiological_view, save_overlay_png
-from lungai.plugins import import_available
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report, subrange
 from lungai.sample_data import ATTRIBUTION, chest_ct, chest_lungs
-
-_DEMO_MODULES = ["lungai.ugsnet.demo", "lungai.covid.demo", "lungai.nlb.demo", "lungai.al.demo"]
 
 
 @dataclass
@@ -32,6 +30,7 @@ class DemoSection:
     images: list[Path] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
+    reading: str = ""  # what a clinician should and should not read into the result, shown under it
 
 
 def chest_ct_section(out_dir: Path) -> DemoSection:
@@ -68,7 +67,11 @@ def chest_ct_section(out_dir: Path) -> DemoSection:
         )
     return DemoSection(
         "Chest CT with lung segmentation",
-        f"{ATTRIBUTION} {ct.shape[2]} x {ct.shape[1]} x {ct.shape[0]} voxels of "
+        reading=(
+            "The reference lung segmentation shipped with the scan, the yardstick the lung outputs below are measured "
+            "against. This scan shows no COVID-19 and no known neoplasm."
+        ),
+        text=f"{ATTRIBUTION} {ct.shape[2]} x {ct.shape[1]} x {ct.shape[0]} voxels of "
         f"{ct.spacing[0]:.2f} x {ct.spacing[1]:.2f} x {ct.spacing[2]:.2f} mm.",
         images=images,
         files=files,
@@ -88,8 +91,12 @@ def _table_html(path: Path) -> str:
 def write_index(out_dir: Path, sections: list[DemoSection]) -> Path:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>SlicerLungAI demo</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:480px;margin:4px}"
-        "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px}</style>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 8px}"
+        "img{max-width:100%;margin:4px;vertical-align:top}"
+        ".scroll{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0;font-size:13px}"
+        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+        "caption{text-align:left;font-weight:bold}"
+        ".reading{border-left:4px solid #c60;background:#fff4e8;padding:6px 10px}</style>",
         "</head><body><h1>SlicerLungAI demo</h1>",
     ]
     for section in sections:
@@ -97,7 +104,9 @@ def write_index(out_dir: Path, sections: list[DemoSection]) -> Path:
         parts += [
             f"<img src='{p.relative_to(out_dir).as_posix()}' alt='{html.escape(p.stem)}'>" for p in section.images
         ]
-        parts += [_table_html(p) for p in section.tables]
+        parts += [f"<div class='scroll'>{_table_html(p)}</div>" for p in section.tables]
+        if section.reading:
+            parts.append(f"<p class='reading'><b>Reading this result:</b> {html.escape(section.reading)}</p>")
         if section.files:
             links = ", ".join(
                 f"<a href='{p.relative_to(out_dir).as_posix()}'>{html.escape(p.name)}</a>" for p in section.files
@@ -117,23 +126,26 @@ def run_demo(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Path:
-    """Run the foundation section and every available module's demo; returns ``index.html``."""
+    """Run the foundation section and every available module's demo; returns ``index.html``.
+
+    Everything is written into a hidden sibling folder first and moved into ``out_dir`` at the end, so an
+    interrupted or failed demo leaves nothing behind.
+    """
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise LungAIError(f"{out_dir} is not empty; choose a new folder or pass --overwrite.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    modules = import_available(_DEMO_MODULES)
-    steps = 1 + len(modules)
-    report(progress, 0.0, "chest CT")
-    sections = [chest_ct_section(out_dir)]
-    for index, module in enumerate(modules, start=1):
-        check_cancel(cancel)
-        name = module.__name__.split(".")[1]
-        sections.append(
-            module.run_demo(
-                out_dir, device=device, progress=subrange(progress, index / steps, (index + 1) / steps), cancel=cancel
+    sections_from = modules.available("demo")
+    steps = 1 + len(sections_from)
+    with staged_folder(out_dir, overwrite, expected=["index.html"]) as work:
+        report(progress, 0.0, "chest CT")
+        sections = [chest_ct_section(work)]
+        for index, module in enumerate(sections_from, start=1):
+            check_cancel(cancel)
+            name = module.__name__.split(".")[1]
+            sections.append(
+                module.run_demo(
+                    work, device=device, progress=subrange(progress, index / steps, (index + 1) / steps), cancel=cancel
+                )
             )
-        )
-        report(progress, (index + 1) / steps, f"{name} done")
-    report(progress, 1.0, "report written")
-    return write_index(out_dir, sections)
+            report(progress, (index + 1) / steps, f"{name} done")
+        write_index(work, sections)
+        report(progress, 1.0, "report written")
+    return out_dir / "index.html"

@@ -87,9 +87,9 @@ def reference_shapes(module: str, row: dict, slices: int) -> dict[str, int]:
     split sampler has no whole-network call: there, ``AL_SAMPLES`` full passes of every slice (the plain loop)."""
     if module != "al score":
         return row.get("shapes", {})
-    from lungai.al.pipeline import load_al_model
+    from lungai.al.pipeline import load
 
-    size = load_al_model()[0].input_size
+    size = load(device="cpu").network.input_size
     return {f"1x1x{size}x{size}": AL_SAMPLES * slices}
 
 

@@ -18,15 +18,17 @@ import torch
 
 from lungai.checkpoint import load_model
 from lungai.timing import count_parameters, forward_times_ms
-from lungai.ugsnet.commands import evaluate_crops, register_weights
+from lungai.ugsnet import DESCRIPTOR
 from lungai.ugsnet.data import load_npz, prepare_crops
-from lungai.ugsnet.inference import DEMO_MODEL_ID
+from lungai.ugsnet.evaluation import evaluate_crops
+from lungai.ugsnet.pipeline import publish_weights
 from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient
 
 COMMAND = (
     "OMP_NUM_THREADS=1 python bench/ugsnet/run_comparison.py --data ../shared/data/lidc_multireader.npz "
-    "--folds 0 1 --epochs 10 --out bench/ugsnet/runs && python bench/ugsnet/register_demo.py "
-    "--data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs  (equivalently: lungai ugsnet train "
+    "--folds 0 1 --epochs 10 --out bench/ugsnet/runs && LUNGAI_USER_MODELS=Resources/Models "
+    "python bench/ugsnet/register_demo.py --data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs  "
+    "(equivalently: LUNGAI_USER_MODELS=Resources/Models lungai ugsnet train "
     "--data ../shared/data/lidc_multireader.npz --fold 0 --epochs 10 --out OUT --register ugsnet-lidc-w8)"
 )
 
@@ -46,13 +48,12 @@ def main() -> None:
     timings = json.loads((Path(args.runs) / "timings.json").read_text()).get("ugsnet_fold0", {})
     x = torch.zeros(1, 1, 64, 64)
     milliseconds = statistics.mean(forward_times_ms(model, x, repeats=20, warmup=1))
-    entry = register_weights(
-        DEMO_MODEL_ID,
+    entry = publish_weights(  # into the bundled registry when run with LUNGAI_USER_MODELS=Resources/Models
+        DESCRIPTOR.default_model_id,
         checkpoint,
         "ugsnet",
-        header["training_data"],
         test,
-        BUDGET_TRAIN,
+        BUDGET_TRAIN.epochs,
         command=COMMAND,
         timings={
             "train_seconds_2_cpu_cores_shared": timings.get("train_seconds"),

@@ -1,4 +1,6 @@
-"""CHS-Net on a CT volume: lungs split by side, infection, and the infection burden table.
+"""CHS-Net's module contract (:mod:`lungai.contract`): load, run on a CT volume, write, read, train, evaluate.
+
+CHS-Net on a CT volume: lungs split by side, infection, and the infection burden table.
 
 Every axial slice is turned to display orientation (rows anterior -> posterior, columns patient
 right -> left, the orientation the networks learn in), segmented by the :class:`Cascade` on its
@@ -12,30 +14,51 @@ components each hold at least 20 % of the lungs, each is one lung and the one fu
 patient left (larger LPS x of its centroid) is the left lung; otherwise (lungs touching, or one
 lung) voxels are split by the sagittal plane halfway between the leftmost and rightmost lung voxels (LPS x).
 
+Anatomical limits (:mod:`lungai.covid.anatomy`, with the shared HU lung field): nothing outside the body,
+lungs that stop at the airways, infection only in components that touch the aerated lungs.
+
 Slices where stage 1 finds no lung get no infection (hierarchical modes). A volume with no lung at
-all is refused: it is probably not a chest CT (or not a lung window of one).
+all is refused: it is probably not a chest CT (or not a lung window of one). A one-slice 8-bit image
+(the MedSeg format) goes to :mod:`lungai.covid.snapshot`.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from lungai.checkpoint import load_model
+from lungai.contract import LoadedModel, SavedResult, TrainOptions, TrainOutcome
+from lungai.covid import DESCRIPTOR
+from lungai.covid.anatomy import constrain
+from lungai.covid.bundle import doctor_split, held_out_names, measure, registry_metrics, save_trained
 from lungai.covid.cascade import THRESHOLD, Cascade
+from lungai.covid.data import load_medseg_folder
+from lungai.covid.evaluation import infection_metrics
 from lungai.covid.intensity import hu_to_unit
 from lungai.covid.orientation import check_axial, from_display, to_display
-from lungai.errors import InputError, LungAIError
-from lungai.io import write_segmentation, write_table_csv
-from lungai.progress import CancelToken, ProgressCallback
+from lungai.covid.raiunet import PAPER_WIDTHS
+from lungai.covid.snapshot import as_snapshot, segment_snapshot
+from lungai.covid.training import CPU_WIDTHS, LUNG_WIDTHS, Recipe, train_chsnet
+from lungai.device import resolve_device
+from lungai.errors import CheckpointError, InputError, LungAIError
+from lungai.io import read_segmentation, read_table_csv, write_segmentation, write_table_csv
+from lungai.lungfield import lung_field
+from lungai.outputs import staged_folder
+from lungai.progress import CancelToken, ProgressCallback, report, subrange
+from lungai.registry import load_for_module, publish
 from lungai.segments import (
     TERMINOLOGY_INFECTION,
     TERMINOLOGY_LEFT_LUNG,
     TERMINOLOGY_RIGHT_LUNG,
     SegmentSpec,
     pack_masks,
+    unpack_masks,
 )
 from lungai.validation import validate_ct
 from lungai.volume import Volume
@@ -94,21 +117,22 @@ def split_lungs(lungs: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarr
     return lungs & (x <= midline + _TIE_MM), lungs & (x > midline + _TIE_MM)
 
 
-def burden_table(right: np.ndarray, left: np.ndarray, infection: np.ndarray, voxel_mm3: float) -> list[dict]:
-    """Rows: right lung, left lung, both lungs. Volumes are voxel counts x voxel volume (mL).
+def burden_table(right: np.ndarray, left: np.ndarray, infection: np.ndarray, voxel_mm3: float | None) -> list[dict]:
+    """Rows: right lung, left lung, both lungs. Volumes are voxel counts x voxel volume (mL), blank (None)
+    when ``voxel_mm3`` is None (a 2-D snapshot without pixel size).
 
     Infection per lung is the infection inside that lung; "Both lungs" reports all infection
     voxels (with masking they are all inside the lungs) and the share of lung voxels infected.
     """
-    ml = voxel_mm3 / 1000.0
+    ml = None if voxel_mm3 is None else voxel_mm3 / 1000.0
 
     def row(region: str, lung: np.ndarray, infected: np.ndarray, inside: np.ndarray) -> dict:
         lung_voxels = int(np.count_nonzero(lung))
         share = 100.0 * np.count_nonzero(inside) / lung_voxels if lung_voxels else 0.0
         return {
             "Region": region,
-            "Lung volume (mL)": round(lung_voxels * ml, 3),
-            "Infection volume (mL)": round(int(np.count_nonzero(infected)) * ml, 3),
+            "Lung volume (mL)": None if ml is None else round(lung_voxels * ml, 3),
+            "Infection volume (mL)": None if ml is None else round(int(np.count_nonzero(infected)) * ml, 3),
             "Infected (%)": round(share, 2),
         }
 
@@ -126,6 +150,14 @@ def segment_volume(
     """Lungs (split by side), infection and the burden table for a CT volume in HU."""
     if not cascade.hierarchical:
         raise ValueError("segment_volume needs a hierarchical cascade (lungs then infection)")
+    grey = as_snapshot(volume)
+    if grey is not None:  # one 8-bit windowed slice (MedSeg format), not HU
+        masks = {
+            name: mask[None] for name, mask in segment_snapshot(grey, cascade, progress=progress, cancel=cancel).items()
+        }
+        return BurdenResult(
+            masks, burden_table(masks[RIGHT_LUNG.name], masks[LEFT_LUNG.name], masks[INFECTION.name], None)
+        )
     if volume.array.ndim != 3:
         raise InputError(f"Expected a 3-D CT volume, got an array of shape {volume.array.shape}.")
     validate_ct(volume)
@@ -134,6 +166,7 @@ def segment_volume(
     results = cascade.segment(list(display), progress, cancel)
     lungs = from_display(np.stack([r.lung for r in results]) > THRESHOLD, volume)
     infection = from_display(np.stack([r.infection for r in results]) > THRESHOLD, volume)
+    lungs, infection = constrain(lungs, infection, lung_field(volume), volume.array)
     right, left = split_lungs(lungs, volume)
     if not (right.any() or left.any()):
         raise InputError(
@@ -146,21 +179,224 @@ def segment_volume(
     return BurdenResult(masks, burden_table(right, left, infection, volume.voxel_volume_mm3))
 
 
-OUTPUT_NAMES = ("segmentation.seg.nrrd", "burden.csv")
+OUTPUT_NAMES = DESCRIPTOR.outputs  # segmentation.seg.nrrd, burden.csv
 
 
 def write_outputs(result: BurdenResult, volume: Volume, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """``segmentation.seg.nrrd`` (overlapping segments in layers) and ``burden.csv`` in ``out_dir``.
 
-    Nothing is written when either file exists and ``overwrite`` is False.
+    Nothing is written when either file exists and ``overwrite`` is False, or when writing fails.
     """
     out_dir = Path(out_dir)
-    paths = [out_dir / name for name in OUTPUT_NAMES]
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise LungAIError(f"{', '.join(existing)} already exist(s); choose another folder or allow overwriting.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    layers, specs = pack_masks([result.masks[s.name] for s in SEGMENTS], list(SEGMENTS))
-    write_segmentation(paths[0], volume.like(layers), specs, overwrite=True)
-    write_table_csv(paths[1], result.table, overwrite=True)
-    return paths
+    with staged_folder(out_dir, overwrite, expected=OUTPUT_NAMES) as work:
+        layers, specs = pack_masks([result.masks[s.name] for s in SEGMENTS], list(SEGMENTS))
+        write_segmentation(work / OUTPUT_NAMES[0], volume.like(layers), specs)
+        write_table_csv(work / OUTPUT_NAMES[1], result.table)
+    return [out_dir / name for name in OUTPUT_NAMES]
+
+
+# --- the contract ------------------------------------------------------------------------------------------
+
+LICENCE = (
+    "Non-commercial research use only: trained on the MedSeg COVID-19 CT segmentation slices (non-commercial "
+    "research licence), Semi-Inf-Net pseudo labels of COVID-19 CT slices from coronacases.org and Radiopaedia "
+    "(CC BY-NC-SA) as distributed with Inf-Net, and the slicerio CTChest4 sample (3D Slicer sample data)."
+)
+
+
+@dataclass
+class CHSNetResult:
+    """What :func:`run` found: the CT and its lungs, infection and burden table."""
+
+    volume: Volume
+    burden: BurdenResult
+
+
+def load(
+    weights: str | Path | None = None, model_id: str | None = None, device="auto", tta: bool = False
+) -> LoadedModel:
+    """The CHS-Net cascade (``network`` is a :class:`Cascade`) of a file, a registry id or the bundled model.
+
+    ``tta`` averages the infection probability over left-right flips (:class:`Cascade`)."""
+    loaded = load_for_module(DESCRIPTOR, weights, model_id, device)
+    if loaded.architecture != "chsnet":
+        raise CheckpointError(f"{loaded.source} holds a '{loaded.architecture}' stage; give a whole chsnet model.")
+    extra = loaded.header.get("extra", {})
+    size = extra.get("input_size")
+    if not isinstance(size, int):
+        raise CheckpointError(f"The CHS-Net checkpoint {loaded.source} does not record its input_size.")
+    loaded.network = Cascade.from_chsnet(loaded.network, size, loaded.device, lung_size=extra.get("lung_input_size"))
+    loaded.network.tta = tta
+    return loaded
+
+
+def run(
+    volume: Volume,
+    model: LoadedModel,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> CHSNetResult:
+    """Lungs (split by side), infection and the burden table of a CT volume in HU."""
+    return CHSNetResult(volume, segment_volume(volume, model.network, progress, cancel))
+
+
+def write(result: CHSNetResult, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    return write_outputs(result.burden, result.volume, out_dir, overwrite)
+
+
+def read(out_dir: str | Path) -> SavedResult:
+    """The segments and burden table :func:`write` put into ``out_dir``; refuses a folder lacking a segment."""
+    out_dir = Path(out_dir)
+    labelmap, specs = read_segmentation(out_dir / OUTPUT_NAMES[0])
+    masks = unpack_masks(labelmap.array, specs)
+    missing = [s.name for s in SEGMENTS if s.name not in masks]
+    if missing:
+        raise LungAIError(f"The result in {out_dir} lacks the segments {missing}; run lungai covid segment again.")
+    masks = {s.name: np.asarray(masks[s.name], dtype=bool) for s in SEGMENTS}
+    tables = {OUTPUT_NAMES[1]: read_table_csv(out_dir / OUTPUT_NAMES[1])}
+    return SavedResult(out_dir, masks, list(SEGMENTS), tables, {"segmentation": labelmap})
+
+
+@dataclass
+class Training(TrainOptions):
+    """``lungai covid train``: both stages (lungs; infection pre-trained on pseudo labels, fine-tuned on doctor
+    labels), measured on the held-out doctor-labelled slices, one chsnet checkpoint (:mod:`lungai.covid.training`).
+    """
+
+    data: str = ""  # doctor-labelled slices, covid_infection_medseg layout
+    pseudo: str | None = None  # pseudo-labelled slices, covid_pseudo_infnet layout
+    size: int = Recipe.size
+    lung_size: int = Recipe.lung_size
+    widths: tuple[int, ...] = CPU_WIDTHS
+    lung_widths: tuple[int, ...] = LUNG_WIDTHS
+    variant: str = Recipe.variant
+    lung_epochs: int = Recipe.lung_epochs
+    pretrain_epochs: int = Recipe.pretrain_epochs
+    pretrain_steps: int | None = Recipe.pretrain_steps
+    finetune_epochs: int = Recipe.finetune_epochs
+    pseudo_stride: int = Recipe.pseudo_stride
+    lung_input: str = Recipe.mode
+    batch_size: int = Recipe.batch_size
+    lr: float = Recipe.lr
+    finetune_lr: float = Recipe.finetune_lr
+    orientation: str = "transposed"
+    lung_weights: str | None = None  # reuse a trained lung stage (trained at lung_size)
+    limit: int | None = None
+
+    def recipe(self) -> Recipe:
+        return Recipe(
+            mode=self.lung_input,
+            variant=self.variant,
+            size=self.size,
+            lung_size=self.lung_size,
+            widths=tuple(self.widths),
+            lung_widths=tuple(self.lung_widths),
+            lung_epochs=self.lung_epochs,
+            pretrain_epochs=self.pretrain_epochs if self.pseudo else 0,
+            pretrain_steps=self.pretrain_steps,
+            finetune_epochs=self.finetune_epochs,
+            pseudo_stride=self.pseudo_stride,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            finetune_lr=self.finetune_lr,
+            seed=self.seed,
+            device=str(resolve_device(self.device)),
+        )
+
+
+def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
+    """Train both stages (the lung stage unless reused), measure on the held-out doctor-labelled slices
+    (:data:`lungai.covid.bundle.SPLIT`), write ``chsnet.pt``; optionally publish."""
+    recipe = config.recipe()
+    out = Path(config.out)
+    doctor_source = Path(config.data).name
+    pseudo_source = Path(config.pseudo).name if config.pseudo else "no pseudo-labelled"
+    train_slices, held_out = doctor_split(load_medseg_folder(config.data, config.orientation)[: config.limit])
+    pseudo = load_medseg_folder(config.pseudo, config.orientation)[: config.limit] if config.pseudo else []
+    lung = None
+    if config.lung_weights:
+        network, header = load_model(config.lung_weights, "cpu", expected_model="raiunet")
+        lung = (network, header["config"], header.get("training_data") or Path(config.lung_weights).name)
+    started = time.perf_counter()
+    with staged_folder(out, expected=["chsnet.pt"]) as work:
+        trained = train_chsnet(
+            recipe,
+            train_slices,
+            pseudo,
+            work,
+            doctor_source=doctor_source,
+            pseudo_source=pseudo_source,
+            lung=lung,
+            progress=subrange(progress, 0.0, 0.97),
+            cancel=cancel,
+        )
+        seconds = time.perf_counter() - started
+        metrics = measure(trained, held_out)
+        save_trained(work / "chsnet.pt", trained, held_out, doctor_source, metrics)
+    flat = {f"held_out_{stage}_{k}": v for stage, values in metrics.items() for k, v in values.items()}
+    outcome = TrainOutcome(out / "chsnet.pt", flat)
+    if config.register:
+        widths = "the paper's widths" if recipe.widths == PAPER_WIDTHS else "widths of our choice"
+        outcome.registered = publish(
+            outcome.checkpoint,
+            config.register,
+            module=DESCRIPTOR.slicer_module,
+            licence=LICENCE,
+            command=config.command,
+            description=(
+                f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} (50% growth "
+                f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
+                f"{recipe.lung_size} px, lung_input={recipe.mode}"
+            ),
+            metrics=registry_metrics(metrics, len(held_out), doctor_source),
+            timings={
+                "train_seconds_cpu_1_thread": round(seconds, 1),
+                **{f"{k}_seconds": round(v, 1) for k, v in trained.seconds.items()},
+            },
+        )
+    report(progress, 1.0, "done")
+    return outcome
+
+
+def evaluate(
+    data: str | Path,
+    out_dir: str | Path,
+    model: LoadedModel,
+    *,
+    orientation: str = "transposed",
+    held_out: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict:
+    """Infection metrics of the hierarchical model on a labelled folder: ``metrics.json`` and ``per_slice.csv``.
+
+    ``held_out`` keeps only the slices the checkpoint lists as held out from its training."""
+    out_dir = Path(out_dir)
+    slices = load_medseg_folder(data, orientation)
+    if held_out:
+        names = set(held_out_names(model.header))
+        slices = [s for s in slices if s.name in names]
+        if not slices:
+            raise InputError(f"None of the slices in {data} is among the checkpoint's held-out slices.")
+    with staged_folder(out_dir, overwrite, expected=["metrics.json", "per_slice.csv"]) as work:
+        cascade = model.network
+        metrics, rows = infection_metrics(cascade, slices, progress, cancel)
+        result = {
+            "mode": "hierarchical",
+            "lung_input": cascade.lung_input,
+            "input_size": cascade.size,
+            "slices": len(slices),
+            "held_out_only": held_out,
+            "tta": cascade.tta,
+            "data": Path(data).name,
+            "weights": model.source,
+            "infection": {k: round(v, 4) for k, v in metrics.items()},
+        }
+        (work / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_table_csv(
+            work / "per_slice.csv",
+            [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
+        )
+    return result

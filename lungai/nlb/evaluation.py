@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from lungai.errors import LungAIError
 from lungai.io import write_table_csv
 from lungai.metrics import classification_metrics, dice, iou
 from lungai.nlb.data import list_snapshots, load_snapshots
 from lungai.nlb.intensity import INPUT_SIZE
+from lungai.outputs import check_outputs
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
 
 
@@ -96,8 +96,7 @@ def evaluate_snapshot_folder(
     ``predictions.csv`` to ``out_dir`` and return the metrics."""
     out_dir = Path(out_dir)
     metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists() and not overwrite:
-        raise LungAIError(f"{metrics_path} exists; choose another --out folder or pass --overwrite")
+    check_outputs([metrics_path], overwrite)
     snapshots = list_snapshots(data_dir)
     report(progress, 0.0, f"reading {len(snapshots)} images")
     images = load_snapshots(snapshots, size)
