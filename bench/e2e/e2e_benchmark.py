@@ -76,6 +76,7 @@ def run_probed(argv: list[str], work: Path) -> dict:
         row.update({f"{s}_s": probe["stages_s"].get(s, 0.0) for s in STAGES})
         row.update({f"{s}_cpu_s": probe["stages_cpu_s"].get(s, 0.0) for s in STAGES})
         row["network_calls"] = probe["network_calls"]
+        row["peak_memory_stage"] = probe.get("peak_memory_stage", "")
     if child.returncode != 0:
         row["error"] = (work / "stderr.txt").read_text().strip().splitlines()[-1:] or ["(no message)"]
         row["error"] = row["error"][0][:200]
@@ -191,7 +192,8 @@ def main() -> None:
     out = Path(args.out)
     columns = ["command", "ct", "threads", "load", "exit_code", "error", "wall_s", "cpu_s", "peak_rss_mb", "startup_s"]
     columns += ["startup_cpu_s"] + [f"{s}_s" for s in STAGES] + [f"{s}_cpu_s" for s in STAGES]
-    columns += ["network_calls", "monai_unet_network_s", "monai_unet_network_cpu_s", "target", "shapes"]
+    columns += ["network_calls", "monai_unet_network_s", "monai_unet_network_cpu_s", "peak_memory_stage", "target"]
+    columns += ["shapes"]
     with open(out / "e2e.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
         writer.writeheader()

@@ -15,7 +15,8 @@ An event inside another event counts for the outer one. Time no event covers is 
 network call, postprocessing after the last, and ``between`` in between (per-batch pre- and postprocessing of
 modules that interleave them with network calls). The split is made twice: on the wall clock and on the process's
 CPU clock (one thread: the CPU split is what an idle core would show, whatever the machine's load). Also recorded:
-the input shape of every outermost network call.
+the input shape of every outermost network call, and where the peak resident memory was reached (its value is
+sampled at every event's end).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import builtins
 import functools
 import json
+import resource
 import sys
 import time
 
@@ -31,6 +33,7 @@ T0 = time.perf_counter()
 # (kind, wall start, wall end, CPU start, CPU end): perf_counter and process_time stamps
 EVENTS: list[tuple[str, float, float, float, float]] = []
 SHAPES: dict[str, int] = {}
+PEAKS: list[tuple[float, int, str]] = []  # (wall time, peak resident KB so far, event kind) at every event's end
 
 
 def _now() -> tuple[float, float]:
@@ -39,6 +42,25 @@ def _now() -> tuple[float, float]:
 
 def _pair(started: tuple[float, float], ended: tuple[float, float]) -> tuple[float, float, float, float]:
     return started[0], ended[0], started[1], ended[1]
+
+
+def _record(kind: str, started: tuple[float, float], ended: tuple[float, float]) -> None:
+    EVENTS.append((kind, *_pair(started, ended)))
+    PEAKS.append((ended[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, kind))
+
+
+def peak_stage(start: float, network: list[tuple[float, float]]) -> str:
+    """Where peak memory was reached: the event whose end first shows the final peak, or, if memory grew in the
+    gap before it, that gap's stage (preprocess, between, postprocess)."""
+    final = max((kb for _, kb, _ in PEAKS), default=0)
+    previous_end = start
+    for end, kb, kind in PEAKS:
+        if kb >= final:
+            first, last = (network[0][0], network[-1][1]) if network else (end, end)
+            gap = "preprocess" if previous_end < first else "postprocess" if previous_end >= last else "between"
+            return f"{kind} or the {gap} before it (t = {previous_end - start:.1f}-{end - start:.1f} s)"
+        previous_end = end
+    return "after the last event"
 
 
 def _wrap(owner, name: str, kind: str) -> None:
@@ -52,7 +74,7 @@ def _wrap(owner, name: str, kind: str) -> None:
         try:
             return original(*args, **kwargs)
         finally:
-            EVENTS.append((kind, *_pair(started, _now())))
+            _record(kind, started, _now())
 
     setattr(owner, name, timed)
 
@@ -81,13 +103,14 @@ def install() -> None:
         finally:
             ended = _now()
             if ended[0] - started[0] > 1e-3:  # a module really loaded (not a cached import statement)
-                EVENTS.append(("imports", *_pair(started, ended)))
+                _record("imports", started, ended)
 
     builtins.__import__ = timed_import
 
     def on_stage(name, start, end, cpu):
         cpu_end = time.process_time()
         EVENTS.append((name, start, end, cpu_end - cpu, cpu_end))
+        PEAKS.append((end, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, name))
 
     timing.STAGE_LISTENERS.append(on_stage)
 
@@ -104,7 +127,7 @@ def install() -> None:
     def post(module, args, output):
         depth[0] -= 1
         if depth[0] == 0:
-            EVENTS.append(("network", *_pair(starts.pop(), _now())))
+            _record("network", starts.pop(), _now())
 
     torch.nn.modules.module.register_module_forward_pre_hook(pre)
     torch.nn.modules.module.register_module_forward_hook(post)
@@ -153,6 +176,7 @@ def main() -> int:
         "stages_s": split([ev[:3] for ev in EVENTS], started[0], ended[0]),
         "stages_cpu_s": split([(ev[0], ev[3], ev[4]) for ev in EVENTS], started[1], ended[1]),
         "network_calls": sum(1 for ev in EVENTS if ev[0] == "network"),
+        "peak_memory_stage": peak_stage(started[0], [ev[1:3] for ev in EVENTS if ev[0] == "network"]),
         "network_input_shapes": SHAPES,
     }
     with open(args.json, "w") as handle:
