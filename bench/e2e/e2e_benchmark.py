@@ -28,11 +28,13 @@ HERE = Path(__file__).resolve().parent
 STAGES = ("imports", "load model", "read", "preprocess", "network", "between", "postprocess", "write")
 # issue 14's targets on 2 cores for the 512 x 512 x 300 CT (seconds); every command: peak memory under 4 GB
 TARGET_SECONDS = {"covid segment": 60, "nlb classify": 30, "al score": 120}
+ORDER = ("ugsnet segment", "covid segment", "nlb classify", "al score")
 TARGET_MEMORY_MB = 4096
 AL_SAMPLES = 20
 
 
 def commands(ct: str, out: Path, points: Path) -> dict[str, list[str]]:
+    """The four commands (keys as in :data:`ORDER`)."""
     common = ["--volume", ct, "--out", str(out), "--overwrite"]
     return {
         "ugsnet segment": ["ugsnet", "segment", *common, "--points", str(points)],
@@ -131,7 +133,7 @@ def markdown(rows: list[dict]) -> str:
     head += list(STAGES) + ["MONAI U-Net network", "target (512x512x300)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["command"], r["ct"], str(r["threads"]), r["load"]]
+        cells = [r["command"], r["ct"], str(int(r["threads"])), r["load"]]
         if r.get("error"):
             cells.append(f"failed: {r['error']}")
             lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
@@ -157,11 +159,24 @@ def target(module: str, ct: str, row: dict) -> str:
     return verdict
 
 
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of an earlier e2e.csv, numbers as numbers."""
+
+    def value(text: str):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    with open(path, newline="") as handle:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", required=True, help="the 512 x 512 x 300 CT (bench/e2e/make_ct.py)")
     parser.add_argument("--out", default=str(HERE))
-    parser.add_argument("--modules", nargs="+", default=None, help="subset of: " + ", ".join(TARGET_SECONDS))
+    parser.add_argument("--modules", nargs="+", help="rerun only these (their rows replace those in --out's e2e.csv)")
     args = parser.parse_args()
     import torch
 
@@ -190,6 +205,10 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k != "shapes"}), flush=True)
             rows.append(row)
     out = Path(args.out)
+    if args.modules and (out / "e2e.csv").exists():  # a partial rerun replaces only its own rows
+        done = {(row["command"], row["ct"]) for row in rows}
+        kept = [row for row in _read_rows(out / "e2e.csv") if (row["command"], row["ct"]) not in done]
+        rows = sorted(kept + rows, key=lambda r: (not r["ct"].endswith("(bundled)"), ORDER.index(r["command"])))
     columns = ["command", "ct", "threads", "load", "exit_code", "error", "wall_s", "cpu_s", "peak_rss_mb", "startup_s"]
     columns += ["startup_cpu_s"] + [f"{s}_s" for s in STAGES] + [f"{s}_cpu_s" for s in STAGES]
     columns += ["network_calls", "monai_unet_network_s", "monai_unet_network_cpu_s", "peak_memory_stage", "target"]
