@@ -10,7 +10,15 @@ from lungai.nlb.blocks import BLOCK_TYPES
 from lungai.nlb.inference import DEFAULT_MODEL_ID
 
 EXIT_OK = 0
-DEFAULT_TRAIN = {"epochs": 4, "batch_size": 16, "lr": 2e-3, "max_crops": 200, "folds": 2, "seed": 0}
+DEFAULT_TRAIN = {
+    "epochs": 14,
+    "batch_size": 16,
+    "lr": 2e-3,
+    "inserted_per_normal": 1.0,
+    "patience": 4,
+    "folds": 5,
+    "seed": 0,
+}
 
 
 def load_nlb_model(weights: str | None, model_id: str | None, device: str):
@@ -32,67 +40,54 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace, ctx) -> int:
-    from lungai.checkpoint import load_model
-    from lungai.device import resolve_device
     from lungai.nlb.bundle import register_checkpoint
-    from lungai.nlb.evaluation import classification_report, predict, seg_threshold_of, segmentation_report
     from lungai.nlb.networks import build_nlb_unet
-    from lungai.nlb.training import load_data, make_folds, train_nlb, training_dataset
+    from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb
     from lungai.progress import subrange
-    from lungai.training import TrainConfig
+    from lungai.training import TrainConfig, seed_everything
 
     held_out = None if args.held_out_fold < 0 else args.held_out_fold
     out = Path(args.out)
-    folds = make_folds(args.iqoth, args.lidc, args.folds, args.seed)
-    data = load_data(folds, args.lidc, 128)
+    data = NLBData.load(args.iqoth, args.lidc)
+    split = make_split(data.categories, data.nodule_patients, args.folds, held_out, args.seed)
     model_config = {"block_type": args.block, "widths": list(args.widths)}
-    data_text = (
-        f"IQ-OTH/NCCD snapshots + LIDC-IDRI crops (consensus masks, at most {args.max_crops})"
-        + ("; normal snapshots as empty segmentation targets; " if args.normal_empty_masks else "; ")
-        + ("all data" if held_out is None else f"{args.folds}-fold split seed {args.seed}, fold {held_out} held out")
-    )
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         scheduler="cosine",
+        min_lr=args.lr / 50,
         seed=args.seed,
         device=ctx.device,
         out_dir=str(out),
+        monitor="loss",
+        monitor_mode="min",
+        patience=args.patience,
+        restore_best=True,
     )
-    train_nlb(
-        build_nlb_unet(**model_config),
+    seed_everything(args.seed)
+    model = build_nlb_unet(**model_config)
+    checkpoint, seg_threshold = train_nlb(
+        model,
         model_config,
-        training_dataset(folds, data, held_out, args.max_crops, args.normal_empty_masks),
+        data,
+        split,
         config,
-        training_data=data_text,
+        inserted_per_normal=args.inserted_per_normal,
         progress=subrange(ctx.progress, 0.0, 0.9),
         cancel=ctx.cancel,
     )
-    device = resolve_device(ctx.device)
-    model, header = load_model(out / "last.pt", device, expected_model="nlb_unet")
-    metrics: dict = {}
-    if held_out is not None:
-        snap = folds.snapshot_folds == held_out
-        crop = folds.crop_folds == held_out
-        probabilities, _ = predict(model, data.snapshot_images[snap], device=device)
-        _, maps = predict(model, data.crops.images[crop], device=device)
-        cls = classification_report(probabilities, data.snapshot_labels[snap])
-        seg = segmentation_report(maps, data.crops.masks[crop, 0].numpy(), seg_threshold_of(header))
-        metrics = {
-            **{f"held_out_{k}": cls[k] for k in ("precision", "recall", "f1", "accuracy")},
-            "held_out_confusion_matrix": cls["confusion_matrix"],
-            "held_out_iou": seg["iou"],
-            "held_out_dice": seg["dice"],
-            "seg_threshold": seg_threshold_of(header),
-        }
-    (out / "metrics.json").write_text(json.dumps({**metrics, "folds": folds.describe()}, indent=2) + "\n")
+    held = evaluate_split(model, data, split.test, split.test_nodules, seg_threshold, args.seed + 3)
+    metrics = {f"held_out_{k}": v for k, v in held.items()}
+    metrics["seg_threshold"] = seg_threshold
+    (out / "metrics.json").write_text(json.dumps({**metrics, "split": split.record}, indent=2) + "\n")
     if args.register:
         entry = register_checkpoint(
-            out / "last.pt",
+            checkpoint,
             args.register,
             command=_train_command(args),
             metrics={k: v for k, v in metrics.items() if not isinstance(v, list)},
+            held_out=split.record,
         )
         print(f"registered {entry.id}: {entry.path}")
     ctx.close()
@@ -104,9 +99,9 @@ def _train_command(args: argparse.Namespace) -> str:
     return (
         f"OMP_NUM_THREADS=1 lungai --device cpu nlb train --iqoth {args.iqoth} --lidc {args.lidc} "
         f"--out {args.out} --block {args.block} --widths {' '.join(map(str, args.widths))} --epochs {args.epochs} "
-        f"--batch-size {args.batch_size} "
-        f"--lr {args.lr} --max-crops {args.max_crops} --folds {args.folds} --held-out-fold {args.held_out_fold} "
-        f"--seed {args.seed}{' --normal-empty-masks' if args.normal_empty_masks else ''} --register {args.register}"
+        f"--batch-size {args.batch_size} --lr {args.lr} --inserted-per-normal {args.inserted_per_normal} "
+        f"--patience {args.patience} --folds {args.folds} --held-out-fold {args.held_out_fold} --seed {args.seed} "
+        f"--register {args.register}"
     )
 
 
@@ -175,7 +170,9 @@ def register(subparsers) -> None:
     )
     commands = nlb.add_subparsers(dest="nlb_command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser("train", help="train on IQ-OTH/NCCD snapshots and LIDC nodule crops")
+    train = commands.add_parser(
+        "train", help="train on IQ-OTH/NCCD snapshots, with LIDC nodules inserted into normal ones"
+    )
     train.add_argument("--iqoth", required=True, help="folder in the iqoth_nccd layout (normal/ benign/ malignant/)")
     train.add_argument("--lidc", required=True, help="lidc_multireader.npz")
     train.add_argument("--out", required=True, help="output folder (log.csv, last.pt, metrics.json)")
@@ -191,16 +188,16 @@ def register(subparsers) -> None:
     train.add_argument("--batch-size", type=int, default=DEFAULT_TRAIN["batch_size"])
     train.add_argument("--lr", type=float, default=DEFAULT_TRAIN["lr"])
     train.add_argument(
-        "--max-crops",
-        type=int,
-        default=DEFAULT_TRAIN["max_crops"],
-        help="at most this many LIDC crops for the segmentation head",
+        "--inserted-per-normal",
+        type=float,
+        default=DEFAULT_TRAIN["inserted_per_normal"],
+        help="slices with an inserted LIDC nodule per normal training snapshot and epoch",
     )
     train.add_argument(
-        "--normal-empty-masks",
-        action="store_true",
-        help="also train the segmentation head on normal snapshots with empty masks (whole slices "
-        "without neoplasm), so it learns to stay empty off nodules",
+        "--patience",
+        type=int,
+        default=DEFAULT_TRAIN["patience"],
+        help="stop after this many epochs without a lower validation loss",
     )
     train.add_argument("--folds", type=int, default=DEFAULT_TRAIN["folds"])
     train.add_argument(

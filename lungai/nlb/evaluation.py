@@ -19,7 +19,6 @@ from lungai.errors import LungAIError
 from lungai.io import write_table_csv
 from lungai.metrics import classification_metrics, dice, iou
 from lungai.nlb.data import list_snapshots, load_snapshots
-from lungai.nlb.intensity import INPUT_SIZE
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
 
 
@@ -85,7 +84,6 @@ def evaluate_snapshot_folder(
     out_dir: str | Path,
     *,
     threshold: float = 0.5,
-    size: int = INPUT_SIZE,
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -100,7 +98,7 @@ def evaluate_snapshot_folder(
         raise LungAIError(f"{metrics_path} exists; choose another --out folder or pass --overwrite")
     snapshots = list_snapshots(data_dir)
     report(progress, 0.0, f"reading {len(snapshots)} images")
-    images = load_snapshots(snapshots, size)
+    images = load_snapshots(snapshots)
     probabilities, _ = predict(model, images, device=device, progress=progress, cancel=cancel)
     labels = np.array([s.label for s in snapshots])
     metrics = {**classification_report(probabilities, labels, threshold), "data": str(data_dir), **(about or {})}

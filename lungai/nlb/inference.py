@@ -2,10 +2,12 @@
 
 Each slice is a snapshot: it is turned to the radiological view (anterior at the top, the patient's right on
 the left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction like
-:func:`lungai.plotting.radiological_view`), mapped to [0, 1] and 128 x 128 by :mod:`lungai.nlb.intensity`,
-and passed through the network. The segmentation probabilities are resized back to the slice's pixel grid,
-turned back to the volume's own orientation and thresholded; slices whose neoplasm probability is below the
-decision threshold get no segmentation.
+:func:`lungai.plotting.radiological_view`), mapped to [0, 1] and framed to the network grid like a snapshot by
+:mod:`lungai.nlb.intensity` (HU: the measured snapshot window, 1.87 mm pixels, the body centred), and passed through
+the network. The segmentation probabilities are mapped back to the slice's pixel grid, turned back to the volume's
+own orientation and thresholded. Findings are reported only inside the lungs (:mod:`lungai.nlb.regions`): on CT the
+segmentation is cut to the shared lung field, and a slice is positive only if its probability reaches the decision
+threshold and the slice shows lung; on 8-bit snapshots, whose window hides the lungs' outline, only inside the body.
 
 A volume of one slice is a single snapshot (one row, one point in the plot). Non-axial volumes are refused:
 resample them to axial slices first.
@@ -25,6 +27,7 @@ from lungai.io import read_volume
 from lungai.nlb.data import IMAGE_SUFFIXES, read_snapshot
 from lungai.nlb.evaluation import predict
 from lungai.nlb.intensity import INPUT_SIZE, prepare_slices, to_grey
+from lungai.nlb.regions import findings_region
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.segments import TERMINOLOGY_NEOPLASM, SegmentSpec
 from lungai.volume import Volume
@@ -39,12 +42,14 @@ class SliceScores:
 
     probabilities: np.ndarray  # (Z,) neoplasm probability per slice
     threshold: float  # decision threshold on the probability
-    labelmap: np.ndarray  # (Z, H, W) uint8: 1 = neoplasm region (only on positive slices)
+    labelmap: np.ndarray  # (Z, H, W) uint8: 1 = neoplasm region (only on positive slices, only in the lungs)
     intensity: str  # "HU" or "8-bit": how the input was mapped to [0, 1]
+    has_lung: np.ndarray | None = None  # (Z,) bool: the slice shows lung (None: not known, every slice may count)
 
     @property
     def decisions(self) -> np.ndarray:
-        return self.probabilities >= self.threshold
+        decisions = self.probabilities >= self.threshold
+        return decisions if self.has_lung is None else decisions & self.has_lung
 
     @property
     def most_likely_slice(self) -> int:
@@ -87,6 +92,7 @@ def score_slices(
     array: np.ndarray,
     direction: np.ndarray | None = None,
     *,
+    spacing: tuple[float, float, float] | None = None,
     threshold: float = 0.5,
     seg_threshold: float = 0.5,
     size: int = INPUT_SIZE,
@@ -97,21 +103,27 @@ def score_slices(
 ) -> SliceScores:
     """Classify and segment every slice of ``array`` ((Z, H, W) volume, (H, W) image or (H, W, 3|4) colour).
 
-    ``seg_threshold``: on the segmentation probability; use the model's calibrated value
-    (:func:`lungai.nlb.evaluation.seg_threshold_of` of its checkpoint header).
+    ``spacing``: (x, y, z) voxel size in mm, needed for CT in HU (framing and lung field). ``seg_threshold``: on the
+    segmentation probability; use the model's calibrated value (:func:`lungai.nlb.evaluation.seg_threshold_of` of
+    its checkpoint header).
     """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"the decision threshold must lie in [0, 1], got {threshold}")
     flips = _radiological_flips(direction) if direction is not None else (False, False)
-    images, resize, kind = prepare_slices(np.asarray(array), size)
-    images = torch.flip(images, [d for d, f in zip((-2, -1), flips) if f]) if any(flips) else images
+    array = to_grey(np.asarray(array))
+    array = array[None] if array.ndim == 2 else array
+    region = findings_region(array, spacing, direction)
+    pixel_mm = None if spacing is None else (float(spacing[1]), float(spacing[0]))
+    body = _flip(region.body, *flips)
+    images, framing, kind = prepare_slices(_flip(array, *flips), pixel_mm, body, size)
     probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)
-    positive = probabilities >= threshold
-    labelmap = np.zeros((len(probabilities), resize.height, resize.width), dtype=np.uint8)
+    has_lung = region.lungs.any(axis=(1, 2))
+    positive = (probabilities >= threshold) & has_lung
+    labelmap = np.zeros((len(probabilities), framing.height, framing.width), dtype=np.uint8)
     if positive.any():
-        restored = resize.restore(torch.from_numpy(maps[positive])[:, None]).numpy()
-        labelmap[positive] = _flip(restored >= seg_threshold, *flips)
-    return SliceScores(probabilities, threshold, labelmap, kind)
+        restored = framing.restore(torch.from_numpy(maps[positive])[:, None]).numpy()
+        labelmap[positive] = _flip(restored >= seg_threshold, *flips) & region.lungs[positive]
+    return SliceScores(probabilities, threshold, labelmap, kind, None if region.snapshot else has_lung)
 
 
 def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
@@ -128,7 +140,7 @@ def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
             "the volume's slices are not axial; resample it to axial slices (for example with "
             "Slicer's Resample Scalar/Vector/DWI Volume) before scoring slices"
         )
-    return score_slices(model, volume.array, volume.direction, **kwargs)
+    return score_slices(model, volume.array, volume.direction, spacing=volume.spacing, **kwargs)
 
 
 def read_input(path: str | Path) -> Volume:
