@@ -180,7 +180,7 @@ class NeoplasmNLBTest(ScriptedLoadableModuleTest):
         from NeoplasmNLBLib.logic import NeoplasmNLBLogic
 
         from lungai.nlb.data import bundled_sample_dir, list_snapshots
-        from lungai.nlb.inference import read_input
+        from lungai.nlb.pipeline import read_input
         from LungAICommon.mrml import rows_from_table_node, volume_node_from_volume
 
         path = [s.path for s in list_snapshots(bundled_sample_dir()) if s.category == "malignant"][0]

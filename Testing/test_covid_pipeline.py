@@ -21,7 +21,7 @@ from lungai.covid.cascade import Cascade
 from lungai.covid.data import derive_lung_mask, load_medseg_folder
 from lungai.covid.grid import GridBox
 from lungai.covid.orientation import from_display, to_display
-from lungai.covid.volume_pipeline import SEGMENTS, segment_volume, split_lungs
+from lungai.covid.pipeline import SEGMENTS, segment_volume, split_lungs
 from lungai.errors import InputError, LungAIError
 from lungai.volume import Volume
 

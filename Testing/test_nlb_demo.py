@@ -2,7 +2,7 @@
 
 from lungai.io import read_table_csv
 from lungai.nlb.demo import run_demo
-from lungai.nlb.inference import DEFAULT_MODEL_ID
+from lungai.nlb.pipeline import DEFAULT_MODEL_ID
 from lungai.registry import get_model_entry
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lungai.checkpoint import load_model, save_checkpoint
-from lungai.nlb.inference import score_volume
 from lungai.nlb.networks import build_nlb_unet
+from lungai.nlb.pipeline import score_volume
 from lungai.volume import Volume
 
 TINY = {"block_type": "symmetry_localized", "widths": [4, 8, 8], "attention_levels": [1, 2], "grid": 2}

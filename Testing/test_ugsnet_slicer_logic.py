@@ -6,8 +6,8 @@ import pytest
 from lungai.errors import InputError
 from lungai.segments import TERMINOLOGY_NODULE
 from lungai.ugsnet.inference import load_ugsnet_model
+from lungai.ugsnet.pipeline import NODULE_COLORS, nodule_table_rows, segment_nodules
 from lungai.ugsnet.sample import crop_volume, load_sample
-from lungai.ugsnet.segment import NODULE_COLORS, nodule_table_rows, segment_nodules
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import slicer
 
+from lungai.al.pipeline import DEFAULT_MODEL, load_al_model, rank, read_scores, retrain, save_version, score_pool
 from lungai.al.training import FitSettings
-from lungai.al.workflow import DEFAULT_MODEL, load_al_model, rank, read_scores, retrain, save_version, score_pool
 from lungai.errors import InputError
 from lungai.io import read_volume, write_table_csv, write_volume
 from lungai.progress import CancelToken, ProgressCallback

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from lungai.covid.model import load_cascade
-from lungai.covid.volume_pipeline import OUTPUT_NAMES, SEGMENTS, BurdenResult, segment_volume
+from lungai.covid.pipeline import OUTPUT_NAMES, SEGMENTS, BurdenResult, segment_volume
 from lungai.errors import LungAIError
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.progress import CancelToken, ProgressCallback

@@ -3,7 +3,7 @@
 Qt-free (slicer MRML, vtk, numpy, lungai only) so pytest runs it on slicer-core. Two paths build the same
 nodes through :mod:`LungAICommon.mrml`:
 
-* blocking: :meth:`NeoplasmNLBLogic.run` calls :func:`lungai.nlb.inference.score_volume` in this process;
+* blocking: :meth:`NeoplasmNLBLogic.run` calls :func:`lungai.nlb.pipeline.score_volume` in this process;
 * subprocess (the widget): :meth:`NeoplasmNLBLogic.cli_arguments` for ``lungai nlb classify`` on a volume
   written by :meth:`NeoplasmNLBLogic.write_input`, then :meth:`NeoplasmNLBLogic.import_results`.
 
@@ -22,7 +22,7 @@ import vtk
 
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.nlb.evaluation import seg_threshold_of
-from lungai.nlb.inference import DEFAULT_MODEL_ID, NEOPLASM_SEGMENT, score_volume
+from lungai.nlb.pipeline import DEFAULT_MODEL_ID, NEOPLASM_SEGMENT, score_volume
 from lungai.nlb.report import SEGMENTATION, SLICES_CSV
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.registry import load_registry

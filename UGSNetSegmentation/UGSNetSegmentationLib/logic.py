@@ -21,7 +21,7 @@ from lungai.errors import InputError
 from lungai.io import read_segmentation, read_table_csv
 from lungai.segments import unpack_masks
 from lungai.ugsnet.inference import load_ugsnet_model
-from lungai.ugsnet.segment import NoduleResult, nodule_segments, nodule_table_rows, segment_nodules
+from lungai.ugsnet.pipeline import NoduleResult, nodule_segments, nodule_table_rows, segment_nodules
 from LungAICommon import mrml
 
 _NODULE_NAME = re.compile(r"^Nodule (\d+)$")

@@ -26,8 +26,8 @@ def run_one(method: str, max_batch: int, seed: int, samples: int, repeats: int, 
     import torch
 
     torch.set_num_threads(1)
+    from lungai.al.pipeline import load_al_model
     from lungai.al.scoring import score_volume
-    from lungai.al.workflow import load_al_model
     from lungai.sample_data import chest_ct
 
     model, _ = load_al_model(model_id)

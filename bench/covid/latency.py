@@ -55,7 +55,7 @@ def pipeline_seconds() -> dict:
     import torch
 
     from lungai.covid.model import load_cascade
-    from lungai.covid.volume_pipeline import segment_volume
+    from lungai.covid.pipeline import segment_volume
     from lungai.sample_data import chest_ct
 
     torch.set_num_threads(1)

@@ -155,8 +155,8 @@ def _output_dir(path: str, overwrite: bool) -> Path:
 
 
 def _score(args, ctx) -> int:
+    from lungai.al.pipeline import load_al_model, score_pool, write_scores
     from lungai.al.plots import plot_profiles
-    from lungai.al.workflow import load_al_model, score_pool, write_scores
     from lungai.device import resolve_device
 
     out = _output_dir(args.out, args.overwrite)
@@ -188,7 +188,7 @@ def _score(args, ctx) -> int:
 
 
 def _select(args, ctx) -> int:
-    from lungai.al.workflow import rank, read_annotated, read_scores
+    from lungai.al.pipeline import rank, read_annotated, read_scores
     from lungai.io import write_table_csv
 
     profiles, volume_scores = read_scores(Path(args.scores))
@@ -214,8 +214,8 @@ def _read_label(path: str) -> np.ndarray:
 
 
 def _retrain(args, ctx) -> int:
+    from lungai.al.pipeline import DEFAULT_MODEL, load_al_model, read_annotated, retrain, save_version
     from lungai.al.training import FitSettings
-    from lungai.al.workflow import DEFAULT_MODEL, load_al_model, read_annotated, retrain, save_version
     from lungai.device import resolve_device
 
     if len(args.labels) != len(args.volume):

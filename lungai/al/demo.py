@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lungai.al.pipeline import DEFAULT_MODEL, load_al_model, rank, score_pool, write_scores
 from lungai.al.plots import plot_profiles
-from lungai.al.workflow import DEFAULT_MODEL, load_al_model, rank, score_pool, write_scores
 from lungai.device import resolve_device
 from lungai.intensity import window_to_unit
 from lungai.io import write_table_csv

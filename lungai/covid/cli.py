@@ -250,7 +250,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
 
 def _segment(args: argparse.Namespace, ctx) -> int:
     from lungai.covid.model import load_cascade
-    from lungai.covid.volume_pipeline import segment_volume, write_outputs
+    from lungai.covid.pipeline import segment_volume, write_outputs
     from lungai.io import read_volume
 
     out = Path(args.out)

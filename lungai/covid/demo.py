@@ -14,7 +14,7 @@ from lungai.covid.cascade import THRESHOLD
 from lungai.covid.data import load_medseg_folder
 from lungai.covid.evaluation import infection_metrics
 from lungai.covid.model import MODEL_ID, load_cascade
-from lungai.covid.volume_pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, segment_volume, write_outputs
+from lungai.covid.pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, segment_volume, write_outputs
 from lungai.demo import DemoSection
 from lungai.errors import CheckpointError, LungAIError
 from lungai.io import write_table_csv

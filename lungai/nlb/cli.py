@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from lungai.nlb.blocks import BLOCK_TYPES
-from lungai.nlb.inference import DEFAULT_MODEL_ID
+from lungai.nlb.pipeline import DEFAULT_MODEL_ID
 
 EXIT_OK = 0
 DEFAULT_TRAIN = {
@@ -128,7 +128,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
 
 def _classify(args: argparse.Namespace, ctx) -> int:
     from lungai.nlb.evaluation import seg_threshold_of
-    from lungai.nlb.inference import read_input, score_volume
+    from lungai.nlb.pipeline import read_input, score_volume
     from lungai.nlb.report import write_outputs
     from lungai.progress import report, subrange
 

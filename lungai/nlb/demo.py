@@ -9,7 +9,7 @@ from lungai.io import write_table_csv
 from lungai.nlb.cli import load_nlb_model
 from lungai.nlb.data import bundled_sample_dir
 from lungai.nlb.evaluation import evaluate_snapshot_folder, seg_threshold_of
-from lungai.nlb.inference import DEFAULT_MODEL_ID, score_volume
+from lungai.nlb.pipeline import DEFAULT_MODEL_ID, score_volume
 from lungai.nlb.report import OVERLAY_PNG, PLOT_PNG, SEGMENTATION, SLICES_CSV, write_outputs
 from lungai.progress import CancelToken, ProgressCallback, subrange
 from lungai.sample_data import chest_ct

@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 
 from lungai.errors import LungAIError  # noqa: E402
 from lungai.io import write_segmentation, write_table_csv  # noqa: E402
-from lungai.nlb.inference import NEOPLASM_SEGMENT, SliceScores  # noqa: E402
 from lungai.nlb.intensity import HU_WINDOW  # noqa: E402
+from lungai.nlb.pipeline import NEOPLASM_SEGMENT, SliceScores  # noqa: E402
 from lungai.plotting import radiological_view, save_overlay_png  # noqa: E402
 from lungai.volume import Volume  # noqa: E402
 

@@ -256,7 +256,7 @@ def run_segment(
     from lungai.io import read_volume, write_segmentation, write_table_csv
     from lungai.plotting import save_overlay_png
     from lungai.segments import pack_masks
-    from lungai.ugsnet.segment import nodule_segments, nodule_table_rows, segment_nodules
+    from lungai.ugsnet.pipeline import nodule_segments, nodule_table_rows, segment_nodules
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from lungai.ugsnet.sample import crop_volume, load_sample
 def run_demo(out_dir: Path, *, device: str = "auto", progress=None, cancel=None) -> DemoSection:
     from lungai.io import write_segmentation, write_table_csv
     from lungai.segments import pack_masks
-    from lungai.ugsnet.segment import nodule_segments, nodule_table_rows, segment_nodules
+    from lungai.ugsnet.pipeline import nodule_segments, nodule_table_rows, segment_nodules
 
     folder = Path(out_dir) / "ugsnet"
     folder.mkdir(parents=True, exist_ok=True)
