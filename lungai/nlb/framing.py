@@ -5,11 +5,12 @@ in intensity and in framing, or the classifier answers a question it was never a
 every slice of a normal CT scored positive). The numbers below are measured by ``bench/nlb/measure_snapshots.py``
 (output in ``bench/nlb/snapshot_levels.md``), not chosen:
 
-* **Window** :data:`SNAPSHOT_WINDOW` = (-50, 265) HU. The snapshots are a narrow soft-tissue window: air, lung
-  parenchyma and fat are all black (grey 0 holds 71 % of all pixels and 41 % of the body), muscle and vessels are
-  mid-grey, bone saturates. The window is the linear map grey = 255 (HU - lo) / (hi - lo) that best matches the grey
-  levels of the bodies of the 331 normal snapshots to the HU levels of the body of the real CT ``CTChest4`` (slices
-  with lungs), level by level (equal fractions of body pixels above grey g and above HU h, g = 20 ... 200).
+* **Window** :data:`SNAPSHOT_WINDOW` = :data:`lungai.intensity.IQOTH_NCCD_WINDOW` = (-50, 265) HU. The snapshots
+  are a narrow soft-tissue window: air, lung parenchyma and fat are all black (grey 0 holds 71 % of all pixels and
+  41 % of the body), muscle and vessels are mid-grey, bone saturates. The window is the linear map
+  grey = 255 (HU - lo) / (hi - lo) that best matches the grey levels of the bodies of the 331 normal snapshots to the
+  HU levels of the body of the real CT ``CTChest4`` (slices with lungs), level by level (equal fractions of body
+  pixels above grey g and above HU h, g = 20 ... 200).
 * **Field of view**: :data:`SNAPSHOT_PIXEL_MM` = 1.40 mm per pixel at 256 px (a 358 mm field), from the body width:
   ``CTChest4``'s body is 329 mm wide, the normal snapshots' bodies 225-244 px (the two ends of the measurement
   depend on how the snapshot body mask treats black fat at the skin; 1.35-1.46 mm/px).
@@ -33,9 +34,9 @@ import torch
 from torch.nn import functional as F
 
 from lungai.errors import InputError
-from lungai.intensity import window_to_unit
+from lungai.intensity import IQOTH_NCCD_WINDOW, window_to_unit
 
-SNAPSHOT_WINDOW: tuple[float, float] = (-50.0, 265.0)
+SNAPSHOT_WINDOW: tuple[float, float] = IQOTH_NCCD_WINDOW
 SNAPSHOT_SIZE = 256
 SNAPSHOT_PIXEL_MM = 1.40
 INPUT_SIZE = 192

@@ -6,7 +6,7 @@ a crop (its HU values inside its readers' consensus mask) into the lung of a rea
 whole slice with a neoplasm whose mask is known exactly; the slice without the nodule is the matching negative.
 
 Method (:func:`insert_nodule`), on any slice whose grey values are the snapshot window applied to HU
-(:func:`lungai.nlb.framing.hu_to_unit`), so the same code serves snapshots and windowed CT:
+(:func:`lungai.nlb.framing.hu_to_unit`), or, with ``in_hu``, on a CT slice in HU (the blend is then in HU):
 
 1. **Size and spacing.** The crop (pixel ``crop_mm``) is resampled to the slice's pixel size ``slice_mm`` by area
    averaging (bilinear with antialiasing when shrinking), so a nodule keeps its size in millimetres: a 10 mm nodule
@@ -74,13 +74,15 @@ def usable_nodules(hu: np.ndarray, consensus: np.ndarray, pixel_mm: np.ndarray) 
     return has_lung & (diameter >= MIN_DIAMETER_MM)
 
 
-def resample_nodule(nodule: Nodule, slice_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """The crop's windowed grey values and mask fraction resampled to ``slice_mm`` pixels (step 1)."""
+def resample_nodule(nodule: Nodule, slice_mm: float, in_hu: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The crop's windowed grey values (``in_hu``: its HU) and mask fraction resampled to ``slice_mm`` pixels
+    (step 1)."""
     factor = nodule.pixel_mm / slice_mm
     size = max(1, int(round(nodule.hu.shape[0] * factor))), max(1, int(round(nodule.hu.shape[1] * factor)))
-    stack = torch.from_numpy(np.stack([hu_to_unit(nodule.hu), nodule.mask.astype(np.float32)]))[None]
+    values = nodule.hu.astype(np.float32) if in_hu else hu_to_unit(nodule.hu)
+    stack = torch.from_numpy(np.stack([values, nodule.mask.astype(np.float32)]))[None]
     out = F.interpolate(stack, size=size, mode="bilinear", align_corners=False, antialias=factor < 1)[0]
-    return out[0].clamp(0, 1).numpy(), out[1].clamp(0, 1).numpy()
+    return (out[0].numpy() if in_hu else out[0].clamp(0, 1).numpy()), out[1].clamp(0, 1).numpy()
 
 
 def footprint_radius_px(nodule: Nodule, slice_mm: float) -> float:
@@ -101,14 +103,15 @@ def placement_centres(region: np.ndarray, radius_px: float, slice_mm: float) -> 
 
 
 def insert_nodule(
-    image: np.ndarray, nodule: Nodule, slice_mm: float, centre: tuple[int, int]
+    image: np.ndarray, nodule: Nodule, slice_mm: float, centre: tuple[int, int], in_hu: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Insert ``nodule`` into the windowed slice ``image`` (H, W) in [0, 1] with its mask centre at ``centre``.
+    """Insert ``nodule`` into the windowed slice ``image`` (H, W) in [0, 1] (``in_hu``: a slice in HU) with its mask
+    centre at ``centre``.
 
     Returns (image with the nodule, inserted mask (H, W) bool); steps 1 and 2 of the module docstring. Parts that
     would fall outside the image are cut off.
     """
-    grey, fraction = resample_nodule(nodule, slice_mm)
+    grey, fraction = resample_nodule(nodule, slice_mm, in_hu)
     rows, cols = np.nonzero(fraction >= 0.5)
     if len(rows) == 0:
         rows, cols = np.unravel_index([int(np.argmax(fraction))], fraction.shape)
@@ -130,10 +133,15 @@ def insert_nodule(
 
 
 def insert_at_random(
-    image: np.ndarray, region: np.ndarray, nodule: Nodule, slice_mm: float, rng: np.random.Generator
+    image: np.ndarray,
+    region: np.ndarray,
+    nodule: Nodule,
+    slice_mm: float,
+    rng: np.random.Generator,
+    in_hu: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`insert_nodule` at a centre drawn from :func:`placement_centres`; None when the region has no room."""
     centres = placement_centres(region, footprint_radius_px(nodule, slice_mm), slice_mm)
     if len(centres) == 0:
         return None
-    return insert_nodule(image, nodule, slice_mm, tuple(centres[rng.integers(len(centres))]))
+    return insert_nodule(image, nodule, slice_mm, tuple(centres[rng.integers(len(centres))]), in_hu)
