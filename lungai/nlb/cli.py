@@ -106,7 +106,7 @@ def _train_command(args: argparse.Namespace) -> str:
 
 
 def _evaluate(args: argparse.Namespace, ctx) -> int:
-    from lungai.nlb.evaluation import evaluate_snapshot_folder
+    from lungai.nlb.evaluation import evaluate_snapshot_folder, seg_threshold_of
 
     model, header = load_nlb_model(args.weights, args.model, ctx.device)
     about = {"model": args.weights or args.model or DEFAULT_MODEL_ID, "block_type": header["config"].get("block_type")}
@@ -115,6 +115,10 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
         args.data,
         args.out,
         threshold=args.threshold,
+        seg_threshold=seg_threshold_of(header),
+        fold=args.fold,
+        n_folds=args.folds,
+        seed=args.seed,
         device=next(model.parameters()).device,
         progress=ctx.progress,
         cancel=ctx.cancel,
@@ -214,6 +218,13 @@ def register(subparsers) -> None:
     evaluate.add_argument("--data", required=True, help="folder with normal/ benign/ malignant/ images (all test data)")
     evaluate.add_argument("--out", required=True, help="output folder for metrics.json and predictions.csv")
     evaluate.add_argument("--threshold", type=float, default=0.5)
+    evaluate.add_argument(
+        "--fold",
+        type=int,
+        help="evaluate only this fold of the training split (the bundled model holds out fold 0 of 5, seed 0)",
+    )
+    evaluate.add_argument("--folds", type=int, default=DEFAULT_TRAIN["folds"])
+    evaluate.add_argument("--seed", type=int, default=DEFAULT_TRAIN["seed"])
     evaluate.add_argument("--overwrite", action="store_true")
     _add_model_options(evaluate)
     evaluate.set_defaults(func=_evaluate)

@@ -7,7 +7,9 @@ the left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction l
 the network. The segmentation probabilities are mapped back to the slice's pixel grid, turned back to the volume's
 own orientation and thresholded. Findings are reported only inside the lungs (:mod:`lungai.nlb.regions`): on CT the
 segmentation is cut to the shared lung field, and a slice is positive only if its probability reaches the decision
-threshold and the slice shows lung; on 8-bit snapshots, whose window hides the lungs' outline, only inside the body.
+threshold *and* the segmentation locates the finding inside the lungs (a slice without lung, or whose finding lies
+outside the lungs, is never positive; its probability is still reported); on 8-bit snapshots, whose window hides
+the lungs' outline, the segmentation is cut to the body and the probability alone decides.
 
 A volume of one slice is a single snapshot (one row, one point in the plot). Non-axial volumes are refused:
 resample them to axial slices first.
@@ -44,12 +46,14 @@ class SliceScores:
     threshold: float  # decision threshold on the probability
     labelmap: np.ndarray  # (Z, H, W) uint8: 1 = neoplasm region (only on positive slices, only in the lungs)
     intensity: str  # "HU" or "8-bit": how the input was mapped to [0, 1]
-    has_lung: np.ndarray | None = None  # (Z,) bool: the slice shows lung (None: not known, every slice may count)
+    # (Z,) bool: the slice may be reported positive (on CT: it shows lung and the segmentation located the finding
+    # inside the lungs); None: every slice may (snapshots, whose lungs are not known)
+    reportable: np.ndarray | None = None
 
     @property
     def decisions(self) -> np.ndarray:
         decisions = self.probabilities >= self.threshold
-        return decisions if self.has_lung is None else decisions & self.has_lung
+        return decisions if self.reportable is None else decisions & self.reportable
 
     @property
     def most_likely_slice(self) -> int:
@@ -100,12 +104,14 @@ def score_slices(
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    restrict: bool = True,
 ) -> SliceScores:
     """Classify and segment every slice of ``array`` ((Z, H, W) volume, (H, W) image or (H, W, 3|4) colour).
 
     ``spacing``: (x, y, z) voxel size in mm, needed for CT in HU (framing and lung field). ``seg_threshold``: on the
     segmentation probability; use the model's calibrated value (:func:`lungai.nlb.evaluation.seg_threshold_of` of
-    its checkpoint header).
+    its checkpoint header). ``restrict=False`` returns the network's own output, not cut to the lungs (to measure
+    what the restriction removes).
     """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"the decision threshold must lie in [0, 1], got {threshold}")
@@ -117,13 +123,16 @@ def score_slices(
     body = _flip(region.body, *flips)
     images, framing, kind = prepare_slices(_flip(array, *flips), pixel_mm, body, size)
     probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)
-    has_lung = region.lungs.any(axis=(1, 2))
+    has_lung = region.lungs.any(axis=(1, 2)) if restrict else np.ones(len(probabilities), dtype=bool)
+    allowed = region.lungs if restrict else np.ones_like(region.lungs)
     positive = (probabilities >= threshold) & has_lung
     labelmap = np.zeros((len(probabilities), framing.height, framing.width), dtype=np.uint8)
     if positive.any():
         restored = framing.restore(torch.from_numpy(maps[positive])[:, None]).numpy()
-        labelmap[positive] = _flip(restored >= seg_threshold, *flips) & region.lungs[positive]
-    return SliceScores(probabilities, threshold, labelmap, kind, None if region.snapshot else has_lung)
+        labelmap[positive] = _flip(restored >= seg_threshold, *flips) & allowed[positive]
+    if region.snapshot or not restrict:
+        return SliceScores(probabilities, threshold, labelmap, kind)
+    return SliceScores(probabilities, threshold, labelmap, kind, labelmap.any(axis=(1, 2)))
 
 
 def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
