@@ -2,24 +2,20 @@
 
 MC-dropout predictive entropy per voxel (colour overlay), each volume's slice-uncertainty profile with the
 selected slices marked, a ranked table of slices (USS, UVS, RVS, RSS), jump / annotate / mark buttons, and
-retraining on the annotated slices only. The widget only wires: the logic lives in ActiveLearningSamplerLib.
+retraining on the annotated slices only. Scoring and retraining run ``lungai al score`` / ``lungai al retrain``
+in a subprocess through LungAICommon.job (progress, Cancel). The widget only wires: the logic lives in
+ActiveLearningSamplerLib, imported only when it is needed (torch never loads with Slicer).
 """
 
-import tempfile
+import time
 from pathlib import Path
+from typing import Annotated
 
-import qt
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-try:
-    from ActiveLearningSamplerLib import ActiveLearningSamplerLogic  # noqa: F401  (the module's logic)
-except ImportError:  # torch or lungai not installed yet: the widget offers to install them
-    ActiveLearningSamplerLogic = None
+from LungAICommon.widget import LungAIModuleLogic, LungAIModuleWidget, registeredModels
 
 STRATEGIES = ["uss", "uvs", "rvs", "rss"]
 
@@ -41,116 +37,142 @@ class ActiveLearningSampler(ScriptedLoadableModule):
         )
 
 
-class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        from LungAICommon.dependencies import ensure_dependencies
+@parameterNodeWrapper
+class ActiveLearningSamplerParameterNode:
+    # "ModelId" is the parameter ActiveLearningSamplerLib's logic reads and moves to each retrained version;
+    # "" means its default model.
+    ModelId: str = ""
+    strategy: str = "uss"
+    samples: Annotated[int, WithinRange(2, 200)] = 20
+    budget: Annotated[int, WithinRange(1, 1000)] = 5
+    steps: Annotated[int, WithinRange(1, 100000)] = 100
 
-        if not ensure_dependencies():
-            self.layout.addWidget(
-                qt.QLabel(
-                    "Active Learning Sampler needs PyTorch and the lungai backend; "
-                    "reload the module after installing them."
-                )
-            )
-            return
-        from ActiveLearningSamplerLib import ActiveLearningSamplerLogic
 
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ActiveLearningSampler.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = ActiveLearningSamplerLogic()
-        self.process = None
+class ActiveLearningSamplerLogic(LungAIModuleLogic):
+    parameterNodeClass = ActiveLearningSamplerParameterNode
+
+
+def backendLogic():
+    """The Qt-free logic on the current scene's parameter node (made per use, so it survives scene close)."""
+    from ActiveLearningSamplerLib import ActiveLearningSamplerLogic as Logic
+
+    return Logic()
+
+
+def userModelsDir() -> Path:
+    """Where retrained weights are saved: beside Slicer's user settings (writable, kept across updates)."""
+    folder = Path(slicer.app.slicerUserSettingsFilePath).parent / "SlicerLungAI" / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def scoringJob(pool, samples):
+    """(prepare, importResults) of ``lungai al score`` on the pool chosen now."""
+
+    def prepare(workDir):
+        return backendLogic().score_arguments(pool, workDir, n_samples=samples)
+
+    def importResults(workDir):
+        return backendLogic().import_scores(pool, workDir)
+
+    return prepare, importResults
+
+
+def retrainingJob(pool, segmentationNode, segmentName, steps, outPath):
+    """(prepare, importResults) of ``lungai al retrain`` on the annotations chosen now; the result is the
+    registered id of the new model version."""
+
+    def prepare(workDir):
+        return backendLogic().retrain_arguments(pool, segmentationNode, segmentName, workDir, outPath, steps=steps)
+
+    def importResults(workDir):
+        return backendLogic().import_retrained(outPath)
+
+    return prepare, importResults
+
+
+class ActiveLearningSamplerWidget(LungAIModuleWidget):
+    uiFile = "UI/ActiveLearningSampler.ui"
+    logicClass = ActiveLearningSamplerLogic
+
+    def setupWiring(self):
         self.scores = None
         self.rows = []
         self.tableNode = None
-        self._fillModels()
         self.ui.scoreButton.connect("clicked(bool)", self.onScore)
         self.ui.jumpButton.connect("clicked(bool)", self.onJump)
         self.ui.segmentEditorButton.connect("clicked(bool)", self.onSegmentEditor)
         self.ui.markAnnotatedButton.connect("clicked(bool)", self.onMarkAnnotated)
         self.ui.retrainButton.connect("clicked(bool)", self.onRetrain)
-        self.ui.modelSelector.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.modelSelector.connect("activated(int)", self.onModelChosen)
+        self.ui.strategySelector.connect("activated(int)", self.onStrategyChosen)
 
-    def _fillModels(self):
-        from lungai.registry import load_registry
+    def guiParameters(self):
+        return {"samples": self.ui.samplesSpinBox, "budget": self.ui.budgetSpinBox, "steps": self.ui.stepsSpinBox}
 
+    def enter(self):
+        if self.ui.modelSelector.count == 0:
+            self.fillModels()
+        super().enter()
+
+    def fillModels(self):
+        """List the registered models (on first use and after a retrain: reading the registry may load torch)."""
         self.ui.modelSelector.clear()
-        for entry in load_registry():
-            if entry.module == "ActiveLearningSampler":
-                self.ui.modelSelector.addItem(f"{entry.id} (v{entry.version})", entry.id)
-        index = self.ui.modelSelector.findData(self.logic.model_id)
-        self.ui.modelSelector.setCurrentIndex(max(index, 0))
+        for modelId, label in registeredModels("ActiveLearningSampler") or [("", "Default model")]:
+            self.ui.modelSelector.addItem(label, modelId)
 
-    def onModelChanged(self, index):
+    def onModelChosen(self, index):
+        if self._parameterNode is not None:
+            self._parameterNode.ModelId = self.ui.modelSelector.itemData(index) or ""
+
+    def onStrategyChosen(self, index):
+        if self._parameterNode is not None:
+            self._parameterNode.strategy = STRATEGIES[index]
+
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        parameters = self._parameterNode
+        if parameters is None:
+            return
+        index = self.ui.modelSelector.findData(parameters.ModelId)
         if index >= 0:
-            self.logic.parameter_node().SetParameter("ModelId", self.ui.modelSelector.itemData(index))
+            self.ui.modelSelector.setCurrentIndex(index)
+        self.ui.strategySelector.setCurrentIndex(STRATEGIES.index(parameters.strategy))
+
+    def onSceneStartClose(self, caller, event):
+        super().onSceneStartClose(caller, event)
+        self.scores, self.rows, self.tableNode = None, [], None
 
     def _pool(self):
         return list(self.ui.poolSelector.checkedNodes())
 
-    def _run(self, arguments, on_success, button, label):
-        from LungAICommon.process import LungAIProcess
-
-        if self.process is not None and self.process.running:
-            self.process.cancel()
-            return
-
-        def progress(fraction, message):
-            self.ui.progressBar.setValue(int(100 * fraction))
-            self.ui.statusLabel.setText(message)
-
-        def finished(exitCode, message):
-            self.process = None
-            button.setText(label)
-            if exitCode == 0:
-                try:
-                    on_success()
-                except Exception as error:  # a user-facing LungAIError from importing the results
-                    self.ui.statusLabel.setText(f"Error: {error}")
-            else:
-                self.ui.statusLabel.setText(message or f"Failed (exit code {exitCode}).")
-
-        button.setText("Cancel")
-        self.process = LungAIProcess(arguments, progress, finished)
-
     def onScore(self):
-        pool = self._pool()
-        workDir = Path(tempfile.mkdtemp(prefix="lungai-al-"))
-        try:
-            arguments = self.logic.score_arguments(pool, workDir, n_samples=self.ui.samplesSpinBox.value)
-        except Exception as error:
-            self.ui.statusLabel.setText(f"Error: {error}")
-            return
+        pool, parameters = self._pool(), self._parameterNode
+        strategy, budget = parameters.strategy, parameters.budget
 
-        def imported():
-            self.scores = self.logic.import_scores(pool, workDir)
-            self._showResults(pool)
+        def show(scores):
+            self.scores = scores
+            self._showResults(pool, strategy, budget)
 
-        self._run(arguments, imported, self.ui.scoreButton, "Score and rank")
+        prepare, importResults = scoringJob(pool, parameters.samples)
+        self.startJob(self.ui.scoreButton, "Active learning scoring", prepare, importResults, show)
 
-    def _showResults(self, pool):
-        strategy = STRATEGIES[self.ui.strategySelector.currentIndex]
-        self.tableNode, self.rows = self.logic.ranked_table(
-            pool, self.scores, strategy, self.ui.budgetSpinBox.value, table_node=self.tableNode
-        )
+    def _showResults(self, pool, strategy, budget):
+        logic = backendLogic()
+        self.tableNode, self.rows = logic.ranked_table(pool, self.scores, strategy, budget, table_node=self.tableNode)
         self.ui.rankedTableView.setMRMLTableNode(self.tableNode)
-        chart = self.logic.profile_chart(pool, self.scores, self.rows)
+        chart = logic.profile_chart(pool, self.scores, self.rows)
         slicer.modules.plots.logic().ShowChartInLayout(chart)
         first = pool[0]
         slicer.util.setSliceViewerLayers(
             background=first, foreground=self.scores.entropy[first.GetID()], foregroundOpacity=0.4
         )
-        self.ui.statusLabel.setText(
-            f"{len(self.rows)} {strategy.upper()} selections; pick a row, jump, annotate, mark."
-        )
+        self.ui.statusLabel.text = f"{len(self.rows)} {strategy.upper()} selections; pick a row, jump, annotate, mark."
         self._showAnnotated(pool)
 
     def _selectedRow(self):
         index = self.ui.rankedTableView.currentIndex()
         if not self.rows or index.row() < 0:
-            self.ui.statusLabel.setText("Select a row of the table first.")
+            self.ui.statusLabel.text = "Score the pool, then select a row of the table."
             return None
         return self.rows[index.row()]
 
@@ -159,7 +181,7 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
         if row is not None:
             node = slicer.mrmlScene.GetNodeByID(row["volume_node_id"])
             slicer.util.setSliceViewerLayers(background=node, foreground=self.scores.entropy[node.GetID()])
-            self.logic.jump_to_slice(node, max(row["slice"], 0))
+            backendLogic().jump_to_slice(node, max(row["slice"], 0))
 
     def onSegmentEditor(self):
         row = self._selectedRow()
@@ -170,7 +192,7 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
         segmentation = self.ui.segmentSelector.currentNode()
         if segmentation is None:
             segmentation = slicer.mrmlScene.AddNewNodeByClass(
-                "vtkMRMLSegmentationNode", f"{node.GetName()} annotations"
+                "vtkMRMLSegmentationNode", slicer.mrmlScene.GenerateUniqueName(f"{node.GetName()} annotations")
             )
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(node)
             segmentation.GetSegmentation().AddEmptySegment("lung")
@@ -185,45 +207,38 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
         if row is None:
             return
         node = slicer.mrmlScene.GetNodeByID(row["volume_node_id"])
+        logic = backendLogic()
         slices = range(node.GetImageData().GetDimensions()[2]) if row["slice"] < 0 else [row["slice"]]
         for k in slices:
-            self.logic.set_annotated(node, k)
+            logic.set_annotated(node, k)
         self._showAnnotated(self._pool())
 
     def _showAnnotated(self, pool):
+        logic = backendLogic()
         parts = []
         for node in pool:
-            indices = [int(k) for k in self.logic.annotated_slices(node).nonzero()[0]]
+            indices = [int(k) for k in logic.annotated_slices(node).nonzero()[0]]
             if indices:
                 parts.append(f"{node.GetName()}: {', '.join(map(str, indices))}")
-        self.ui.annotatedLabel.setText("Annotated slices: " + ("; ".join(parts) or "none"))
+        self.ui.annotatedLabel.text = "Annotated slices: " + ("; ".join(parts) or "none")
 
     def onRetrain(self):
-        pool = self._pool()
-        workDir = Path(tempfile.mkdtemp(prefix="lungai-al-retrain-"))
-        modelsDir = Path(slicer.app.slicerUserSettingsFilePath).parent / "SlicerLungAI" / "models"
-        modelsDir.mkdir(parents=True, exist_ok=True)
-        outPath = Path(tempfile.mkstemp(prefix=f"{self.logic.model_id}-", suffix=".pt", dir=modelsDir)[1])
-        outPath.unlink()
-        try:
-            arguments = self.logic.retrain_arguments(
-                pool,
-                self.ui.segmentSelector.currentNode(),
-                self._segmentName(),
-                workDir,
-                outPath,
-                steps=self.ui.stepsSpinBox.value,
-            )
-        except Exception as error:
-            self.ui.statusLabel.setText(f"Error: {error}")
+        if self.running:
+            self.cancelJob()
             return
+        pool, parameters = self._pool(), self._parameterNode
+        segmentation, segmentName = self.ui.segmentSelector.currentNode(), self._segmentName()
+        modelId = parameters.ModelId or "model"
+        outPath = userModelsDir() / f"{modelId}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
 
-        def imported():
-            newId = self.logic.import_retrained(outPath)
-            self._fillModels()
-            self.ui.statusLabel.setText(f"Retrained: now using {newId}. Score and rank again.")
+        def show(newId):
+            self.fillModels()
+            if self._parameterNode is not None:
+                self._parameterNode.ModelId = newId
+            self.ui.statusLabel.text = f"Retrained: now using {newId}. Score and rank again."
 
-        self._run(arguments, imported, self.ui.retrainButton, "Retrain on annotated slices")
+        prepare, importResults = retrainingJob(pool, segmentation, segmentName, parameters.steps, outPath)
+        self.startJob(self.ui.retrainButton, "Active learning retraining", prepare, importResults, show)
 
     def _segmentName(self):
         segmentation = self.ui.segmentSelector.currentNode()
@@ -232,13 +247,10 @@ class ActiveLearningSamplerWidget(ScriptedLoadableModuleWidget):
             return ""
         return segmentation.GetSegmentation().GetSegment(segmentId).GetName()
 
-    def cleanup(self):
-        if getattr(self, "process", None) is not None:
-            self.process.cancel()
-
 
 class ActiveLearningSamplerTest(ScriptedLoadableModuleTest):
-    """Self-test on bundled data only: the slicerio chest CT and the bundled al_unet_lungs weights."""
+    """Self-test on bundled data only (the slicerio chest CT, the bundled al_unet_lungs weights), scoring through
+    the same subprocess path as the Score button. Skips when the Python dependencies are missing."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -248,25 +260,33 @@ class ActiveLearningSamplerTest(ScriptedLoadableModuleTest):
         self.test_score_rank_mark()
 
     def test_score_rank_mark(self):
+        from LungAICommon.widget import skipTestWithoutDependencies
+
+        skipTestWithoutDependencies(self)
         import numpy as np
-        from ActiveLearningSamplerLib import ActiveLearningSamplerLogic
 
         from lungai.sample_data import chest_ct
         from LungAICommon import mrml
+        from LungAICommon.job import LungAIJob, run_blocking
 
         ct = mrml.volume_node_from_volume(chest_ct(), "CTChest4")
-        logic = ActiveLearningSamplerLogic()
-        scores = logic.score([ct], n_samples=4)
+        results, errors = [], []
+        prepare, importResults = scoringJob([ct], samples=4)
+        run_blocking(LungAIJob("scoring", prepare, importResults, lambda f, m: None, results.append, errors.append))
+        self.assertEqual(errors, [])
+        scores = results[0]
         entropy = scores.entropy[ct.GetID()]
         self.assertEqual(entropy.GetImageData().GetDimensions(), ct.GetImageData().GetDimensions())
+        logic = backendLogic()
         table, rows = logic.ranked_table([ct], scores, "uss", budget=3)
         values = [r["uncertainty"] for r in rows]
         self.assertEqual(values, sorted(values, reverse=True))
         self.assertGreater(len(rows), 0)
         chart = logic.profile_chart([ct], scores, rows)
         self.assertGreaterEqual(chart.GetNumberOfPlotSeriesNodes(), 1)
-        logic.jump_to_slice(ct, rows[0]["slice"])
         logic.set_annotated(ct, rows[0]["slice"])
         self.assertTrue(logic.annotated_slices(ct)[rows[0]["slice"]])
         self.assertTrue(np.isfinite(scores.volume_uncertainty[ct.GetID()]))
+        slicer.mrmlScene.Clear()  # File > Close Scene: the next logic still has a model
+        self.assertTrue(backendLogic().model_id)
         self.delayDisplay("Active Learning Sampler self-test passed")

@@ -3,25 +3,18 @@
 Seed 003 (CHS-Net): two cascaded RAIU-Nets. The first finds the lungs on each axial slice, the
 second finds COVID-19 infection inside them. Results: a segmentation with "Right lung", "Left
 lung" and "Infection" and a table of lung and infection volumes (mL) and the infected percentage
-of each lung. The work runs in a ``lungai`` subprocess (progress, Cancel); the logic lives in
-``COVIDHierarchicalLib`` (Qt-free).
+of each lung. The run is ``lungai covid segment`` in a subprocess (progress, Cancel) through
+LungAICommon.job; the logic lives in ``COVIDHierarchicalLib`` (imported when a run starts).
 """
 
-import shutil
-import tempfile
-from pathlib import Path
+from typing import Annotated
 
 import slicer
-from COVIDHierarchicalLib import COVIDHierarchicalLogic as _Logic
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
+
+from LungAICommon.widget import DEVICES, LungAIModuleLogic, LungAIModuleWidget, showTable
 
 
 class COVIDHierarchical(ScriptedLoadableModule):
@@ -38,8 +31,7 @@ class COVIDHierarchical(ScriptedLoadableModule):
         )
         self.parent.acknowledgementText = (
             "Part of SlicerLungAI. Infection training data: MedSeg COVID-19 CT segmentation (non-commercial research "
-            "use). "
-            "Lung training data: CTChest4 from 3D Slicer's sample data (slicerio)."
+            "use). Lung training data: CTChest4 from 3D Slicer's sample data (slicerio)."
         )
 
 
@@ -47,175 +39,120 @@ class COVIDHierarchical(ScriptedLoadableModule):
 class COVIDHierarchicalParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
+    device: Annotated[str, Choice(DEVICES)] = "auto"
 
 
-class COVIDHierarchicalLogic(_Logic, ScriptedLoadableModuleLogic):
-    """Slicer module logic: the Qt-free :class:`COVIDHierarchicalLib.COVIDHierarchicalLogic`."""
-
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-
-    def getParameterNode(self):
-        return COVIDHierarchicalParameterNode(super().getParameterNode())
+class COVIDHierarchicalLogic(LungAIModuleLogic):
+    parameterNodeClass = COVIDHierarchicalParameterNode
 
 
-class COVIDHierarchicalWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._process = None
-        self._workDir = None
+def segmentationJob(volumeNode, segmentationNode=None, device="auto"):
+    """(prepare, importResults) of one ``lungai covid segment`` run on the nodes chosen now.
 
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/COVIDHierarchical.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = COVIDHierarchicalLogic()
-        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda", "mps"])
+    The one place that knows this module's command line and result files.
+    """
+
+    def prepare(workDir):
+        from COVIDHierarchicalLib import COVIDHierarchicalLogic as Logic
+
+        volumePath = Logic.export_volume(volumeNode, workDir / "input.nrrd")
+        return Logic.cli_arguments(volumePath, workDir / "out", device=device)
+
+    def importResults(workDir):
+        from COVIDHierarchicalLib import COVIDHierarchicalLogic as Logic
+
+        replace = segmentationNode is not None
+        return Logic().import_results(workDir / "out", volumeNode, segmentationNode, overwrite=replace)
+
+    return prepare, importResults
+
+
+class COVIDHierarchicalWidget(LungAIModuleWidget):
+    uiFile = "UI/COVIDHierarchical.ui"
+    logicClass = COVIDHierarchicalLogic
+
+    def setupWiring(self):
+        self.ui.modelLabel.text = (
+            "Model: bundled CHS-Net demo weights (chsnet-covid); non-commercial research use, not a medical device."
+        )
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.modelLabel.text = self._modelDescription()
-        self.initializeParameterNode()
 
-    @staticmethod
-    def _modelDescription():
-        try:
-            from lungai.covid.model import MODEL_ID
-            from lungai.registry import get_model_entry
-
-            entry = get_model_entry(MODEL_ID)
-            state = "present" if entry.available else "MISSING: reinstall the extension"
-            return f"Model {entry.id} v{entry.version} ({state}). {entry.licence}"
-        except Exception as error:  # noqa: BLE001 - shown to the user, never fatal for the GUI
-            return f"Model registry unavailable: {error}"
-
-    def cleanup(self):
-        self.onCancel()
-        self.removeObservers()
-
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-
-    def onSceneStartClose(self, caller, event):
-        self.onCancel()
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
+    def guiParameters(self):
+        return {
+            "inputVolume": self.ui.inputVolumeSelector,
+            "outputSegmentation": self.ui.outputSegmentationSelector,
+            "device": self.ui.deviceComboBox,
+        }
 
     def initializeParameterNode(self):
-        self.setParameterNode(self.logic.getParameterNode())
+        super().initializeParameterNode()
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
 
-    def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-
-    def _setRunning(self, running):
-        self.ui.applyButton.enabled = not running
-        self.ui.cancelButton.enabled = running
-        self.ui.progressBar.visible = running
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        ready = self._parameterNode is not None and self._parameterNode.inputVolume is not None
+        self.ui.applyButton.enabled = self.running or ready
 
     def onApply(self):
-        volumeNode = self._parameterNode.inputVolume
-        if volumeNode is None:
-            self.ui.statusLabel.text = "Choose a CT volume first."
+        if self.running:
+            self.cancelJob()
             return
-        segmentationNode = self._parameterNode.outputSegmentation
+        parameters = self._parameterNode
+        volumeNode, segmentationNode = parameters.inputVolume, parameters.outputSegmentation
         if segmentationNode is not None and not slicer.util.confirmOkCancelDisplay(
             f"Replace the segments of '{segmentationNode.GetName()}' with this result?"
         ):
             return
-        self._workDir = Path(tempfile.mkdtemp(prefix="lungai-covid-"))
-        try:
-            volumePath = self.logic.export_volume(volumeNode, self._workDir / "input.nrrd")
-        except Exception as error:  # noqa: BLE001 - reported in the GUI
-            self.ui.statusLabel.text = f"Cannot export the volume: {error}"
-            shutil.rmtree(self._workDir, ignore_errors=True)
-            return
-        from LungAICommon.process import LungAIProcess
 
-        arguments = self.logic.cli_arguments(
-            volumePath, self._workDir / "out", device=self.ui.deviceComboBox.currentText
-        )
-        self._setRunning(True)
-        self.ui.statusLabel.text = "Segmenting lungs and infection..."
-        self._process = LungAIProcess(
-            arguments,
-            self.onProgress,
-            lambda code, message: self.onFinished(code, message, volumeNode, segmentationNode),
-        )
-
-    def onProgress(self, fraction, message):
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = message
-
-    def onCancel(self):
-        if self._process is not None and self._process.running:
-            self._process.cancel()
-
-    def onFinished(self, exitCode, message, volumeNode, segmentationNode):
-        self._setRunning(False)
-        self._process = None
-        try:
-            if exitCode == 0:
-                segmentation, table = self.logic.import_results(
-                    self._workDir / "out", volumeNode, segmentationNode, overwrite=segmentationNode is not None
-                )
+        def show(nodes):
+            segmentation, table = nodes
+            if self._parameterNode is not None:
                 self._parameterNode.outputSegmentation = segmentation
-                self._showTable(table)
-                self.ui.statusLabel.text = "Done: segments 'Right lung', 'Left lung', 'Infection' and the burden table."
-            else:
-                self.ui.statusLabel.text = message or "Cancelled: the scene is unchanged."
-        except Exception as error:  # noqa: BLE001 - reported in the GUI
-            self.ui.statusLabel.text = f"Could not import the result: {error}"
-        finally:
-            shutil.rmtree(self._workDir, ignore_errors=True)
+            showTable(table)
+            self.ui.statusLabel.text = "Done: segments 'Right lung', 'Left lung', 'Infection' and the burden table."
 
-    @staticmethod
-    def _showTable(table):
-        layoutManager = slicer.app.layoutManager()
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-        slicer.app.applicationLogic().PropagateTableSelection()
+        prepare, importResults = segmentationJob(volumeNode, segmentationNode, parameters.device)
+        self.startJob(self.ui.applyButton, "COVID Hierarchical", prepare, importResults, show)
 
 
 class COVIDHierarchicalTest(ScriptedLoadableModuleTest):
-    """Self-test on bundled data only: the slicerio chest CT and the bundled CHS-Net weights."""
+    """Self-test on bundled data only (the slicerio chest CT, the bundled CHS-Net weights), through the same
+    subprocess path as the Apply button. Skips when the Python dependencies are missing (installs nothing)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_bundled_chest_ct()
+        self.test_apply_path_on_bundled_chest_ct()
 
-    def test_bundled_chest_ct(self):
+    def test_apply_path_on_bundled_chest_ct(self):
+        from LungAICommon.widget import skipTestWithoutDependencies
+
+        skipTestWithoutDependencies(self)
         import numpy as np
 
         from lungai.sample_data import chest_ct
+        from LungAICommon.job import LungAIJob, run_blocking
         from LungAICommon.mrml import rows_from_table_node, segment_mask, volume_node_from_volume
 
         volume = chest_ct()
         volumeNode = volume_node_from_volume(volume, "CTChest4")
-        segmentation, table = COVIDHierarchicalLogic().run(volumeNode, device="cpu")
+        results, errors, fractions = [], [], []
+        prepare, importResults = segmentationJob(volumeNode, device="cpu")
+        job = LungAIJob(
+            "COVID Hierarchical",
+            prepare,
+            importResults,
+            lambda f, m: fractions.append(f),
+            results.append,
+            errors.append,
+        )
+        run_blocking(job)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), 1)
+        self.assertGreater(len(fractions), 0)
+        segmentation, table = results[0]
         names = [
             segmentation.GetSegmentation().GetNthSegment(i).GetName()
             for i in range(segmentation.GetSegmentation().GetNumberOfSegments())
@@ -227,4 +164,5 @@ class COVIDHierarchicalTest(ScriptedLoadableModuleTest):
             mask = segment_mask(segmentation, name, volumeNode)
             self.assertGreater(int(np.count_nonzero(mask)), 0)
             self.assertAlmostEqual(row["Lung volume (mL)"], np.count_nonzero(mask) * milliliters, places=2)
+        self.assertIsNone(volumeNode.GetStorageNode())  # the export did not attach a storage node
         self.delayDisplay("COVID Hierarchical self-test passed")

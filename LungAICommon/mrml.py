@@ -23,7 +23,7 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 def unique_name(base: str) -> str:
     """``base`` if no node has that name, else ``base_1``, ``base_2`` ... (Slicer's rule)."""
-    return slicer.mrmlScene.GetUniqueNameByString(base) if slicer.mrmlScene.GetFirstNodeByName(base) else base
+    return slicer.mrmlScene.GenerateUniqueName(base)
 
 
 def _vtk_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:
@@ -112,6 +112,58 @@ def set_segments(node, masks: Sequence[np.ndarray], specs: Sequence[SegmentSpec]
         if spec.terminology:
             segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), spec.terminology)
         slicer.util.updateSegmentBinaryLabelmapFromArray(np.asarray(mask, dtype=np.uint8), node, segment_id, reference)
+        ids.append(segment_id)
+    return ids
+
+
+def _oriented_image(mask: np.ndarray, reference) -> vtk.vtkImageData:
+    """``mask`` (z, y, x on ``reference``'s grid) as a vtkOrientedImageData with the reference's IJK-to-RAS."""
+    from vtk.util import numpy_support
+
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(mask.shape[2], mask.shape[1], mask.shape[0])
+    image.GetPointData().SetScalars(
+        numpy_support.numpy_to_vtk(np.ascontiguousarray(mask, dtype=np.uint8).ravel(), deep=True)
+    )
+    matrix = vtk.vtkMatrix4x4()
+    reference.GetIJKToRASMatrix(matrix)
+    image.SetImageToWorldMatrix(matrix)
+    return image
+
+
+def merge_segments_in_place(node, masks: Sequence[np.ndarray], specs: Sequence[SegmentSpec], reference) -> list[str]:
+    """Write each mask (z, y, x on ``reference``'s grid) into the segment named by its spec, resampled (nearest
+    neighbour) into the segmentation's own geometry: the node's reference geometry, reference volume and place
+    in the subject hierarchy stay as they are (the Segment Editor effect edits the user's segmentation).
+
+    A segmentation without any geometry yet takes ``reference``'s. Returns the segment ids.
+    """
+    segmentation = node.GetSegmentation()
+    geometry_name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    geometry = segmentation.GetConversionParameter(geometry_name)
+    if not geometry:
+        node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        geometry = segmentation.GetConversionParameter(geometry_name)
+    target = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(geometry, target, False)
+    shape = tuple(reversed(reference.GetImageData().GetDimensions()))
+    ids = []
+    for mask, spec in zip(masks, specs):
+        if mask.shape != shape:
+            raise LungAIError(f"Segment '{spec.name}' has shape {mask.shape}, but the reference volume is {shape}.")
+        resampled = slicer.vtkOrientedImageData()
+        slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+            _oriented_image(mask, reference), target, resampled, False
+        )
+        segment_id = _segment_id(node, spec.name) or segmentation.AddEmptySegment("", spec.name, list(spec.color))
+        segment = segmentation.GetSegment(segment_id)
+        segment.SetColor(*spec.color)
+        if spec.terminology:
+            segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), spec.terminology)
+        if not slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+            resampled, node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
+        ):
+            raise LungAIError(f"Could not write segment '{spec.name}' into '{node.GetName()}'.")
         ids.append(segment_id)
     return ids
 

@@ -13,8 +13,12 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
-MODULES = ["UGSNetSegmentation", "ActiveLearningSampler", "COVIDHierarchical", "NeoplasmNLB"]
-for folder in [REPO, REPO / "Testing", *(REPO / m for m in MODULES)]:
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from lungai.modules import descriptors  # noqa: E402
+
+SLICER_MODULES = [d.slicer_module for d in descriptors()]
+for folder in [REPO / "Testing", *(REPO / m for m in SLICER_MODULES)]:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
@@ -25,6 +29,14 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data folder {path} not found (set LUNGAI_SHARED_DATA); this test needs it")
     return path
+
+
+@pytest.fixture(autouse=True)
+def user_models(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty user model registry: tests never touch the user's real one."""
+    folder = tmp_path_factory.mktemp("user_models")
+    monkeypatch.setenv("LUNGAI_USER_MODELS", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def test_score_select_retrain_round_trip(tmp_path, tiny_checkpoint, chest_ct, ch
                 "score",
                 "--volume",
                 str(ct_path),
-                "--checkpoint",
+                "--weights",
                 str(tiny_checkpoint),
                 "--samples",
                 "3",
@@ -114,7 +114,7 @@ def test_score_select_retrain_round_trip(tmp_path, tiny_checkpoint, chest_ct, ch
                 str(labels),
                 "--annotated",
                 str(ranked),
-                "--checkpoint",
+                "--weights",
                 str(tiny_checkpoint),
                 "--steps",
                 "2",
@@ -140,7 +140,7 @@ def test_score_select_retrain_round_trip(tmp_path, tiny_checkpoint, chest_ct, ch
                 str(labels),
                 "--annotated",
                 str(tmp_path / "empty.csv"),
-                "--checkpoint",
+                "--weights",
                 str(tiny_checkpoint),
                 "--out",
                 str(tmp_path / "v3.pt"),
@@ -156,7 +156,7 @@ def test_model_without_dropout_and_too_few_samples_are_rejected(tmp_path, chest_
     model = ALUNet(channels=(4, 8), input_size=32, dropout=0.0)
     path = save_checkpoint(tmp_path / "nodrop.pt", model, model_name=ARCHITECTURE, config=model.config)
     ct_path = write_volume(chest_ct, tmp_path / "ct.nrrd")
-    assert main(["al", "score", "--volume", str(ct_path), "--checkpoint", str(path), "--out", str(tmp_path / "a")]) == 2
+    assert main(["al", "score", "--volume", str(ct_path), "--weights", str(path), "--out", str(tmp_path / "a")]) == 2
     assert (
         main(
             [
@@ -164,7 +164,7 @@ def test_model_without_dropout_and_too_few_samples_are_rejected(tmp_path, chest_
                 "score",
                 "--volume",
                 str(ct_path),
-                "--checkpoint",
+                "--weights",
                 str(path),
                 "--samples",
                 "1",

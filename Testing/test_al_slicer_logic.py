@@ -12,31 +12,17 @@ from lungai.al.training import ARCHITECTURE
 from lungai.checkpoint import save_checkpoint
 from lungai.errors import InputError
 from lungai.progress import Cancelled, CancelToken
-from lungai.registry import load_registry, register_model
+from lungai.registry import load_registry, publish
 
 
 @pytest.fixture
 def tiny_registry(tmp_path, monkeypatch):
-    """A registry in a temporary Resources folder holding one tiny (untrained) al_unet."""
-    models = tmp_path / "Resources" / "Models"
-    models.mkdir(parents=True)
+    """An empty bundled registry and a user registry holding one tiny (untrained) al_unet."""
     monkeypatch.setenv("LUNGAI_RESOURCES", str(tmp_path / "Resources"))
     torch.manual_seed(0)
     model = ALUNet(channels=(4, 8), input_size=32)
-    save_checkpoint(models / "tiny.pt", model, model_name=ARCHITECTURE, config=model.config)
-    register_model(
-        {
-            "id": "tiny",
-            "version": "1",
-            "module": "ActiveLearningSampler",
-            "architecture": ARCHITECTURE,
-            "file": "tiny.pt",
-            "sha256": "",
-            "licence": "test",
-            "training_data": "none",
-        }
-    )
-    return models
+    save_checkpoint(tmp_path / "tiny.pt", model, model_name=ARCHITECTURE, config=model.config)
+    return publish(tmp_path / "tiny.pt", "tiny", module="ActiveLearningSampler", licence="test").folder
 
 
 @pytest.fixture

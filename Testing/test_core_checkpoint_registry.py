@@ -45,7 +45,7 @@ def test_tampered_file_with_code_is_refused(tmp_path):
     payload["state_dict"]["evil"] = Payload()
     with open(path, "wb") as handle:
         pickle.dump(payload, handle)  # torch.load reads legacy pickles too; weights_only must refuse it
-    with pytest.raises(CheckpointError, match="refused for safety|not a loadable"):
+    with pytest.raises(CheckpointError, match=r"refused \(lungai loads weights only\)|not a lungai checkpoint"):
         load_checkpoint(path)
 
 
@@ -53,7 +53,7 @@ def test_truncated_file_is_refused(tmp_path):
     _, path = _saved(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="not a loadable lungai checkpoint"):
+    with pytest.raises(CheckpointError, match="not a lungai checkpoint"):
         load_checkpoint(path)
 
 
@@ -86,30 +86,54 @@ def test_unknown_architecture(tmp_path):
 
 
 def test_registry_checks_sha256(tmp_path, monkeypatch):
-    monkeypatch.setenv("LUNGAI_RESOURCES", str(tmp_path))
-    (tmp_path / "Models").mkdir()
-    _, path = _saved(tmp_path / "Models")
-    entry = registry.register_model(
-        {
-            "id": "tiny",
-            "version": "1",
-            "module": "test",
-            "architecture": ARCHITECTURE,
-            "file": path.name,
-            "licence": "test",
-            "training_data": "test",
-            "metrics": {"dice": 0.5},
-            "timings": {},
-        }
-    )
+    monkeypatch.setenv("LUNGAI_USER_MODELS", str(tmp_path / "user"))
+    _, path = _saved(tmp_path)
+    entry = registry.publish(path, "tiny", module="test", licence="test", metrics={"dice": 0.5})
+    assert entry.path == tmp_path / "user" / "tiny.pt" and entry.architecture == ARCHITECTURE
     assert entry.available and registry.get_model_entry("tiny").sha256 == entry.sha256
+    assert json.loads((tmp_path / "user" / "models.json").read_text())["models"][0]["file"] == "tiny.pt"
     registry.load_registered_model("tiny")
-    path.write_bytes(path.read_bytes() + b"x")
+    entry.path.write_bytes(entry.path.read_bytes() + b"x")
     assert not registry.get_model_entry("tiny").available
     with pytest.raises(CheckpointError, match="do not match the registry's sha256"):
         registry.load_registered_model("tiny")
-    with pytest.raises(LungAIError, match="No model 'missing'"):
+    with pytest.raises(LungAIError, match="No model 'missing' is registered"):
         registry.get_model_entry("missing")
+
+
+def test_publish_refuses_local_paths_bundled_ids_and_non_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNGAI_USER_MODELS", str(tmp_path / "user"))
+    _, path = _saved(tmp_path)
+    with pytest.raises(LungAIError, match="names a path on this machine"):
+        registry.publish(path, "tiny", module="test", training_data="/home/someone/scans")
+    with pytest.raises(LungAIError, match="names a path on this machine"):
+        registry.publish(path, "tiny", module="test", command="lungai al retrain --volume /home/someone/ct.nrrd")
+    local = save_checkpoint(
+        tmp_path / "local.pt", TinyLungNet(4), model_name=ARCHITECTURE, config={"width": 4}, training_data=str(path)
+    )
+    with pytest.raises(LungAIError, match="checkpoint header of the model names a path"):
+        registry.publish(local, "tiny", module="test", training_data="a data set")
+    bundled = registry.load_registry()[0].id
+    with pytest.raises(LungAIError, match="is a bundled model"):
+        registry.publish(path, bundled, module="test")
+    with pytest.raises(LungAIError, match="not a usable model id"):
+        registry.publish(path, "../escape", module="test")
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(CheckpointError, match="not a lungai checkpoint"):
+        registry.publish(tmp_path / "notes.csv", "tiny", module="test")
+    assert not (tmp_path / "user" / "models.json").exists()
+
+
+def test_user_and_bundled_registries_are_listed_together(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNGAI_USER_MODELS", str(tmp_path / "user"))
+    bundled = [e.id for e in registry.load_registry()]
+    model, path = _saved(tmp_path)
+    save_checkpoint(path, model, model_name=ARCHITECTURE, config={"width": 4}, training_state={"epoch": 3})
+    entry = registry.publish(path, "mine", module="test")
+    assert [e.id for e in registry.load_registry()] == [*bundled, "mine"]
+    assert not entry.bundled and all(e.bundled for e in registry.load_registry()[:-1])
+    assert load_checkpoint(entry.path).training_state is None  # weights and header only
+    registry.load_registered_model("mine")
 
 
 def test_bundled_registry_entries_are_valid():

@@ -15,7 +15,9 @@ def _lungai(*args, cwd=None):
 def test_info_lists_versions_device_and_models():
     result = _lungai("info")
     assert result.returncode == 0, result.stderr
-    assert "torch" in result.stdout and "device (auto):" in result.stdout and "model registry" in result.stdout
+    assert "torch" in result.stdout and "model registries" in result.stdout
+    assert "device: cpu (--device auto;" in result.stdout  # the resolved device, and what was asked
+    assert "device: cpu (--device cpu;" in _lungai("info", "--device", "cpu").stdout
 
 
 def test_demo_writes_the_chest_ct_report(tmp_path):
@@ -31,13 +33,13 @@ def test_demo_writes_the_chest_ct_report(tmp_path):
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "keep.txt").write_text("user file")
+    (tmp_path / "full" / "index.html").write_text("user file")
     result = _lungai("demo", "--out", str(tmp_path / "full"))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"lungai: error: {tmp_path / 'full'} is not empty; choose a new folder or pass --overwrite."
+        f"lungai: error: {tmp_path / 'full' / 'index.html'} already exists; choose another output or pass --overwrite."
     ]
-    assert (tmp_path / "full" / "keep.txt").read_text() == "user file"
+    assert (tmp_path / "full" / "index.html").read_text() == "user file"
     assert _lungai("info", "--device", "tpu").returncode == 2
 
 

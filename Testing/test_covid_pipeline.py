@@ -107,7 +107,7 @@ def test_medseg_loader_reads_and_transposes_the_layout():
 
 def test_medseg_loader_explains_a_wrong_folder(tmp_path):
     (tmp_path / "images").mkdir()
-    with pytest.raises(InputError, match="needs 'images/' and 'infection/'"):
+    with pytest.raises(InputError, match="give a folder with 'images/' and 'infection/'"):
         load_medseg_folder(tmp_path)
 
 
@@ -222,12 +222,12 @@ def test_burden_table_volumes_equal_voxel_counts(chest_ct):
 
 def test_train_writes_a_loadable_chsnet_checkpoint(tiny_weights):
     from lungai.checkpoint import load_checkpoint
-    from lungai.covid.model import load_cascade
+    from lungai.covid.pipeline import load
 
     header = load_checkpoint(tiny_weights).header
     assert header["model_name"] == "chsnet" and header["extra"]["input_size"] == 32
     assert 0.0 <= header["metrics"]["lung_dice"] <= 1.0
-    cascade, _ = load_cascade(tiny_weights, "cpu")
+    cascade = load(tiny_weights, device="cpu").network
     assert cascade.hierarchical and cascade.lung_input == "mask" and cascade.size == 32
 
 
@@ -407,30 +407,17 @@ def test_logic_subprocess_path_imports_the_command_line_result(mrml_scene, tiny_
 
 
 def test_demo_section_uses_the_registered_model_and_bundled_samples(tiny_weights, tmp_path, monkeypatch):
+    from lungai.covid import DESCRIPTOR
     from lungai.covid.demo import run_demo
-    from lungai.covid.model import MODEL_ID
-    from lungai.registry import register_model
+    from lungai.registry import publish
 
     repo = Path(__file__).resolve().parent.parent
     resources = tmp_path / "Resources"
     shutil.copytree(repo / "Resources" / "SampleData" / "covid", resources / "SampleData" / "covid")
-    (resources / "Models").mkdir(parents=True)
-    shutil.copy(tiny_weights, resources / "Models" / f"{MODEL_ID}.pt")
     monkeypatch.setenv("LUNGAI_RESOURCES", str(resources))
     missing = run_demo(tmp_path / "before", device="cpu")
     assert "unavailable" in missing.text and not missing.images
-    register_model(
-        {
-            "id": MODEL_ID,
-            "version": "0",
-            "module": "COVIDHierarchical",
-            "architecture": "chsnet",
-            "file": f"{MODEL_ID}.pt",
-            "sha256": "",
-            "licence": "test",
-            "training_data": "test",
-        }
-    )
+    publish(tiny_weights, DESCRIPTOR.default_model_id, module=DESCRIPTOR.slicer_module, licence="test")
     section = run_demo(tmp_path / "demo", device="cpu")
     assert len(section.images) == 3 and all(p.is_file() for p in section.images + section.files + section.tables)
     assert [r["Region"] for r in csv.DictReader(open(section.tables[0]))] == ["Right lung", "Left lung", "Both lungs"]

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from lungai.modules import descriptors
+
 REPO = Path(__file__).resolve().parent.parent
-MODULES = ["UGSNetSegmentation", "ActiveLearningSampler", "COVIDHierarchical", "NeoplasmNLB"]
+MODULES = [d.slicer_module for d in descriptors()]
 
 
 def _imported_roots(path: Path) -> set[str]:
@@ -35,16 +37,6 @@ def test_logic_imports_no_qt_or_ctk(folder):
     assert files, f"{folder} has no Python files"
     offenders = {str(p.relative_to(REPO)): sorted(_imported_roots(p) & {"qt", "ctk"}) for p in files}
     assert {k: v for k, v in offenders.items() if v} == {}
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_widget_names_exist_in_ui(module):
-    ui_names = set(re.findall(r'name="([^"]+)"', (REPO / module / "Resources" / "UI" / f"{module}.ui").read_text()))
-    used = set()
-    for path in (REPO / module).rglob("*.py"):
-        used |= set(re.findall(r"\bui\.([A-Za-z_]\w*)", path.read_text()))
-    assert used, f"{module} uses no ui widgets"
-    assert used - ui_names == set(), f"{module} uses widgets missing from its .ui file"
 
 
 def _cmake_listed_files(cmake: Path, module: str) -> list[Path]:

@@ -7,7 +7,7 @@ import pytest
 
 from lungai.cli import main
 from lungai.io import read_segmentation, read_table_csv, write_volume
-from lungai.ugsnet.commands import read_points_csv
+from lungai.ugsnet.pipeline import load, read_points_csv
 from lungai.ugsnet.sample import crop_volume, load_sample, sample_path
 
 
@@ -73,10 +73,10 @@ def test_bundled_model_intersection_head_stays_inside_union_head():
     """MCM semantics of the trained heads (not only of the thresholded regions, which hold by construction):
     on the bundled held-out crops at most 5 % of the raw intersection-head pixels fall outside the union head."""
     from lungai.ugsnet.data import prepare_crops
-    from lungai.ugsnet.inference import confidence_masks, load_ugsnet_model, predict_probabilities
+    from lungai.ugsnet.inference import confidence_masks, predict_probabilities
 
     crops = prepare_crops(load_sample())
-    probabilities = predict_probabilities(load_ugsnet_model(None, "cpu")[0], crops.image_hu)
+    probabilities = predict_probabilities(load(device="cpu").network, crops.image_hu)
     union, inter = probabilities["union"] > 0.5, probabilities["intersection"] > 0.5
     assert inter.sum() > 0
     assert (inter & ~union).sum() <= 0.05 * inter.sum()

@@ -5,14 +5,14 @@ import pytest
 
 from lungai.errors import InputError
 from lungai.segments import TERMINOLOGY_NODULE
-from lungai.ugsnet.inference import load_ugsnet_model
+from lungai.ugsnet import pipeline
 from lungai.ugsnet.pipeline import NODULE_COLORS, nodule_table_rows, segment_nodules
 from lungai.ugsnet.sample import crop_volume, load_sample
 
 
 @pytest.fixture(scope="module")
 def model():
-    return load_ugsnet_model(None, "cpu")[0]
+    return pipeline.load(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def test_segments_geometry_and_table_match_the_backend(mrml_scene, model, sample
 
     volume, point = crop_volume(sample, 5, slices=5)
     node = _scene_volume(volume)
-    logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
+    logic = UGSNetSegmentationLogic(lambda weights, model_id, device: model)
     seg, table, results = logic.segment(node, [point])
-    expected = segment_nodules(volume, [point], model)
+    expected = segment_nodules(volume, [point], model.network)
     names = [
         seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())
     ]
@@ -72,7 +72,7 @@ def test_rerun_never_overwrites_unless_asked_and_editor_append(mrml_scene, model
 
     volume, point = crop_volume(sample, 15)
     node = _scene_volume(volume)
-    logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
+    logic = UGSNetSegmentationLogic(lambda weights, model_id, device: model)
     first, table1, _ = logic.segment(node, [point])
     second, table2, _ = logic.segment(node, [point])
     assert first is not second and first.GetName() != second.GetName() and table1 is not table2
@@ -98,17 +98,19 @@ def test_cli_path_imports_the_same_nodes(mrml_scene, model, sample, tmp_path):
     from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic
 
     from lungai.io import write_volume
-    from lungai.ugsnet import commands
     from LungAICommon import mrml
 
     volume, point = crop_volume(sample, 2, slices=3)
     node = _scene_volume(volume)
-    logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
+    logic = UGSNetSegmentationLogic(lambda weights, model_id, device: model)
     args = logic.cli_arguments(tmp_path / "ct.nrrd", tmp_path / "points.csv", tmp_path / "out")
     assert args[:2] == ["ugsnet", "segment"]
     write_volume(volume, tmp_path / "ct.nrrd")
     logic.write_points_csv([point], tmp_path / "points.csv")
-    commands.run_segment(str(tmp_path / "ct.nrrd"), str(tmp_path / "points.csv"), str(tmp_path / "out"), None)
+    from lungai.io import read_volume
+
+    points = pipeline.read_points_csv(tmp_path / "points.csv")
+    pipeline.write(pipeline.run(read_volume(tmp_path / "ct.nrrd"), model, points=points), tmp_path / "out")
     seg_cli, table_cli = logic.import_cli_results(tmp_path / "out", node)
     seg_direct, table_direct, _ = logic.segment(node, [point])
     for name in ("Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"):
@@ -123,7 +125,7 @@ def test_bad_points_and_volumes(mrml_scene, model, sample):
 
     volume, point = crop_volume(sample, 0)
     node = _scene_volume(volume)
-    logic = UGSNetSegmentationLogic(lambda weights, device: (model, {}))
+    logic = UGSNetSegmentationLogic(lambda weights, model_id, device: model)
     with pytest.raises(InputError, match="Point 1 .* lies outside the volume"):
         logic.segment(node, [point + np.array([0.0, 0.0, 50.0])])
     import slicer

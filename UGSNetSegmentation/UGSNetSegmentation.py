@@ -1,23 +1,21 @@
 """UGS-Net Segmentation: lung nodules with a Multi-Confidence Mask (high-confidence core, low-confidence rim).
 
-Thin Slicer module over UGSNetSegmentationLib.logic (Qt-free, tested headless). The widget gathers the CT,
-the nodule points, the model and the device, runs ``lungai ugsnet segment`` in a subprocess (progress and
-Cancel), then loads the results as one segmentation node and one table through the logic. The module also
-registers the Segment Editor effect "UGS-Net nodule" (SegmentEditorUGSNetEffect).
+Thin Slicer module over UGSNetSegmentationLib.logic (Qt-free, tested headless, imported only when a run
+starts). The widget takes the CT, the nodule points, the weights and the device when Apply is pressed, runs
+``lungai ugsnet segment`` in a subprocess through LungAICommon.job (progress, Cancel), then loads the results as
+one segmentation node and one table. The module also registers the Segment Editor effect "UGS-Net nodule"
+(SegmentEditorUGSNetEffect), which adds the segments to the segmentation being edited.
 """
 
 import os
-import tempfile
+from typing import Annotated
 
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic, points_from_markups  # noqa: F401 (re-export)
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
-DEVICES = ["auto", "cpu", "cuda", "mps"]
+from LungAICommon.widget import DEVICES, LungAIModuleLogic, LungAIModuleWidget, showTable
 
 
 class UGSNetSegmentation(ScriptedLoadableModule):
@@ -36,10 +34,10 @@ class UGSNetSegmentation(ScriptedLoadableModule):
             "Part of SlicerLungAI. Demo weights trained on LIDC-IDRI (TCIA, CC BY 3.0); "
             "method: UGS-Net, IEEE journal version and MICCAI 2022."
         )
-        slicer.app.connect("startupCompleted()", register_editor_effect)
+        slicer.app.connect("startupCompleted()", registerEditorEffect)
 
 
-def register_editor_effect():
+def registerEditorEffect():
     """Register "UGS-Net nodule" with the Segment Editor (as SegmentEditorExtraEffects does)."""
     import qSlicerSegmentationsEditorEffectsPythonQt as effects
 
@@ -49,127 +47,131 @@ def register_editor_effect():
     effect.self().register()
 
 
-class UGSNetSegmentationWidget(ScriptedLoadableModuleWidget):
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        widget = slicer.util.loadUI(self.resourcePath("UI/UGSNetSegmentation.ui"))
-        self.layout.addWidget(widget)
-        self.ui = slicer.util.childWidgetVariables(widget)
-        widget.setMRMLScene(slicer.mrmlScene)
-        self.logic = UGSNetSegmentationLogic()
-        self.process = None
-        self.workDir = None
-        self.ui.deviceComboBox.addItems(DEVICES)
+@parameterNodeWrapper
+class UGSNetSegmentationParameterNode:
+    inputVolume: vtkMRMLScalarVolumeNode
+    points: vtkMRMLMarkupsFiducialNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+
+
+class UGSNetSegmentationLogic(LungAIModuleLogic):
+    parameterNodeClass = UGSNetSegmentationParameterNode
+
+
+def exportInputs(workDir, volumeNode, pointsRas, weights=None, device="auto"):
+    """Write the CT and the points into ``workDir`` (lungai's writers; the user's nodes and their storage are
+    untouched) and return the ``lungai ugsnet segment`` arguments that write into ``workDir / "out"``."""
+    from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic as Logic
+
+    from lungai.io import write_volume
+    from LungAICommon.mrml import volume_from_node
+
+    volumePath = write_volume(volume_from_node(volumeNode), workDir / "ct.nrrd", overwrite=True)
+    pointsPath = Logic.write_points_csv(pointsRas, workDir / "points.csv")
+    return Logic.cli_arguments(volumePath, pointsPath, workDir / "out", weights, device)
+
+
+def segmentationJob(volumeNode, markupsNode, segmentationNode=None, weights=None, device="auto"):
+    """(prepare, importResults) of one run on the nodes chosen now: the one place that knows the module's
+    command line and result files. The points are read when the run starts."""
+
+    def prepare(workDir):
+        from UGSNetSegmentationLib.logic import points_from_markups
+
+        return exportInputs(workDir, volumeNode, points_from_markups(markupsNode), weights, device)
+
+    def importResults(workDir):
+        from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic as Logic
+
+        return Logic().import_cli_results(workDir / "out", volumeNode, segmentationNode, None)
+
+    return prepare, importResults
+
+
+class UGSNetSegmentationWidget(LungAIModuleWidget):
+    uiFile = "UI/UGSNetSegmentation.ui"
+    logicClass = UGSNetSegmentationLogic
+
+    def setupWiring(self):
         self.ui.modelComboBox.addItem("Bundled UGS-Net (LIDC-IDRI demo weights)", "")
         self.ui.pointsPlaceWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.pointsSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.ui.pointsPlaceWidget.setCurrentNode)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
-        self.ui.pointsSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
-        self.updateButtons()
 
-    def updateButtons(self, *_):
-        running = self.process is not None
-        self.ui.applyButton.enabled = (
-            not running and bool(self.ui.volumeSelector.currentNode()) and bool(self.ui.pointsSelector.currentNode())
-        )
-        self.ui.cancelButton.enabled = running
+    def guiParameters(self):
+        return {
+            "inputVolume": self.ui.volumeSelector,
+            "points": self.ui.pointsSelector,
+            "outputSegmentation": self.ui.outputSegmentationSelector,
+            "device": self.ui.deviceComboBox,
+        }
 
-    def weights(self):
-        path = self.ui.weightsPathLineEdit.currentPath
-        return path or None
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        parameters = self._parameterNode
+        ready = parameters is not None and parameters.inputVolume is not None and parameters.points is not None
+        self.ui.applyButton.enabled = self.running or ready
 
     def onApply(self):
-        from LungAICommon.process import LungAIProcess
-
-        with slicer.util.tryWithErrorDisplay("UGS-Net could not start.", waitCursor=True):
-            volume_node = self.ui.volumeSelector.currentNode()
-            points = points_from_markups(self.ui.pointsSelector.currentNode())
-            self.workDir = tempfile.mkdtemp(prefix="ugsnet-")
-            volume_path = os.path.join(self.workDir, "ct.nrrd")
-            if not slicer.util.saveNode(volume_node, volume_path):
-                raise RuntimeError(f"Could not write '{volume_node.GetName()}' to {volume_path}.")
-            points_path = self.logic.write_points_csv(points, os.path.join(self.workDir, "points.csv"))
-            arguments = self.logic.cli_arguments(
-                volume_path,
-                points_path,
-                os.path.join(self.workDir, "out"),
-                self.weights(),
-                self.ui.deviceComboBox.currentText,
-            )
-            self.ui.statusLabel.text = "Segmenting..."
-            self.ui.progressBar.value = 0
-            self.process = LungAIProcess(arguments, self.onProgress, self.onFinished)
-            self.updateButtons()
-
-    def onProgress(self, fraction, message):
-        self.ui.progressBar.value = int(100 * fraction)
-        self.ui.statusLabel.text = message
-
-    def onCancel(self):
-        if self.process is not None:
-            self.process.cancel()
-
-    def onFinished(self, exit_code, message):
-        self.process = None
-        self.updateButtons()
-        if exit_code != 0:
-            self.ui.statusLabel.text = message or f"lungai exited with code {exit_code}."
+        if self.running:
+            self.cancelJob()
             return
-        with slicer.util.tryWithErrorDisplay("Could not load the UGS-Net results.", waitCursor=True):
-            segmentation, table = self.logic.import_cli_results(
-                os.path.join(self.workDir, "out"),
-                self.ui.volumeSelector.currentNode(),
-                self.ui.outputSegmentationSelector.currentNode(),
-                None,
-            )
-            self.ui.outputSegmentationSelector.setCurrentNode(segmentation)
-            self.ui.progressBar.value = 100
+        parameters = self._parameterNode
+        prepare, importResults = segmentationJob(
+            parameters.inputVolume,
+            parameters.points,
+            parameters.outputSegmentation,
+            self.ui.weightsPathLineEdit.currentPath or None,
+            parameters.device,
+        )
+
+        def show(nodes):
+            segmentation, table = nodes
+            if self._parameterNode is not None:
+                self._parameterNode.outputSegmentation = segmentation
+            showTable(table)
             self.ui.statusLabel.text = f"Done: {segmentation.GetName()} and table {table.GetName()}."
-            show_table(table)
 
-
-def show_table(table_node):
-    """Show ``table_node`` in a layout with a table view (Slicer's four-up + table layout)."""
-    layout = slicer.app.layoutManager()
-    if layout is None:  # --no-main-window (self-tests on build machines)
-        return
-    layout.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-    selection = slicer.app.applicationLogic().GetSelectionNode()
-    selection.SetActiveTableID(table_node.GetID())
-    slicer.app.applicationLogic().PropagateTableSelection()
+        self.startJob(self.ui.applyButton, "UGS-Net", prepare, importResults, show)
 
 
 class UGSNetSegmentationTest(ScriptedLoadableModuleTest):
-    """Self-test on the bundled sample and bundled weights only (no downloads)."""
+    """Self-test on the bundled sample and bundled weights only (no downloads), through the same subprocess
+    path as the Apply button. Skips when the Python dependencies are missing (installs nothing)."""
 
     def runTest(self):
         self.setUp()
-        self.test_segment_bundled_nodule()
+        self.test_apply_path_on_bundled_nodule()
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
 
-    def test_segment_bundled_nodule(self):
+    def test_apply_path_on_bundled_nodule(self):
+        from LungAICommon.widget import skipTestWithoutDependencies
+
+        skipTestWithoutDependencies(self)
         from lungai.ugsnet.sample import crop_volume, load_sample
         from LungAICommon import mrml
+        from LungAICommon.job import LungAIJob, run_blocking
 
-        self.delayDisplay("Segmenting a bundled LIDC-IDRI nodule")
+        self.delayDisplay("Segmenting a bundled LIDC-IDRI nodule through lungai ugsnet segment")
         volume, point = crop_volume(load_sample(), 5, slices=3)
-        volume_node = mrml.volume_node_from_volume(volume, "UGS-Net sample CT")
+        volumeNode = mrml.volume_node_from_volume(volume, "UGS-Net sample CT")
         markups = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "nodules")
         markups.AddControlPoint(*point)
-        logic = UGSNetSegmentationLogic()
-        segmentation, table, results = logic.segment(volume_node, points_from_markups(markups), device="cpu")
+        results, errors = [], []
+        prepare, importResults = segmentationJob(volumeNode, markups, device="cpu")
+        run_blocking(LungAIJob("UGS-Net", prepare, importResults, lambda f, m: None, results.append, errors.append))
+        self.assertEqual(errors, [])
+        segmentation, table = results[0]
         names = [
             segmentation.GetSegmentation().GetNthSegment(i).GetName()
             for i in range(segmentation.GetSegmentation().GetNumberOfSegments())
         ]
         self.assertEqual(names, ["Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"])
-        self.assertTrue(results[0].masks["final"].any())
         rows = mrml.rows_from_table_node(table)
         self.assertEqual(rows[0]["nodule"], "Nodule 1")
         self.assertGreater(rows[0]["volume_final_mm3"], 0)
-        show_table(table)
+        self.assertIsNone(volumeNode.GetStorageNode())  # the export did not attach a storage node
+        showTable(table)
         self.delayDisplay("UGS-Net self-test passed")

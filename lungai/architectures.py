@@ -6,12 +6,11 @@ from collections.abc import Callable
 
 from torch import nn
 
+from lungai import modules
 from lungai.errors import CheckpointError
-from lungai.plugins import import_available
 
 ArchitectureFactory = Callable[..., nn.Module]
 
-_ARCHITECTURE_MODULES = ["lungai.ugsnet.networks", "lungai.covid.networks", "lungai.nlb.networks", "lungai.al.networks"]
 _FACTORIES: dict[str, ArchitectureFactory] = {}
 
 
@@ -28,7 +27,7 @@ def register_architecture(name: str) -> Callable[[ArchitectureFactory], Architec
 
 
 def _import_known_modules() -> None:
-    import_available(_ARCHITECTURE_MODULES)
+    modules.available("networks")
 
 
 def available_architectures() -> list[str]:

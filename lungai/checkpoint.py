@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,15 +83,21 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and check a checkpoint without building a network."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give a checkpoint file (.pt) written by a lungai train command.")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; check the path or the model registry.")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, AttributeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"{path} is not a loadable lungai checkpoint (corrupt, truncated, or it holds objects other than "
-            f"weights, which are refused for safety): {reason}"
+            f"{path} holds objects other than weights and is refused (lungai loads weights only); give a "
+            "checkpoint written by a lungai train command."
+        ) from error
+    except Exception as error:  # torch raises many types for foreign files; their advice does not apply here
+        raise CheckpointError(
+            f"{path} is not a lungai checkpoint (corrupt, truncated or another kind of file); give a .pt file "
+            "written by a lungai train command, or a registered model with --model."
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a lungai checkpoint (no '{FORMAT}' marker).")
@@ -134,3 +139,15 @@ def load_model(
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, str(path), expected_model)
     return model.to(device).eval(), checkpoint.header
+
+
+def write_weights_only(checkpoint: Checkpoint, path: str | Path) -> Path:
+    """Write ``checkpoint`` without its training state (what a registry keeps)."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "header": json.dumps(checkpoint.header, sort_keys=True),
+        "state_dict": checkpoint.state_dict,
+    }
+    torch.save(payload, path)
+    return Path(path)

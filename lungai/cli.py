@@ -1,10 +1,11 @@
 """The ``lungai`` command line.
 
 Global options choose the device, the progress style and whether tracebacks are shown. Module
-subcommands are discovered from ``lungai.<module>.cli`` packages (see :data:`_COMMAND_MODULES`),
+subcommands come from ``lungai.<module>.cli`` for every module of :data:`lungai.modules.MODULES`,
 each of which defines ``register(subparsers)``; every leaf parser sets ``func=handler`` with
 ``handler(args, ctx) -> int``. Exit codes: 0 ok, 2 bad input (a :class:`LungAIError`), 1 internal
-error. Errors are one line; ``--debug`` adds the traceback.
+error, 130 interrupted (Ctrl+C), 143 terminated (SIGTERM); an interrupted command writes nothing
+(:mod:`lungai.outputs`). Errors are one line; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lungai import modules
 from lungai.errors import LungAIError
-from lungai.plugins import import_available
-from lungai.progress import CancelToken, TqdmProgress, print_line
-
-_COMMAND_MODULES = ["lungai.ugsnet.cli", "lungai.covid.cli", "lungai.nlb.cli", "lungai.al.cli"]
+from lungai.progress import Cancelled, CancelToken, TqdmProgress, print_line
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report it
 
 
 @dataclass
@@ -34,6 +34,7 @@ class CLIContext:
     device: str = "auto"
     progress_style: str = "tqdm"
     cancel: CancelToken = field(default_factory=CancelToken)
+    argv: list[str] = field(default_factory=list)  # the command as given (recorded when a model is published)
     _bar: TqdmProgress | None = None
 
     def progress(self, fraction: float, message: str) -> None:
@@ -53,6 +54,7 @@ class CLIContext:
 def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
     import platform
 
+    import monai
     import numpy
     import SimpleITK
     import torch
@@ -60,31 +62,28 @@ def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
     import lungai
     from lungai.architectures import available_architectures
     from lungai.device import resolve_device
-    from lungai.registry import load_registry, registry_path
+    from lungai.registry import load_registry, registry_folders
 
     print(
         f"lungai {lungai.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
-        f"numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}"
+        f"monai {monai.__version__} | numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}"
     )
-    try:
-        import monai
-
-        print(f"monai {monai.__version__}")
-    except ImportError:
-        print("monai: not installed")
     print(
-        f"device (auto): {resolve_device('auto')} | CUDA available: {torch.cuda.is_available()} "
-        f"({torch.cuda.device_count()} GPUs) | requested: {resolve_device(ctx.device)}"
+        f"device: {resolve_device(ctx.device)} (--device {ctx.device}; auto picks CUDA, then MPS, then CPU) | "
+        f"CUDA available: {torch.cuda.is_available()} ({torch.cuda.device_count()} GPUs)"
     )
-    modules = [module.__name__.split(".")[1] for module in import_available(_COMMAND_MODULES)]
-    print(f"modules: {', '.join(modules) or 'none yet'}")
+    found = [module.__name__.split(".")[1] for module in modules.available("cli")]
+    print(f"modules: {', '.join(found) or 'none yet'}")
     print(f"architectures: {', '.join(available_architectures()) or 'none'}")
     entries = load_registry()
-    print(f"model registry: {registry_path()} ({len(entries)} models)")
+    folders = registry_folders()
+    print(f"model registries: {' and '.join(str(f) for f in folders)} ({len(entries)} models)")
     for entry in entries:
         state = "present" if entry.available else ("MISSING" if not entry.path.is_file() else "CHECKSUM MISMATCH")
+        where = "bundled" if entry.bundled else "yours"
         print(
-            f"  {entry.id} v{entry.version} [{entry.module}] {entry.architecture}: weights {state}; {entry.description}"
+            f"  {entry.id} v{entry.version} [{entry.module}, {where}] {entry.architecture}: weights {state}; "
+            f"{entry.description}"
         )
     return EXIT_OK
 
@@ -136,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, help="output folder (created; must be empty unless --overwrite)")
     demo.add_argument("--overwrite", action="store_true", help="replace files in an existing output folder")
     demo.set_defaults(func=_demo)
-    for module in import_available(_COMMAND_MODULES):
+    for module in modules.available("cli"):
         module.register(commands)
     for child in _subparsers(parser):
         _add_global_options(child, top=False)
@@ -144,21 +143,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    ctx = CLIContext(device=args.device, progress_style=args.progress)
+    ctx = CLIContext(device=args.device, progress_style=args.progress, argv=argv)
+    received: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
+        """First signal: cancel at the next check; a second one interrupts at once (both write nothing)."""
+        received.append(signum)
+        if ctx.cancel.cancelled:
+            raise KeyboardInterrupt
         ctx.cancel.cancel()
-        signal.signal(signum, signal.SIG_DFL)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in EXIT_SIGNAL:
         signal.signal(signum, on_signal)
     try:
         return int(args.func(args, ctx) or EXIT_OK)
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. head)
         sys.stdout = open(os.devnull, "w")
         return EXIT_OK
+    except (Cancelled, KeyboardInterrupt):
+        ctx.close()
+        if args.debug:
+            traceback.print_exc()
+        what = "terminated" if received and received[0] == signal.SIGTERM else "cancelled"
+        print(f"lungai: {what}; nothing was written.", file=sys.stderr)
+        return EXIT_SIGNAL[received[0] if received else signal.SIGINT]
     except LungAIError as error:
         ctx.close()
         if args.debug:

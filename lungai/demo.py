@@ -2,7 +2,7 @@
 
 The foundation's own section shows the bundled chest CT with its lung segmentation (written
 back as ``.seg.nrrd``). Module sections come from ``lungai.<module>.demo`` packages listed in
-:data:`_DEMO_MODULES`, each defining ``run_demo(out_dir, *, device, progress, cancel) -> DemoSection``.
+:data:`lungai.modules.MODULES`, each defining ``run_demo(out_dir, *, device, progress, cancel) -> DemoSection``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lungai.errors import LungAIError
+from lungai import modules
 from lungai.io import read_table_csv, write_segmentation, write_table_csv, write_volume
+from lungai.outputs import staged_folder
 from lungai.plotting import radiological_view, save_overlay_png
-from lungai.plugins import import_available
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report, subrange
 from lungai.sample_data import ATTRIBUTION, chest_ct, chest_lungs
-
-_DEMO_MODULES = ["lungai.ugsnet.demo", "lungai.covid.demo", "lungai.nlb.demo", "lungai.al.demo"]
 
 
 @dataclass
@@ -117,23 +115,26 @@ def run_demo(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Path:
-    """Run the foundation section and every available module's demo; returns ``index.html``."""
+    """Run the foundation section and every available module's demo; returns ``index.html``.
+
+    Everything is written into a hidden sibling folder first and moved into ``out_dir`` at the end, so an
+    interrupted or failed demo leaves nothing behind.
+    """
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise LungAIError(f"{out_dir} is not empty; choose a new folder or pass --overwrite.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    modules = import_available(_DEMO_MODULES)
-    steps = 1 + len(modules)
-    report(progress, 0.0, "chest CT")
-    sections = [chest_ct_section(out_dir)]
-    for index, module in enumerate(modules, start=1):
-        check_cancel(cancel)
-        name = module.__name__.split(".")[1]
-        sections.append(
-            module.run_demo(
-                out_dir, device=device, progress=subrange(progress, index / steps, (index + 1) / steps), cancel=cancel
+    sections_from = modules.available("demo")
+    steps = 1 + len(sections_from)
+    with staged_folder(out_dir, overwrite, expected=["index.html"]) as work:
+        report(progress, 0.0, "chest CT")
+        sections = [chest_ct_section(work)]
+        for index, module in enumerate(sections_from, start=1):
+            check_cancel(cancel)
+            name = module.__name__.split(".")[1]
+            sections.append(
+                module.run_demo(
+                    work, device=device, progress=subrange(progress, index / steps, (index + 1) / steps), cancel=cancel
+                )
             )
-        )
-        report(progress, (index + 1) / steps, f"{name} done")
-    report(progress, 1.0, "report written")
-    return write_index(out_dir, sections)
+            report(progress, (index + 1) / steps, f"{name} done")
+        write_index(work, sections)
+        report(progress, 1.0, "report written")
+    return out_dir / "index.html"

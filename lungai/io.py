@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lungai.errors import InputError, LungAIError
+from lungai.outputs import check_outputs
 from lungai.segments import SegmentSpec
 from lungai.volume import Volume
 
@@ -24,10 +25,7 @@ IMAGE_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 def _check_writable(path: Path, overwrite: bool) -> Path:
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise LungAIError(
-            f"{path} already exists; choose another output or pass overwrite (--overwrite) to replace it."
-        )
+    check_outputs([path], overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -184,8 +182,17 @@ def write_table_csv(path: str | Path, rows: Sequence[dict], overwrite: bool = Fa
 
 
 def read_table_csv(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+    """Rows of a CSV file with a header line (values as strings)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist or is not a file; check the path of the CSV table.")
+    try:
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(
+            f"{path} is not a CSV text table; give a comma-separated text file with a header line."
+        ) from error
 
 
 def read_image_2d(path: str | Path) -> np.ndarray:

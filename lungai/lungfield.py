@@ -9,15 +9,17 @@ Steps on a CT volume (:func:`lung_field`; :func:`lung_field_2d` does the same on
    a chest wall thinner than twice that would break), which cuts the thin contacts with the table,
    the blankets and the air pockets they enclose. The largest 3-D component of what remains
    is the patient; it is given back its skin (dense voxels within ``opening_mm`` of it) and its
-   holes are filled slice by slice (lungs, airways, bowel gas are inside the body).
+   holes are filled slice by slice (lungs, airways, bowel gas are inside the body). On a single slice,
+   low-density regions that touch the image border and the body but are not air (median at or above
+   ``gas_hu``) are lungs cut by a tight crop (as in the MedSeg snapshots) and join the body.
 2. **Low-density candidates.** Voxels of the body below :data:`BODY_HU`. Components smaller than
    ``min_lung_fraction`` of the largest (bowel gas, small pockets) are dropped.
 3. **Airways.** Trachea and main bronchi are pure gas (below ``gas_hu``, stricter than lung
    parenchyma, whose partial-volumed voxels mostly lie above about -930 HU). On a volume the trachea
    is the gas component of the topmost slices with lungs that lies between the lungs; it is grown
    slice by slice downwards through gas voxels, stopping where a slice's airway area more than
-   doubles (a leak into parenchyma). On a single slice, gas components no larger than four times a
-   trachea's cross-section whose centre lies in the middle half between the lungs are airways.
+   doubles (a leak into parenchyma). On a single slice, low-density components that are mostly gas, no larger than
+   four times a trachea's cross-section and centred in the middle half between the lungs are airways.
    Airways, dilated by one voxel (their wall's partial volume), are removed from the lungs.
 4. **Right and left.** The sagittal midline is the body's mean LPS x (LPS x grows towards patient left).
    A lung component lying mostly (over 80 %) on one side belongs to that side; a component with more
@@ -101,6 +103,20 @@ def _body(hu: np.ndarray, pixel_mm: tuple[float, float], opening_mm: float) -> n
     return _per_slice(ndimage.binary_fill_holes, body)
 
 
+def _lungs_cut_by_the_crop(hu: np.ndarray, body: np.ndarray, gas_hu: float) -> np.ndarray:
+    """Low-density regions of a slice that touch its border and the body but are not air (median at or
+    above ``gas_hu``): lungs of a snapshot cropped through the chest wall."""
+    labels, count = ndimage.label((hu <= BODY_HU) & ~body)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    near_body = np.unique(labels[ndimage.binary_dilation(body)])
+    cut = np.zeros_like(body)
+    for label in set(border.tolist()) & set(near_body.tolist()) - {0}:
+        component = labels == label
+        if np.median(hu[component]) >= gas_hu:
+            cut |= component
+    return cut
+
+
 def _large_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
     labels, count = ndimage.label(mask)
     if count == 0:
@@ -149,14 +165,21 @@ def _airways_from_top(gas: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return airways
 
 
-def _airways_in_plane(gas: np.ndarray, lungs: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
-    """On one slice: gas components between the lungs, smaller than a main bronchus' cross-section x 4."""
-    labels, count = ndimage.label(gas)
+def _airways_in_plane(
+    hu: np.ndarray, candidates: np.ndarray, gas_hu: float, pixel_mm: tuple[float, float]
+) -> np.ndarray:
+    """On one slice: candidate components that are mostly gas (median below ``gas_hu``), no larger than four
+    trachea cross-sections and centred between the lungs (trachea, main bronchi, oesophageal air)."""
+    labels, count = ndimage.label(candidates)
     max_pixels = 4 * np.pi * 12.0**2 / (pixel_mm[0] * pixel_mm[1])  # trachea about 2.5 cm across
-    airways = np.zeros_like(gas)
+    airways = np.zeros_like(candidates)
     for label in range(1, count + 1):
         component = labels == label
-        if component.sum() <= max_pixels and _columns_between(lungs, component):
+        if (
+            component.sum() <= max_pixels
+            and np.median(hu[component]) < gas_hu
+            and _columns_between(candidates & ~component, component)
+        ):
             airways |= component
     return airways
 
@@ -191,15 +214,16 @@ def _field(
     gas_hu: float,
     opening_mm: float,
     min_lung_fraction: float,
-    airways_from_top: bool,
+    single_slice: bool,
 ) -> LungField:
     body = _body(hu, pixel_mm, opening_mm)
-    candidates = _large_components(body & (hu <= BODY_HU), min_lung_fraction)
-    gas = hu < gas_hu
-    if airways_from_top:
-        airways = _airways_from_top(gas, candidates)
+    if single_slice:
+        body[0] = ndimage.binary_fill_holes(body[0] | _lungs_cut_by_the_crop(hu[0], body[0], gas_hu))
+        airways = _airways_in_plane(hu[0], body[0] & (hu[0] <= BODY_HU), gas_hu, pixel_mm)[None]
+        candidates = _large_components(body & (hu <= BODY_HU) & ~airways, min_lung_fraction)
     else:
-        airways = _airways_in_plane(gas[0] & candidates[0], candidates[0], pixel_mm)[None]
+        candidates = _large_components(body & (hu <= BODY_HU), min_lung_fraction)
+        airways = _airways_from_top(hu < gas_hu, candidates)
     airway_wall = _per_slice(ndimage.binary_dilation, airways, np.ones((3, 3), dtype=bool))
     lungs = _large_components(candidates & ~airway_wall, min_lung_fraction)
     right, left = split_sides(lungs, lps_x, float(lps_x[body].mean()) if body.any() else 0.0)
@@ -251,7 +275,7 @@ def lung_field(
         gas_hu,
         opening_mm,
         min_lung_fraction,
-        airways_from_top=True,
+        single_slice=False,
     )
     if not from_top:
         field = LungField(
@@ -290,6 +314,6 @@ def lung_field_2d(
         gas_hu,
         opening_mm,
         min_lung_fraction,
-        airways_from_top=False,
+        single_slice=True,
     )
     return _map(field, lambda mask: mask[0])

@@ -2,8 +2,8 @@
 retrain on them. Qt-free: MRML nodes in, MRML nodes out, through ``LungAICommon.mrml`` and ``lungai.al``.
 
 Two ways to run the long steps:
-- blocking (scripts, tests, self-test): :meth:`score`, :meth:`retrain` call ``lungai`` directly with progress
-  and cancel;
+- blocking (scripts, tests, self-test): :meth:`score`, :meth:`retrain` call the module contract
+  (:mod:`lungai.al.pipeline`) directly with progress and cancel;
 - subprocess (the widget): :meth:`score_arguments` / :meth:`retrain_arguments` write the inputs to a folder and
   return the ``lungai al ...`` arguments; :meth:`import_scores` / :meth:`import_retrained` read the results back.
 Nodes are created only at the end, so a cancelled run leaves the scene as it was.
@@ -17,13 +17,21 @@ from pathlib import Path
 import numpy as np
 import slicer
 
-from lungai.al.pipeline import DEFAULT_MODEL, load_al_model, rank, read_scores, retrain, save_version, score_pool
-from lungai.al.training import FitSettings
 from lungai.errors import InputError
-from lungai.io import read_volume, write_table_csv, write_volume
+from lungai.io import write_table_csv, write_volume
+from lungai.modules import descriptor
 from lungai.progress import CancelToken, ProgressCallback
-from lungai.registry import load_registry
 from LungAICommon import mrml
+
+DEFAULT_MODEL = descriptor("al").default_model_id
+
+
+def _pipeline():
+    """lungai.al.pipeline (torch), imported when first used rather than when Slicer loads the module."""
+    from lungai.al import pipeline
+
+    return pipeline
+
 
 ANNOTATED_ATTRIBUTE = "LungAI.ActiveLearning.AnnotatedSlices"
 ENTROPY_REFERENCE = "LungAI.ActiveLearning.Entropy"
@@ -88,11 +96,18 @@ class ActiveLearningSamplerLogic:
         cancel: CancelToken | None = None,
     ) -> ScoreNodes:
         """Blocking MC-dropout scoring; entropy volume nodes are added only when every volume is done."""
-        volumes = self._volumes(volume_nodes)
-        model, _ = load_al_model(self.model_id, device=self.device)
-        scores = score_pool(
-            model, volumes, n_samples=n_samples, method=method, seed=seed, progress=progress, cancel=cancel
+        pipeline = _pipeline()
+        model = pipeline.load(model_id=self.model_id, device=self.device)
+        result = pipeline.run(
+            self._volumes(volume_nodes),
+            model,
+            n_samples=n_samples,
+            method=method,
+            seed=seed,
+            progress=progress,
+            cancel=cancel,
         )
+        scores = result.scores
         return self._show_scores(
             volume_nodes,
             {i: s.entropy for i, s in scores.items()},
@@ -128,11 +143,11 @@ class ActiveLearningSamplerLogic:
         ]
 
     def import_scores(self, volume_nodes, work_dir: Path) -> ScoreNodes:
-        profiles, volume_scores = read_scores(Path(work_dir) / "scores")
-        entropies = {
-            node.GetID(): read_volume(Path(work_dir) / "scores" / f"{node.GetID()}_entropy.nrrd").array
-            for node in volume_nodes
-        }
+        pipeline = _pipeline()
+        folder = Path(work_dir) / "scores"
+        profiles, volume_scores = pipeline.read_scores(folder)
+        saved = pipeline.read(folder)
+        entropies = {node.GetID(): saved.volumes[node.GetID()].array for node in volume_nodes}
         return self._show_scores(volume_nodes, entropies, profiles, volume_scores)
 
     def _volumes(self, volume_nodes) -> dict:
@@ -166,7 +181,7 @@ class ActiveLearningSamplerLogic:
     ):
         """Table node of the slices (or volumes) to annotate next, highest uncertainty first."""
         names = {node.GetID(): node.GetName() for node in volume_nodes}
-        rows = rank(
+        rows = _pipeline().rank(
             strategy,
             scores.profiles,
             scores.volume_uncertainty,
@@ -240,18 +255,19 @@ class ActiveLearningSamplerLogic:
             )
         volumes = self._volumes(volume_nodes)
         labels = self._labels(volume_nodes, segmentation_node, segment_name)
-        model, _ = load_al_model(self.model_id, device=self.device)
-        result = retrain(
-            model,
+        pipeline = _pipeline()
+        model = pipeline.load(model_id=self.model_id, device=self.device)
+        result = pipeline.retrain(
+            model.network,
             volumes,
             labels,
             annotated,
-            FitSettings(steps=steps, lr=3e-4, loss="dice+bce"),
-            device=self.device,
+            pipeline.FitSettings(steps=steps, lr=3e-4, loss="dice+bce"),
+            device=str(model.device),
             progress=progress,
             cancel=cancel,
         )
-        new_id = save_version(
+        new_id = pipeline.save_version(
             result.model,
             Path(out_path),
             base_id=self.model_id,
@@ -306,9 +322,13 @@ class ActiveLearningSamplerLogic:
         ]
 
     def import_retrained(self, out_path: Path) -> str:
-        """After a successful ``lungai al retrain --register``: make the version saved at ``out_path`` current."""
-        target = Path(out_path).resolve()
-        matches = [e.id for e in load_registry() if e.path.resolve() == target]
+        """After a successful ``lungai al retrain --register``: make the version saved at ``out_path`` current
+        (the registry holds a copy of it, found by its sha256)."""
+        from lungai.registry import load_registry, sha256_of
+
+        target = Path(out_path)
+        digest = sha256_of(target) if target.is_file() else None
+        matches = [e.id for e in load_registry() if e.sha256 == digest]
         if not matches:
             raise InputError(f"{out_path} is not in the model registry: the retrain did not finish")
         self.parameter_node().SetParameter("ModelId", matches[0])

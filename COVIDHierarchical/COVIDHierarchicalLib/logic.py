@@ -2,9 +2,10 @@
 
 Qt-free (slicer MRML, numpy, lungai), so pytest runs it on slicer-core. Two paths, one result:
 
-- blocking: :meth:`COVIDHierarchicalLogic.run` calls lungai directly (scripts, tests, self-test);
+- blocking: :meth:`COVIDHierarchicalLogic.run` calls the module contract (:mod:`lungai.covid.pipeline`)
+  directly (scripts, tests, self-test);
 - subprocess (the widget, GUI stays responsive): :meth:`cli_arguments` for ``lungai covid segment``
-  on a volume written by :meth:`export_volume`, then :meth:`import_results` reads its files.
+  on a volume written by :meth:`export_volume`, then :meth:`import_results` reads its files (``pipeline.read``).
 
 Nodes are created only once the whole volume is done, so a cancelled run leaves the scene
 unchanged. Existing nodes are replaced only when passed in with ``overwrite=True`` (the widget
@@ -15,15 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from lungai.covid.model import load_cascade
-from lungai.covid.pipeline import OUTPUT_NAMES, SEGMENTS, BurdenResult, segment_volume
 from lungai.errors import LungAIError
-from lungai.io import read_segmentation, read_table_csv, write_volume
+from lungai.io import write_volume
 from lungai.progress import CancelToken, ProgressCallback
-from lungai.segments import unpack_masks
 from LungAICommon.mrml import segmentation_node_from_masks, table_node_from_rows, volume_from_node
+
+
+def _pipeline():
+    """lungai.covid.pipeline (torch), imported when first used rather than when Slicer loads the module."""
+    from lungai.covid import pipeline
+
+    return pipeline
 
 
 class COVIDHierarchicalLogic:
@@ -34,6 +37,7 @@ class COVIDHierarchicalLogic:
         volume_node,
         *,
         weights: str | None = None,
+        model_id: str | None = None,
         device: str = "auto",
         segmentation_node=None,
         table_node=None,
@@ -43,10 +47,12 @@ class COVIDHierarchicalLogic:
     ):
         """Blocking run on ``volume_node``; returns (segmentation node, table node)."""
         self._check_replace(segmentation_node, table_node, overwrite)
-        volume = volume_from_node(volume_node)
-        cascade, _ = load_cascade(weights, device)
-        result = segment_volume(volume, cascade, progress, cancel)
-        return self.create_nodes(result, volume_node, segmentation_node, table_node, overwrite)
+        pipeline = _pipeline()
+        model = pipeline.load(weights, model_id, device)
+        result = pipeline.run(volume_from_node(volume_node), model, progress=progress, cancel=cancel)
+        return self.create_nodes(
+            result.burden.masks, result.burden.table, volume_node, segmentation_node, table_node, overwrite
+        )
 
     @staticmethod
     def _check_replace(segmentation_node, table_node, overwrite: bool) -> None:
@@ -55,19 +61,20 @@ class COVIDHierarchicalLogic:
             raise LungAIError(f"{', '.join(replaced)} would be replaced; confirm overwriting or choose new outputs.")
 
     def create_nodes(
-        self, result: BurdenResult, volume_node, segmentation_node=None, table_node=None, overwrite: bool = False
+        self, masks: dict, rows: list[dict], volume_node, segmentation_node=None, table_node=None, overwrite=False
     ):
         """Segments "Right lung", "Left lung", "Infection" and the burden table, beside ``volume_node``."""
         self._check_replace(segmentation_node, table_node, overwrite)
         base = volume_node.GetName()
+        segments = _pipeline().SEGMENTS
         segmentation = segmentation_node_from_masks(
-            [result.masks[s.name] for s in SEGMENTS],
-            list(SEGMENTS),
+            [masks[s.name] for s in segments],
+            list(segments),
             volume_node,
             f"{base} CHS-Net",
             node=segmentation_node,
         )
-        table = table_node_from_rows(result.table, f"{base} infection burden", node=table_node)
+        table = table_node_from_rows(rows, f"{base} infection burden", node=table_node)
         return segmentation, table
 
     @staticmethod
@@ -77,30 +84,31 @@ class COVIDHierarchicalLogic:
 
     @staticmethod
     def cli_arguments(
-        volume_path: str | Path, out_dir: str | Path, *, weights: str | None = None, device: str = "auto"
+        volume_path: str | Path,
+        out_dir: str | Path,
+        *,
+        weights: str | None = None,
+        model_id: str | None = None,
+        device: str = "auto",
     ) -> list[str]:
         """Arguments of ``python -m lungai --progress lines`` for the subprocess path."""
         arguments = ["--device", device, "covid", "segment", "--volume", str(volume_path), "--out", str(out_dir)]
-        return arguments + (["--weights", str(weights)] if weights else [])
+        if weights:
+            return arguments + ["--weights", str(weights)]
+        return arguments + (["--model", model_id] if model_id else [])
 
     def import_results(
         self, out_dir: str | Path, volume_node, segmentation_node=None, table_node=None, overwrite: bool = False
     ):
         """Nodes from the files ``lungai covid segment`` wrote into ``out_dir``."""
-        out_dir = Path(out_dir)
-        labelmap, specs = read_segmentation(out_dir / OUTPUT_NAMES[0])
-        masks = unpack_masks(labelmap.array, specs)
+        pipeline = _pipeline()
+        saved = pipeline.read(out_dir)
+        shape = saved.volumes["segmentation"].array.shape[-3:]
         expected = tuple(reversed(volume_node.GetImageData().GetDimensions()))
-        if labelmap.array.shape[-3:] != expected:
-            raise LungAIError(f"The result in {out_dir} is {labelmap.array.shape[-3:]}, but the volume is {expected}.")
-        rows = [
-            {key: _number(value) for key, value in row.items()} for row in read_table_csv(out_dir / OUTPUT_NAMES[1])
-        ]
-        missing = [s.name for s in SEGMENTS if s.name not in masks]
-        if missing:
-            raise LungAIError(f"The result in {out_dir} lacks the segments {missing}.")
-        result = BurdenResult({s.name: np.asarray(masks[s.name], dtype=bool) for s in SEGMENTS}, rows)
-        return self.create_nodes(result, volume_node, segmentation_node, table_node, overwrite)
+        if shape != expected:
+            raise LungAIError(f"The result in {out_dir} is {shape}, but the volume is {expected}.")
+        rows = [{key: _number(value) for key, value in row.items()} for row in saved.tables[pipeline.OUTPUT_NAMES[1]]]
+        return self.create_nodes(saved.masks, rows, volume_node, segmentation_node, table_node, overwrite)
 
 
 def _number(text: str):

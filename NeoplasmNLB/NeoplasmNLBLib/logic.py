@@ -3,9 +3,9 @@
 Qt-free (slicer MRML, vtk, numpy, lungai only) so pytest runs it on slicer-core. Two paths build the same
 nodes through :mod:`LungAICommon.mrml`:
 
-* blocking: :meth:`NeoplasmNLBLogic.run` calls :func:`lungai.nlb.pipeline.score_volume` in this process;
+* blocking: :meth:`NeoplasmNLBLogic.run` calls the module contract (:mod:`lungai.nlb.pipeline`) in this process;
 * subprocess (the widget): :meth:`NeoplasmNLBLogic.cli_arguments` for ``lungai nlb classify`` on a volume
-  written by :meth:`NeoplasmNLBLogic.write_input`, then :meth:`NeoplasmNLBLogic.import_results`.
+  written by :meth:`NeoplasmNLBLogic.write_input`, then :meth:`NeoplasmNLBLogic.import_results` (``pipeline.read``).
 
 Nodes are created only at the end, so a cancelled run leaves the scene unchanged; existing nodes are never
 overwritten (new nodes get unique names).
@@ -20,13 +20,19 @@ import numpy as np
 import slicer
 import vtk
 
-from lungai.io import read_segmentation, read_table_csv, write_volume
-from lungai.nlb.evaluation import seg_threshold_of
-from lungai.nlb.pipeline import DEFAULT_MODEL_ID, NEOPLASM_SEGMENT, score_volume
-from lungai.nlb.report import SEGMENTATION, SLICES_CSV
+from lungai.io import write_volume
+from lungai.modules import descriptor
 from lungai.progress import CancelToken, ProgressCallback
-from lungai.registry import load_registry
 from LungAICommon.mrml import plot_from_series, segmentation_node_from_labelmap, table_node_from_rows, volume_from_node
+
+DESCRIPTOR = descriptor("nlb")
+
+
+def _pipeline():
+    """lungai.nlb.pipeline (torch), imported when first used rather than when Slicer loads the module."""
+    from lungai.nlb import pipeline
+
+    return pipeline
 
 
 @dataclass
@@ -44,7 +50,9 @@ class NeoplasmNLBLogic:
     @staticmethod
     def available_models() -> list[str]:
         """Ids of the registered NeoplasmNLB models whose weights are present."""
-        return [e.id for e in load_registry() if e.module == "NeoplasmNLB" and e.available]
+        from lungai.registry import load_registry
+
+        return [e.id for e in load_registry() if e.module == DESCRIPTOR.slicer_module and e.available]
 
     @staticmethod
     def block_type(model_id: str) -> str:
@@ -66,19 +74,12 @@ class NeoplasmNLBLogic:
         cancel: CancelToken | None = None,
     ) -> NeoplasmNLBResult:
         """Blocking path: score ``input_node`` with a registered model (or a weights file) and add the results."""
-        from lungai.nlb.cli import load_nlb_model
-
-        model, header = load_nlb_model(weights, model_id, device)
-        scores = score_volume(
-            model,
-            volume_from_node(input_node),
-            threshold=threshold,
-            seg_threshold=seg_threshold_of(header),
-            device=next(model.parameters()).device,
-            progress=progress,
-            cancel=cancel,
+        pipeline = _pipeline()
+        model = pipeline.load(weights, model_id, device)
+        result = pipeline.run(
+            volume_from_node(input_node), model, threshold=threshold, progress=progress, cancel=cancel
         )
-        return self.add_results(input_node, scores.rows(), scores.labelmap, threshold)
+        return self.add_results(input_node, result.scores.rows(), result.scores.labelmap, threshold)
 
     @staticmethod
     def write_input(input_node, path: str | Path) -> Path:
@@ -112,18 +113,18 @@ class NeoplasmNLBLogic:
         if weights:
             arguments += ["--weights", str(weights)]
         else:
-            arguments += ["--model", model_id or DEFAULT_MODEL_ID]
+            arguments += ["--model", model_id or DESCRIPTOR.default_model_id]
         return arguments
 
     def import_results(self, out_dir: str | Path, input_node, threshold: float = 0.5) -> NeoplasmNLBResult:
         """Add the nodes for the files written by ``lungai nlb classify --out out_dir``."""
-        out_dir = Path(out_dir)
+        pipeline = _pipeline()
+        saved = pipeline.read(out_dir)
         rows = [
             {"slice": int(r["slice"]), "probability": float(r["probability"]), "decision": int(r["decision"])}
-            for r in read_table_csv(out_dir / SLICES_CSV)
+            for r in saved.tables[pipeline.SLICES_CSV]
         ]
-        labelmap, _ = read_segmentation(out_dir / SEGMENTATION)
-        return self.add_results(input_node, rows, labelmap.array, threshold)
+        return self.add_results(input_node, rows, saved.volumes["segmentation"].array, threshold)
 
     def add_results(self, input_node, rows: list[dict], labelmap: np.ndarray, threshold: float) -> NeoplasmNLBResult:
         """Table, plot and segmentation nodes named after the input, beside it in the subject hierarchy."""
@@ -138,7 +139,8 @@ class NeoplasmNLBLogic:
             "slice",
             "probability",
         )
-        segmentation = segmentation_node_from_labelmap(labelmap, input_node, [NEOPLASM_SEGMENT], f"{name} neoplasm")
+        segment = _pipeline().NEOPLASM_SEGMENT
+        segmentation = segmentation_node_from_labelmap(labelmap, input_node, [segment], f"{name} neoplasm")
         return NeoplasmNLBResult(table, chart, segmentation, int(np.argmax(probabilities)), probabilities)
 
     @staticmethod

@@ -1,8 +1,8 @@
 """UGS-Net nodule segmentation for Slicer scenes, without Qt (slicer MRML, vtk, numpy, lungai only).
 
-Two paths, one result: ``segment`` runs the backend in this process (scripts, tests, the segment editor
-effect); ``cli_arguments`` + ``import_cli_results`` let the widget run ``lungai ugsnet segment`` in a
-subprocess and load what it wrote. Both end in ``import_results``, which builds the nodes through
+Two paths, one result: ``segment`` runs the module contract (:mod:`lungai.ugsnet.pipeline`) in this process
+(scripts, tests, the segment editor effect); ``cli_arguments`` + ``import_cli_results`` let the widget run
+``lungai ugsnet segment`` in a subprocess and load what it wrote (``pipeline.read``). Both build the nodes through
 LungAICommon.mrml: one segmentation node per run with "Nodule N" (green), "Nodule N high confidence" (red)
 and "Nodule N low confidence" (blue) per nodule, and one table row per nodule, beside the CT in its study.
 Nodes are created only at the end (cancel leaves the scene unchanged); an existing node is changed only when
@@ -16,13 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lungai.device import resolve_device
 from lungai.errors import InputError
-from lungai.io import read_segmentation, read_table_csv
-from lungai.segments import unpack_masks
-from lungai.ugsnet.inference import load_ugsnet_model
-from lungai.ugsnet.pipeline import NoduleResult, nodule_segments, nodule_table_rows, segment_nodules
 from LungAICommon import mrml
+
+# lungai.ugsnet.pipeline (torch) is imported when first used, not when Slicer loads the module
 
 _NODULE_NAME = re.compile(r"^Nodule (\d+)$")
 TABLE_REFERENCE = "UGSNetNoduleTable"
@@ -51,18 +48,29 @@ def next_nodule_number(segmentation_node) -> int:
     return max(numbers, default=0) + 1
 
 
+def _pipeline():
+    from lungai.ugsnet import pipeline
+
+    return pipeline
+
+
 class UGSNetSegmentationLogic:
-    """Segment nodules at points of a CT volume node. ``model_loader(weights, device) -> (model, header)``."""
+    """Segment nodules at points of a CT volume node.
 
-    def __init__(self, model_loader=load_ugsnet_model):
+    ``model_loader(weights, model_id, device) -> LoadedModel`` (default: ``lungai.ugsnet.pipeline.load``).
+    """
+
+    def __init__(self, model_loader=None):
         self._model_loader = model_loader
-        self._cache: dict[tuple, tuple] = {}
+        self._cache: dict[tuple, object] = {}
 
-    def model(self, weights: str | None = None, device: str = "cpu"):
-        key = (weights, str(device))
+    def model(self, weights: str | None = None, device: str = "auto", model_id: str | None = None):
+        """The loaded model (a :class:`lungai.contract.LoadedModel`), cached for the last choice."""
+        key = (weights, model_id, str(device))
         if key not in self._cache:
-            self._cache = {key: self._model_loader(weights, device)}
-        return self._cache[key][0]
+            loader = self._model_loader or _pipeline().load
+            self._cache = {key: loader(weights, model_id, device)}
+        return self._cache[key]
 
     def segment(
         self,
@@ -70,24 +78,23 @@ class UGSNetSegmentationLogic:
         points_ras,
         *,
         weights: str | None = None,
-        device: str = "cpu",
+        model_id: str | None = None,
+        device: str = "auto",
         segmentation_node=None,
         table_node=None,
         append: bool = False,
         progress=None,
         cancel=None,
     ):
-        # device: "auto" picks CUDA, then MPS, then CPU (lungai.device)
         """Blocking run. Returns (segmentation node, table node, list of NoduleResult).
 
+        ``device``: "auto" picks CUDA, then MPS, then CPU (resolved once when the model is loaded).
         ``append`` numbers the new nodules after those already in ``segmentation_node`` (segment editor effect);
         otherwise they are numbered from 1 and a given node's segments of the same names are updated.
         """
-        device = str(resolve_device(device))
         volume = mrml.volume_from_node(volume_node)
-        results = segment_nodules(
-            volume, points_ras, self.model(weights, device), device=device, progress=progress, cancel=cancel
-        )
+        model = self.model(weights, device, model_id)
+        results = _pipeline().run(volume, model, points=points_ras, progress=progress, cancel=cancel).nodules
         first = next_nodule_number(segmentation_node) if append else 1
         if append and table_node is None and segmentation_node is not None:
             table_node = segmentation_node.GetNodeReference(TABLE_REFERENCE)
@@ -100,15 +107,16 @@ class UGSNetSegmentationLogic:
         self,
         volume_node,
         volume,
-        results: list[NoduleResult],
+        results: list,
         segmentation_node=None,
         table_node=None,
         first_number: int = 1,
         append_rows: bool = False,
     ):
         """Nodes from backend results (the one place where UGS-Net results enter the scene)."""
-        masks, specs = nodule_segments(results, volume.shape, first_number)
-        rows = nodule_table_rows(volume, results)
+        pipeline = _pipeline()
+        masks, specs = pipeline.nodule_segments(results, volume.shape, first_number)
+        rows = pipeline.nodule_table_rows(volume, results)
         for offset, row in enumerate(rows):
             row["nodule"] = f"Nodule {first_number + offset}"
         if append_rows and table_node is not None:
@@ -130,6 +138,7 @@ class UGSNetSegmentationLogic:
         out_dir: str | Path,
         weights: str | None = None,
         device: str = "auto",
+        model_id: str | None = None,
     ) -> list[str]:
         """Arguments of ``lungai`` for the subprocess path (the widget prepends nothing else)."""
         arguments = [
@@ -144,7 +153,11 @@ class UGSNetSegmentationLogic:
             "--device",
             device,
         ]
-        return arguments + (["--weights", str(weights)] if weights else [])
+        if weights:
+            arguments += ["--weights", str(weights)]
+        elif model_id:
+            arguments += ["--model", model_id]
+        return arguments
 
     @staticmethod
     def write_points_csv(points_ras, path: str | Path) -> Path:
@@ -155,19 +168,16 @@ class UGSNetSegmentationLogic:
 
     def import_cli_results(self, out_dir: str | Path, volume_node, segmentation_node=None, table_node=None):
         """Load ``nodules.seg.nrrd`` and ``nodules.csv`` written by ``lungai ugsnet segment``."""
-        out_dir = Path(out_dir)
-        labelmap, specs = read_segmentation(out_dir / "nodules.seg.nrrd")
+        pipeline = _pipeline()
+        saved = pipeline.read(out_dir)
         reference = mrml.volume_from_node(volume_node)
-        if labelmap.array.shape[-3:] != reference.shape:
-            raise InputError(
-                f"The results in {out_dir} ({labelmap.array.shape[-3:]}) do not match the volume "
-                f"'{volume_node.GetName()}' {reference.shape}."
-            )
-        masks = unpack_masks(labelmap.array, specs)
-        rows = [_typed(row) for row in read_table_csv(out_dir / "nodules.csv")]
-        return self._build_nodes(
-            volume_node, [masks[s.name] for s in specs], specs, rows, segmentation_node, table_node
-        )
+        shape = saved.volumes["segmentation"].array.shape[-3:]
+        if shape != reference.shape:
+            name = volume_node.GetName()
+            raise InputError(f"The results in {out_dir} ({shape}) do not match the volume '{name}' {reference.shape}.")
+        rows = [_typed(row) for row in saved.tables[pipeline.TABLE]]
+        masks = [saved.masks[s.name] for s in saved.specs]
+        return self._build_nodes(volume_node, masks, saved.specs, rows, segmentation_node, table_node)
 
 
 def _typed(row: dict[str, str]) -> dict:

@@ -26,11 +26,11 @@ def run_one(method: str, max_batch: int, seed: int, samples: int, repeats: int, 
     import torch
 
     torch.set_num_threads(1)
-    from lungai.al.pipeline import load_al_model
+    from lungai.al.pipeline import load
     from lungai.al.scoring import score_volume
     from lungai.sample_data import chest_ct
 
-    model, _ = load_al_model(model_id)
+    model = load(model_id=model_id, device="cpu").network
     image = chest_ct().array
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times, score = [], None

@@ -54,12 +54,11 @@ def measure_one(widths: list[int], size: int, in_channels: int) -> dict:
 def pipeline_seconds() -> dict:
     import torch
 
-    from lungai.covid.model import load_cascade
-    from lungai.covid.pipeline import segment_volume
+    from lungai.covid.pipeline import load, segment_volume
     from lungai.sample_data import chest_ct
 
     torch.set_num_threads(1)
-    cascade, _ = load_cascade(None, "cpu")
+    cascade = load(device="cpu").network
     ct = chest_ct()
     started = time.perf_counter()
     segment_volume(ct, cascade)

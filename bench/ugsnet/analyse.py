@@ -23,8 +23,8 @@ import torch
 from lungai import metrics
 from lungai.timing import count_parameters, forward_times_ms
 from lungai.ugsnet import evaluation
-from lungai.ugsnet.commands import save_mcm_grid
 from lungai.ugsnet.data import load_npz, prepare_crops
+from lungai.ugsnet.evaluation import save_mcm_grid
 from lungai.ugsnet.inference import confidence_masks
 from lungai.ugsnet.networks import PAPER_FEATURES
 from lungai.ugsnet.task import build_model

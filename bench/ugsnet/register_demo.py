@@ -18,9 +18,10 @@ import torch
 
 from lungai.checkpoint import load_model
 from lungai.timing import count_parameters, forward_times_ms
-from lungai.ugsnet.commands import evaluate_crops, register_weights
+from lungai.ugsnet import DESCRIPTOR
 from lungai.ugsnet.data import load_npz, prepare_crops
-from lungai.ugsnet.inference import DEMO_MODEL_ID
+from lungai.ugsnet.evaluation import evaluate_crops
+from lungai.ugsnet.pipeline import publish_weights
 from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient
 
 COMMAND = (
@@ -46,13 +47,12 @@ def main() -> None:
     timings = json.loads((Path(args.runs) / "timings.json").read_text()).get("ugsnet_fold0", {})
     x = torch.zeros(1, 1, 64, 64)
     milliseconds = statistics.mean(forward_times_ms(model, x, repeats=20, warmup=1))
-    entry = register_weights(
-        DEMO_MODEL_ID,
+    entry = publish_weights(  # into the bundled registry when run with LUNGAI_USER_MODELS=Resources/Models
+        DESCRIPTOR.default_model_id,
         checkpoint,
         "ugsnet",
-        header["training_data"],
         test,
-        BUDGET_TRAIN,
+        BUDGET_TRAIN.epochs,
         command=COMMAND,
         timings={
             "train_seconds_2_cpu_cores_shared": timings.get("train_seconds"),

@@ -1,25 +1,33 @@
-"""``lungai al``: score | select | retrain | simulate | train (active learning by uncertainty slice sampling)."""
+"""``lungai al score | select | retrain | simulate | train``: argument parsing only; the work is in
+:mod:`lungai.al.pipeline` (active learning by uncertainty slice sampling)."""
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lungai import clitools
+from lungai.al import DESCRIPTOR, pipeline
+from lungai.al.simulation import SimulationConfig
+from lungai.al.training import FitSettings
 from lungai.errors import InputError
+from lungai.io import read_segmentation, read_volume, write_table_csv
+from lungai.outputs import check_outputs
+from lungai.sample_data import chest_ct
 
 STRATEGY_CHOICES = ("uss", "uvs", "rvs", "rss")
+VOLUME_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 
 
 def register(subparsers) -> None:
-    al = subparsers.add_parser("al", help="active learning: MC-dropout uncertainty, slice ranking, retraining")
+    al = subparsers.add_parser("al", help=DESCRIPTOR.title)
     commands = al.add_subparsers(dest="al_command", metavar="COMMAND", required=True)
 
     score = commands.add_parser("score", help="MC-dropout entropy volumes and slice-uncertainty profiles")
     _add_volume_inputs(score)
-    _add_model_inputs(score)
+    clitools.add_model_options(score, DESCRIPTOR)
     score.add_argument("--samples", type=int, default=20, help="MC-dropout samples (paper: 20)")
     score.add_argument(
         "--method",
@@ -31,7 +39,7 @@ def register(subparsers) -> None:
     score.add_argument("--box", type=int, default=11, help="dilation box (voxels) for volume-level uncertainty")
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--out", required=True, help="output folder")
-    score.add_argument("--overwrite", action="store_true")
+    clitools.add_overwrite_option(score)
     score.set_defaults(func=_score)
 
     select = commands.add_parser("select", help="rank slices or volumes to annotate next from 'score' output")
@@ -41,7 +49,7 @@ def register(subparsers) -> None:
     select.add_argument("--annotated", help="CSV with columns volume,slice of slices already annotated")
     select.add_argument("--seed", type=int, default=0, help="seed of the random strategies")
     select.add_argument("--out", required=True, help="ranked table (CSV)")
-    select.add_argument("--overwrite", action="store_true")
+    clitools.add_overwrite_option(select)
     select.set_defaults(func=_select)
 
     retrain = commands.add_parser("retrain", help="fine-tune on annotated slices only (weighted soft Dice)")
@@ -53,11 +61,13 @@ def register(subparsers) -> None:
         help="labelmaps (or .seg.nrrd), one per volume, same order; non-zero is foreground",
     )
     retrain.add_argument("--annotated", required=True, help="CSV with columns volume,slice (volume = file stem)")
-    _add_model_inputs(retrain)
+    clitools.add_model_options(retrain, DESCRIPTOR)
     _add_training_options(retrain, steps=100, lr=3e-4, loss="dice+bce")
     retrain.add_argument("--out", required=True, help="new checkpoint (.pt)")
-    retrain.add_argument("--register", action="store_true", help="add it to the registry as <model>-v<N>")
-    retrain.add_argument("--overwrite", action="store_true")
+    retrain.add_argument(
+        "--register", action="store_true", help="also publish it in your model registry as <model>-v<N>"
+    )
+    clitools.add_overwrite_option(retrain)
     retrain.set_defaults(func=_retrain)
 
     simulate = commands.add_parser("simulate", help="compare USS, UVS, RVS, RSS in a simulated annotation loop")
@@ -73,7 +83,7 @@ def register(subparsers) -> None:
     simulate.add_argument("--channels", type=int, nargs="+", default=[8, 16, 32, 64])
     _add_training_options(simulate, steps=300, lr=1e-3, loss="dice")
     simulate.add_argument("--out", required=True, help="output folder: simulation.csv, learning_curves.png")
-    simulate.add_argument("--overwrite", action="store_true")
+    clitools.add_overwrite_option(simulate)
     simulate.set_defaults(func=_simulate)
 
     train = commands.add_parser("train", help="train an al_unet from scratch on fully labelled volumes")
@@ -82,8 +92,8 @@ def register(subparsers) -> None:
     train.add_argument("--channels", type=int, nargs="+", default=[8, 16, 32, 64])
     _add_training_options(train, steps=600, lr=1e-3, loss="dice+bce")
     train.add_argument("--out", required=True, help="checkpoint (.pt)")
-    train.add_argument("--register", metavar="ID", help="register the checkpoint (in Resources/Models) under ID")
-    train.add_argument("--overwrite", action="store_true")
+    clitools.add_register_option(train)
+    clitools.add_overwrite_option(train)
     train.set_defaults(func=_train)
 
 
@@ -102,16 +112,14 @@ def _add_training_options(parser, *, steps: int, lr: float, loss: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def _fit_settings(args) -> FitSettings:
+    return FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss)
+
+
 def _add_volume_inputs(parser) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--volume", nargs="+", help="CT volumes (NRRD, NIfTI, MHA or DICOM folders)")
-    group.add_argument("--sample-data", action="store_true", help="the bundled chest CT")
-
-
-def _add_model_inputs(parser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--model", help="registered model id (default al_unet_lungs)")
-    group.add_argument("--checkpoint", help="checkpoint file of an al_unet")
+    group.add_argument("--sample-data", action="store_true", help="the bundled chest CT (named chest_ct)")
 
 
 def _add_pool_inputs(parser) -> None:
@@ -124,48 +132,36 @@ def _add_pool_inputs(parser) -> None:
     parser.add_argument("--test-size", type=int, default=4, help="held-out test volumes")
 
 
+def _pool(args) -> pipeline.Pool:
+    return pipeline.Pool(args.pool_folder, args.pool_size, args.val_size, args.test_size, args.seed)
+
+
 def _stem(path: str) -> str:
+    """A volume's name in tables: its file name without the image suffix (``chest_ct.nrrd`` -> ``chest_ct``)."""
     name = Path(path.rstrip("/")).name
-    for suffix in (".seg.nrrd", ".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd"):
+    for suffix in VOLUME_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
 
 
-def _volumes(args) -> dict:
-    from lungai.io import read_volume
-    from lungai.sample_data import chest_ct
-
-    if args.sample_data:
-        return {"CTChest4": chest_ct()}
+def _volumes(paths: list[str] | None) -> dict:
+    if paths is None:  # --sample-data: named like the file 'lungai demo' writes (chest_ct/chest_ct.nrrd)
+        return {"chest_ct": chest_ct()}
     volumes = {}
-    for path in args.volume:
+    for path in paths:
         if _stem(path) in volumes:
             raise InputError(f"two pool volumes are named {_stem(path)!r}; rename one")
         volumes[_stem(path)] = read_volume(path)
     return volumes
 
 
-def _output_dir(path: str, overwrite: bool) -> Path:
-    out = Path(path)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} is not empty; choose a new folder or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def _score(args, ctx) -> int:
-    from lungai.al.pipeline import load_al_model, score_pool, write_scores
-    from lungai.al.plots import plot_profiles
-    from lungai.device import resolve_device
-
-    out = _output_dir(args.out, args.overwrite)
-    volumes = _volumes(args)
-    model, _ = load_al_model(args.model, args.checkpoint, resolve_device(ctx.device))
-    started = time.perf_counter()
-    scores = score_pool(
-        model,
+    volumes = _volumes(None if args.sample_data else args.volume)
+    model = pipeline.load(args.weights, args.model, ctx.device)
+    result = pipeline.run(
         volumes,
+        model,
         n_samples=args.samples,
         method=args.method,
         max_batch=args.max_batch,
@@ -174,28 +170,21 @@ def _score(args, ctx) -> int:
         progress=ctx.progress,
         cancel=ctx.cancel,
     )
-    seconds = time.perf_counter() - started
-    write_scores(out, volumes, scores, overwrite=args.overwrite)
-    plot_profiles({n: s.profile for n, s in scores.items()}, {}, out / "profiles.png")
+    written = pipeline.write(result, args.out, overwrite=args.overwrite)
     ctx.close()
-    for name, s in scores.items():
+    for name, s in result.scores.items():
         print(
             f"{name}: volume uncertainty {s.volume_uncertainty:.4f}, most uncertain slice "
             f"{int(np.argmax(s.profile))} ({s.profile.max():.4f})"
         )
-    print(f"scored {len(volumes)} volume(s) with {args.samples} MC samples ({args.method}) in {seconds:.1f} s: {out}")
+    print(f"scored {len(volumes)} volume(s) with {args.samples} MC samples ({args.method}) in {result.seconds:.1f} s")
+    clitools.print_written(written)
     return 0
 
 
 def _select(args, ctx) -> int:
-    from lungai.al.pipeline import rank, read_annotated, read_scores
-    from lungai.io import write_table_csv
-
-    profiles, volume_scores = read_scores(Path(args.scores))
-    annotated = (
-        read_annotated(Path(args.annotated), {n: len(p) for n, p in profiles.items()}) if args.annotated else None
-    )
-    rows = rank(args.strategy, profiles, volume_scores, annotated, args.budget, args.seed)
+    check_outputs([args.out], args.overwrite)
+    rows = pipeline.select(args.scores, args.strategy, args.budget, args.annotated, args.seed)
     write_table_csv(args.out, rows, overwrite=args.overwrite)
     for row in rows:
         where = "whole volume" if row["slice"] < 0 else f"slice {row['slice']}"
@@ -204,8 +193,6 @@ def _select(args, ctx) -> int:
 
 
 def _read_label(path: str) -> np.ndarray:
-    from lungai.io import read_segmentation, read_volume
-
     if path.endswith(".seg.nrrd"):
         labelmap, _ = read_segmentation(path)
         array = labelmap.array if labelmap.array.ndim == 3 else labelmap.array.any(axis=0)
@@ -214,79 +201,42 @@ def _read_label(path: str) -> np.ndarray:
 
 
 def _retrain(args, ctx) -> int:
-    from lungai.al.pipeline import DEFAULT_MODEL, load_al_model, read_annotated, retrain, save_version
-    from lungai.al.training import FitSettings
-    from lungai.device import resolve_device
-
     if len(args.labels) != len(args.volume):
         raise InputError(f"{len(args.volume)} volumes but {len(args.labels)} labelmaps: give one labelmap per volume")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out} exists; choose a new file or pass --overwrite")
-    volumes = _volumes(argparse.Namespace(sample_data=False, volume=args.volume))
+    check_outputs([args.out], args.overwrite)
+    volumes = _volumes(args.volume)
     labels = {name: _read_label(path) for name, path in zip(volumes, args.labels)}
-    annotated = read_annotated(Path(args.annotated), {n: v.shape[0] for n, v in volumes.items()})
-    device = resolve_device(ctx.device)
-    model, _ = load_al_model(args.model, args.checkpoint, device)
-    result = retrain(
-        model,
+    annotated = pipeline.read_annotated(Path(args.annotated), {n: v.shape[0] for n, v in volumes.items()})
+    model = pipeline.load(args.weights, args.model, ctx.device)
+    result = pipeline.retrain(
+        model.network,
         volumes,
         labels,
         annotated,
-        FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
-        device=str(device),
+        _fit_settings(args),
+        device=str(model.device),
         progress=ctx.progress,
         cancel=ctx.cancel,
     )
-    base = args.model or (Path(args.checkpoint).stem if args.checkpoint else DEFAULT_MODEL)
-    new_id = save_version(
+    base = args.model or (Path(args.weights).stem if args.weights else DESCRIPTOR.default_model_id)
+    new_id = pipeline.save_version(
         result.model,
-        out,
+        Path(args.out),
         base_id=base,
         register=args.register,
         training_data=f"{result.annotated_slices} annotated slices of {', '.join(volumes)}",
-        command="lungai al retrain " + " ".join(f"--volume {v}" for v in args.volume),
+        command=clitools.command_line(ctx.argv),
+        overwrite=args.overwrite,
     )
     ctx.close()
     print(
-        f"retrained on {result.annotated_slices} annotated slices: {out}"
+        f"retrained on {result.annotated_slices} annotated slices: {args.out}"
         + (f" (registered as {new_id})" if args.register else "")
     )
     return 0
 
 
-def _pool(args):
-    """(pool, validation, test) cases: a user folder split in order, or simulated from the bundled chest CT."""
-    from lungai.al.data import load_folder_pool, synthesize_pool
-    from lungai.sample_data import chest_ct, chest_lungs
-
-    if args.pool_folder:
-        cases = load_folder_pool(args.pool_folder)
-        n_eval = args.val_size + args.test_size
-        if len(cases) <= n_eval:
-            raise InputError(
-                f"{args.pool_folder} has {len(cases)} volumes; {n_eval} go to validation and test, "
-                "so the pool would be empty"
-            )
-        return cases[n_eval:], cases[: args.val_size], cases[args.val_size : n_eval]
-    ct, (lungs, _) = chest_ct(), chest_lungs()
-    image, label = ct.array.astype(np.float32), (lungs.array > 0).astype(np.uint8)
-    make = lambda n, seed, prefix: synthesize_pool(image, label, n, seed=seed, prefix=prefix, spacing=ct.spacing)  # noqa: E731
-    return (
-        make(args.pool_size, args.seed + 1, "pool"),
-        make(args.val_size, args.seed + 2, "val"),
-        make(args.test_size, args.seed + 3, "test"),
-    )
-
-
 def _simulate(args, ctx) -> int:
-    from lungai.al.simulation import SimulationConfig, plot_learning_curves, simulate
-    from lungai.al.training import FitSettings
-    from lungai.device import resolve_device
-    from lungai.io import write_table_csv
-
-    out = _output_dir(args.out, args.overwrite)
-    pool, val, test = _pool(args)
     config = SimulationConfig(
         strategies=tuple(args.strategies),
         iterations=args.iterations,
@@ -298,91 +248,41 @@ def _simulate(args, ctx) -> int:
         channels=tuple(args.channels),
         input_size=args.input_size,
         seed=args.seed,
-        fit=FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
+        fit=_fit_settings(args),
     )
+    check_outputs([Path(args.out) / "simulation.csv"], args.overwrite)
+    print(f"simulation: {pipeline.simulation_plan(config)}", flush=True)
     started = time.perf_counter()
-    rows = simulate(
-        pool, val, test, config, device=str(resolve_device(ctx.device)), progress=ctx.progress, cancel=ctx.cancel
+    pipeline.run_simulation(
+        _pool(args),
+        config,
+        args.out,
+        device=ctx.device,
+        overwrite=args.overwrite,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
     )
-    write_table_csv(out / "simulation.csv", rows, overwrite=args.overwrite)
-    plot_learning_curves(rows, out / "learning_curves.png")
     ctx.close()
-    print(
-        f"simulation of {', '.join(args.strategies)} x {args.iterations} iterations in "
-        f"{time.perf_counter() - started:.0f} s: {out}"
-    )
+    seconds = time.perf_counter() - started
+    print(f"simulation of {', '.join(args.strategies)} x {args.iterations} iterations in {seconds:.0f} s: {args.out}")
     return 0
 
 
 def _train(args, ctx) -> int:
-    import torch
-
-    from lungai.al.networks import ALUNet
-    from lungai.al.simulation import evaluate
-    from lungai.al.training import ARCHITECTURE, FitSettings, fit
-    from lungai.checkpoint import save_checkpoint
-    from lungai.device import resolve_device
-    from lungai.registry import register_model, registry_path
-
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out} exists; choose a new file or pass --overwrite")
-    pool, val, test = _pool(args)
-    for case in pool:
-        case.annotated[:] = True
-    torch.manual_seed(args.seed)
-    model = ALUNet(channels=tuple(args.channels), input_size=args.input_size)
-    started = time.perf_counter()
-    source = args.pool_folder or (
-        f"{len(pool)} volumes simulated from the slicerio chest CT CTChest4 (lungs "
-        "= right + left lung segments); all derive from one scan"
+    config = pipeline.Training(
+        out=args.out,
+        register=args.register,
+        command=clitools.command_line(ctx.argv),
+        device=ctx.device,
+        seed=args.seed,
+        pool=_pool(args),
+        input_size=args.input_size,
+        channels=tuple(args.channels),
+        fit=_fit_settings(args),
+        overwrite=args.overwrite,
     )
-    fit(
-        model,
-        pool,
-        val,
-        FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss),
-        device=str(resolve_device(ctx.device)),
-        progress=ctx.progress,
-        cancel=ctx.cancel,
-        training_data=source,
-    )
-    seconds = time.perf_counter() - started
-    model = model.cpu()
-    metrics = {k: round(v, 4) for k, v in evaluate(model, test).items()}
-    save_checkpoint(out, model, model_name=ARCHITECTURE, config=model.config, training_data=source, metrics=metrics)
+    outcome = pipeline.train(config, progress=ctx.progress, cancel=ctx.cancel)
     ctx.close()
-    if args.register:
-        if out.resolve().parent != registry_path().parent.resolve():
-            raise InputError(f"--register needs the checkpoint inside {registry_path().parent}")
-        register_model(
-            {
-                "id": args.register,
-                "version": "1",
-                "module": "ActiveLearningSampler",
-                "architecture": ARCHITECTURE,
-                "file": out.name,
-                "sha256": "",
-                "licence": "Apache-2.0 (weights); training data: 3D Slicer sample data via slicerio",
-                "training_data": source,
-                "description": "2-D U-Net with decoder dropout 0.25 for lung segmentation and MC-dropout "
-                "uncertainty (active learning)",
-                "command": "lungai al train " + " ".join(_argv_tail(args)),
-                "metrics": {**metrics, "test_set": f"{len(test)} held-out simulated volumes"},
-                "timings": {
-                    "train_wall_seconds_1_thread_shared_cpu": round(seconds, 1),
-                    "steps": args.steps,
-                    "parameters": sum(p.numel() for p in model.parameters()),
-                },
-            }
-        )
-    print(f"trained in {seconds:.0f} s, test Dice {metrics['dice_mean']:.3f}: {out}")
+    print(f"trained, test Dice {outcome.metrics['dice_mean']:.3f}")
+    clitools.print_written([outcome.checkpoint], outcome.registered)
     return 0
-
-
-def _argv_tail(args) -> list[str]:
-    keys = ("pool_size", "val_size", "test_size", "input_size", "steps", "lr", "batch_size", "seed", "loss")
-    return [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in keys] + [
-        f"--out {args.out}",
-        f"--register {args.register}",
-    ]

@@ -177,7 +177,10 @@ def load_folder_pool(folder: str | Path) -> list[PoolCase]:
     folder = Path(folder)
     images_dir, labels_dir = folder / "images", folder / "labels"
     if not images_dir.is_dir() or not labels_dir.is_dir():
-        raise InputError(f"{folder} needs an 'images' and a 'labels' folder with volumes of the same file names")
+        raise InputError(
+            f"{folder} is not a pool folder; give a folder with 'images/' and 'labels/' holding volumes of the same "
+            "file names"
+        )
     cases = []
     for path in sorted(p for p in images_dir.iterdir() if not p.name.startswith(".")):
         label_path = labels_dir / path.name

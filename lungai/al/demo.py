@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungai.al.pipeline import DEFAULT_MODEL, load_al_model, rank, score_pool, write_scores
-from lungai.al.plots import plot_profiles
-from lungai.device import resolve_device
+from lungai.al.pipeline import DEFAULT_MODEL, load, plot_profiles, rank, score_pool, write_scores
 from lungai.intensity import window_to_unit
 from lungai.io import write_table_csv
 from lungai.plotting import radiological_view
@@ -44,7 +42,8 @@ def run_demo(
 
     folder = Path(out_dir) / "active_learning"
     ct = chest_ct()
-    model, header = load_al_model(DEFAULT_MODEL, device=resolve_device(device))
+    loaded = load(device=device)
+    model, header = loaded.network, loaded.header
     scores = score_pool(model, {"CTChest4": ct}, n_samples=20, progress=progress, cancel=cancel)
     score = scores["CTChest4"]
     files = write_scores(folder, {"CTChest4": ct}, scores, overwrite=True)

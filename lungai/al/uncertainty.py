@@ -73,8 +73,24 @@ def predictive_entropy(mean_probability: np.ndarray | torch.Tensor, axis: int = 
     return entropy.to(mean_probability.dtype)
 
 
-def _split_interface(model: nn.Module) -> bool:
-    return callable(getattr(model, "mc_encode", None)) and callable(getattr(model, "mc_decode", None))
+class FullPassSampler:
+    """The sampler interface for any network: the state is the input, each sample a full forward pass."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (x,)
+
+    def sample(self, state: tuple[torch.Tensor], k: int) -> torch.Tensor:
+        (x,) = state
+        return self.model(x.repeat(k, *([1] * (x.dim() - 1))))
+
+
+def mc_sampler(model: nn.Module):
+    """The network's own fast sampler (``model.mc_sampler()``, see :mod:`lungai.al.networks`), else full passes."""
+    factory = getattr(model, "mc_sampler", None)
+    return factory() if callable(factory) else FullPassSampler(model)
 
 
 def mc_mean_probabilities(
@@ -124,21 +140,19 @@ def _loop(model, images, n_samples, max_batch, progress, cancel) -> torch.Tensor
 
 
 def _batched(model, images, n_samples, max_batch, progress, cancel) -> torch.Tensor:
-    split = _split_interface(model)
+    sampler = mc_sampler(model)
     slices_per_chunk = max(1, max_batch // n_samples)
     chunks = images.split(slices_per_chunk)
     outputs = []
     for i, chunk in enumerate(chunks):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        state = model.mc_encode(chunk) if split else (chunk,)
-        decode = model.mc_decode if split else model
+        state = sampler.encode(chunk)
         b = chunk.shape[0]
         total, done = None, 0
         while done < n_samples:
             k = min(n_samples - done, max(1, max_batch // b))
-            tiled = [t.repeat(k, *([1] * (t.dim() - 1))) for t in state]
-            probs = probabilities_from_logits(decode(*tiled))
+            probs = probabilities_from_logits(sampler.sample(state, k))
             probs = probs.view(k, b, *probs.shape[1:]).sum(0)
             total = probs if total is None else total + probs
             done += k

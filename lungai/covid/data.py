@@ -70,7 +70,7 @@ def load_medseg_folder(folder: str | Path, orientation: str = "transposed") -> l
     images_dir, masks_dir = folder / "images", folder / "infection"
     if not images_dir.is_dir() or not masks_dir.is_dir():
         raise InputError(
-            f"{folder} is not in the covid_infection_medseg layout: it needs 'images/' and "
+            f"{folder} is not in the covid_infection_medseg layout: give a folder with 'images/' and "
             "'infection/' subfolders (optional 'ggo_consolidation/')."
         )
     paths = sorted(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lungai.covid import DESCRIPTOR
 from lungai.covid.cascade import THRESHOLD
 from lungai.covid.data import load_medseg_folder
 from lungai.covid.evaluation import infection_metrics
-from lungai.covid.model import MODEL_ID, load_cascade
-from lungai.covid.pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, segment_volume, write_outputs
+from lungai.covid.pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, load, segment_volume, write_outputs
 from lungai.demo import DemoSection
 from lungai.errors import CheckpointError, LungAIError
 from lungai.io import write_table_csv
@@ -31,9 +31,11 @@ def run_demo(
 ) -> DemoSection:
     folder = Path(out_dir) / "covid"
     try:
-        cascade, header = load_cascade(None, device)
+        cascade = load(device=device).network
     except (CheckpointError, LungAIError) as error:
-        return DemoSection(TITLE, f"Not run: the bundled model '{MODEL_ID}' is unavailable ({error}).")
+        return DemoSection(
+            TITLE, f"Not run: the bundled model '{DESCRIPTOR.default_model_id}' is unavailable ({error})."
+        )
     ct = chest_ct()
     result = segment_volume(ct, cascade, subrange(progress, 0.0, 0.8), cancel)
     files = write_outputs(result, ct, folder, overwrite=True)

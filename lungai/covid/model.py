@@ -1,7 +1,7 @@
-"""The bundled CHS-Net and how a checkpoint becomes a :class:`Cascade`.
+"""A CHS-Net checkpoint from two trained stages.
 
 A CHS-Net checkpoint (architecture ``chsnet``) holds both stages; its header's ``extra`` records
-``input_size``, the square model grid the stages were trained on.
+``input_size``, the square model grid the stages were trained on (loaded by :func:`lungai.covid.pipeline.load`).
 """
 
 from __future__ import annotations
@@ -10,27 +10,8 @@ from pathlib import Path
 
 from torch import nn
 
-from lungai.checkpoint import load_model, save_checkpoint
-from lungai.covid.cascade import Cascade
+from lungai.checkpoint import save_checkpoint
 from lungai.covid.raiunet import CHSNet
-from lungai.device import resolve_device
-from lungai.errors import CheckpointError
-from lungai.registry import load_registered_model
-
-MODEL_ID = "chsnet-covid"
-
-
-def load_cascade(weights: str | Path | None = None, device: str = "auto") -> tuple[Cascade, dict]:
-    """The cascade of ``weights`` (a ``chsnet`` checkpoint) or of the bundled model; and its header."""
-    torch_device = resolve_device(device)
-    if weights is None:
-        model, header = load_registered_model(MODEL_ID, str(torch_device))
-    else:
-        model, header = load_model(weights, str(torch_device), expected_model="chsnet")
-    size = header.get("extra", {}).get("input_size")
-    if not isinstance(size, int):
-        raise CheckpointError(f"The CHS-Net checkpoint {weights or MODEL_ID} does not record its input_size.")
-    return Cascade.from_chsnet(model, size, torch_device), header
 
 
 def assemble_chsnet(

@@ -1,4 +1,6 @@
-"""CHS-Net on a CT volume: lungs split by side, infection, and the infection burden table.
+"""CHS-Net's module contract (:mod:`lungai.contract`): load, run on a CT volume, write, read, train, evaluate.
+
+CHS-Net on a CT volume: lungs split by side, infection, and the infection burden table.
 
 Every axial slice is turned to display orientation (rows anterior -> posterior, columns patient
 right -> left, the orientation the networks learn in), segmented by the :class:`Cascade` on its
@@ -18,24 +20,46 @@ all is refused: it is probably not a chest CT (or not a lung window of one).
 
 from __future__ import annotations
 
+import csv
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage
 
+from lungai.checkpoint import load_model
+from lungai.contract import LoadedModel, SavedResult, TrainOptions, TrainOutcome
+from lungai.covid import DESCRIPTOR
 from lungai.covid.cascade import THRESHOLD, Cascade
+from lungai.covid.data import chest_ct_lung_slices, load_medseg_folder, with_derived_lungs
+from lungai.covid.evaluation import METRIC_NAMES, infection_metrics, lung_metrics
 from lungai.covid.intensity import hu_to_unit
+from lungai.covid.model import assemble_chsnet, save_chsnet
 from lungai.covid.orientation import check_axial, from_display, to_display
-from lungai.errors import InputError, LungAIError
-from lungai.io import write_segmentation, write_table_csv
-from lungai.progress import CancelToken, ProgressCallback
+from lungai.covid.training import (
+    SegmentationTask,
+    StageSettings,
+    infection_training_set,
+    lung_training_set,
+    raiunet_config,
+    train_stage,
+)
+from lungai.device import resolve_device
+from lungai.errors import CheckpointError, InputError, LungAIError
+from lungai.io import read_segmentation, read_table_csv, write_segmentation, write_table_csv
+from lungai.outputs import staged_folder
+from lungai.progress import CancelToken, ProgressCallback, report, subrange
+from lungai.registry import load_for_module, publish
 from lungai.segments import (
     TERMINOLOGY_INFECTION,
     TERMINOLOGY_LEFT_LUNG,
     TERMINOLOGY_RIGHT_LUNG,
     SegmentSpec,
     pack_masks,
+    unpack_masks,
 )
 from lungai.validation import validate_ct
 from lungai.volume import Volume
@@ -146,21 +170,225 @@ def segment_volume(
     return BurdenResult(masks, burden_table(right, left, infection, volume.voxel_volume_mm3))
 
 
-OUTPUT_NAMES = ("segmentation.seg.nrrd", "burden.csv")
+OUTPUT_NAMES = DESCRIPTOR.outputs  # segmentation.seg.nrrd, burden.csv
 
 
 def write_outputs(result: BurdenResult, volume: Volume, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
     """``segmentation.seg.nrrd`` (overlapping segments in layers) and ``burden.csv`` in ``out_dir``.
 
-    Nothing is written when either file exists and ``overwrite`` is False.
+    Nothing is written when either file exists and ``overwrite`` is False, or when writing fails.
     """
     out_dir = Path(out_dir)
-    paths = [out_dir / name for name in OUTPUT_NAMES]
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise LungAIError(f"{', '.join(existing)} already exist(s); choose another folder or allow overwriting.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    layers, specs = pack_masks([result.masks[s.name] for s in SEGMENTS], list(SEGMENTS))
-    write_segmentation(paths[0], volume.like(layers), specs, overwrite=True)
-    write_table_csv(paths[1], result.table, overwrite=True)
-    return paths
+    with staged_folder(out_dir, overwrite, expected=OUTPUT_NAMES) as work:
+        layers, specs = pack_masks([result.masks[s.name] for s in SEGMENTS], list(SEGMENTS))
+        write_segmentation(work / OUTPUT_NAMES[0], volume.like(layers), specs)
+        write_table_csv(work / OUTPUT_NAMES[1], result.table)
+    return [out_dir / name for name in OUTPUT_NAMES]
+
+
+# --- the contract ------------------------------------------------------------------------------------------
+
+LICENCE = (
+    "Non-commercial research use only: trained on the MedSeg COVID-19 CT segmentation slices (non-commercial "
+    "research licence) and the slicerio CTChest4 sample (3D Slicer sample data)."
+)
+
+
+@dataclass
+class CHSNetResult:
+    """What :func:`run` found: the CT and its lungs, infection and burden table."""
+
+    volume: Volume
+    burden: BurdenResult
+
+
+def load(weights: str | Path | None = None, model_id: str | None = None, device="auto") -> LoadedModel:
+    """The CHS-Net cascade (``network`` is a :class:`Cascade`) of a file, a registry id or the bundled model."""
+    loaded = load_for_module(DESCRIPTOR, weights, model_id, device)
+    if loaded.architecture != "chsnet":
+        raise CheckpointError(f"{loaded.source} holds a '{loaded.architecture}' stage; give a whole chsnet model.")
+    size = loaded.header.get("extra", {}).get("input_size")
+    if not isinstance(size, int):
+        raise CheckpointError(f"The CHS-Net checkpoint {loaded.source} does not record its input_size.")
+    loaded.network = Cascade.from_chsnet(loaded.network, size, loaded.device)
+    return loaded
+
+
+def run(
+    volume: Volume,
+    model: LoadedModel,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> CHSNetResult:
+    """Lungs (split by side), infection and the burden table of a CT volume in HU."""
+    return CHSNetResult(volume, segment_volume(volume, model.network, progress, cancel))
+
+
+def write(result: CHSNetResult, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    return write_outputs(result.burden, result.volume, out_dir, overwrite)
+
+
+def read(out_dir: str | Path) -> SavedResult:
+    """The segments and burden table :func:`write` put into ``out_dir``; refuses a folder lacking a segment."""
+    out_dir = Path(out_dir)
+    labelmap, specs = read_segmentation(out_dir / OUTPUT_NAMES[0])
+    masks = unpack_masks(labelmap.array, specs)
+    missing = [s.name for s in SEGMENTS if s.name not in masks]
+    if missing:
+        raise LungAIError(f"The result in {out_dir} lacks the segments {missing}; run lungai covid segment again.")
+    masks = {s.name: np.asarray(masks[s.name], dtype=bool) for s in SEGMENTS}
+    tables = {OUTPUT_NAMES[1]: read_table_csv(out_dir / OUTPUT_NAMES[1])}
+    return SavedResult(out_dir, masks, list(SEGMENTS), tables, {"segmentation": labelmap})
+
+
+@dataclass
+class Training(TrainOptions):
+    """``lungai covid train``: both stages (lungs, then infection) and one chsnet checkpoint."""
+
+    data: str = ""  # folder in the covid_infection_medseg layout (infection stage)
+    size: int = 96
+    widths: tuple[int, ...] = (8, 16, 32, 64, 128)
+    variant: str = "RAIU-Net"
+    lung_epochs: int = 10
+    infection_epochs: int = 30
+    lung_input: str = "mask"
+    batch_size: int = 8
+    lr: float = 1e-3
+    orientation: str = "transposed"
+    lung_weights: str | None = None  # reuse a trained lung stage
+    limit: int | None = None
+    cv_metrics: str | None = None  # bench/covid/ablation.csv: its row is registered as the infection metrics
+
+
+def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
+    """Train the lung stage (unless reused) and the infection stage; write ``chsnet.pt``; optionally publish."""
+    if config.size % 16:
+        raise InputError(f"--size must be a multiple of 16 (four halvings), not {config.size}.")
+    out = Path(config.out)
+    torch.manual_seed(config.seed)
+    medseg = load_medseg_folder(config.data, config.orientation)[: config.limit]
+    infection_cv = _cv_metrics(config.cv_metrics, config.lung_input) if config.cv_metrics else {}
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    settings = StageSettings(
+        size=config.size,
+        widths=tuple(config.widths),
+        epochs=config.lung_epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        device=str(device),
+    )
+    data_name = Path(config.data).name
+    lung_data = "CTChest4 (slicerio) training slices + derived lungs of " + data_name
+    with staged_folder(out, expected=["chsnet.pt"]) as work:
+        if config.lung_weights:
+            lung, lung_header = load_model(config.lung_weights, "cpu", expected_model="raiunet")
+            lung_config, lung_data = lung_header["config"], lung_header.get("training_data") or lung_data
+        else:
+            lung_config = raiunet_config(config.variant, settings)
+            lung = train_stage(
+                lung_training_set(chest_ct_lung_slices("train") + with_derived_lungs(medseg), config.size, config.seed),
+                SegmentationTask("lung"),
+                lung_config,
+                settings,
+                work / "lung",
+                lung_data,
+                subrange(progress, 0.0, 0.4),
+                cancel,
+            )
+        probe = Cascade(None, lung=lung, lung_input=config.lung_input, size=config.size, device=device)
+        settings.epochs = config.infection_epochs
+        infection_config = raiunet_config(
+            config.variant, settings, in_channels=2 if config.lung_input == "channel" else 1
+        )
+        infection = train_stage(
+            infection_training_set(medseg, probe, config.seed),
+            SegmentationTask("infection", config.lung_input),
+            infection_config,
+            settings,
+            work / "infection",
+            f"{data_name} (all {len(medseg)} slices)",
+            subrange(progress, 0.4, 0.95),
+            cancel,
+        )
+        seconds = time.perf_counter() - started
+        model, chsnet_config = assemble_chsnet(lung, lung_config, infection, infection_config, config.lung_input)
+        lungs, _ = lung_metrics(Cascade.from_chsnet(model, config.size), chest_ct_lung_slices("test"))
+        metrics = {f"lung_{k}": round(v, 4) for k, v in lungs.items()}
+        metrics.update({f"infection_cv_{k}": v for k, v in infection_cv.items()})
+        training_data = f"lungs: {lung_data}; infection: {data_name}"
+        save_chsnet(
+            work / "chsnet.pt",
+            model,
+            chsnet_config,
+            input_size=config.size,
+            training_data=training_data,
+            metrics=metrics,
+        )
+    outcome = TrainOutcome(out / "chsnet.pt", metrics)
+    if config.register:
+        outcome.registered = publish(
+            outcome.checkpoint,
+            config.register,
+            module=DESCRIPTOR.slicer_module,
+            licence=LICENCE,
+            command=config.command,
+            description=(
+                f"CHS-Net (seed 003): two RAIU-Nets, widths {list(config.widths)}, {config.size}x{config.size} grid, "
+                f"lung_input={config.lung_input}"
+            ),
+            metrics={
+                "lungs (held-out CTChest4 slices 22-33, real labels)": {k: round(v, 4) for k, v in lungs.items()},
+                "infection (2-fold cross-validation of this recipe, bench/covid/ablation.md)": infection_cv,
+            },
+            timings={"train_seconds_cpu_1_thread": round(seconds, 1)},
+        )
+    report(progress, 1.0, "done")
+    return outcome
+
+
+def _cv_metrics(path: str, lung_input: str) -> dict[str, float]:
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} is not a readable CSV; give bench/covid/ablation.csv.") from error
+    for row in rows:
+        if row.get("stage") == "infection" and row.get("variant") == "RAIU-Net" and row.get("mode") == lung_input:
+            return {name: float(row[name]) for name in METRIC_NAMES}
+    raise InputError(f"{path} has no RAIU-Net infection row for mode '{lung_input}'; give bench/covid/ablation.csv.")
+
+
+def evaluate(
+    data: str | Path,
+    out_dir: str | Path,
+    model: LoadedModel,
+    *,
+    orientation: str = "transposed",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict:
+    """Infection metrics of the hierarchical model on a labelled folder: ``metrics.json`` and ``per_slice.csv``."""
+    out_dir = Path(out_dir)
+    with staged_folder(out_dir, overwrite, expected=["metrics.json", "per_slice.csv"]) as work:
+        slices = load_medseg_folder(data, orientation)
+        cascade = model.network
+        metrics, rows = infection_metrics(cascade, slices, progress, cancel)
+        result = {
+            "mode": "hierarchical",
+            "lung_input": cascade.lung_input,
+            "input_size": cascade.size,
+            "slices": len(slices),
+            "data": Path(data).name,
+            "weights": model.source,
+            "infection": {k: round(v, 4) for k, v in metrics.items()},
+        }
+        (work / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_table_csv(
+            work / "per_slice.csv",
+            [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
+        )
+    return result

@@ -1,16 +1,13 @@
-"""Copy a trained NeoplasmNLB checkpoint into ``Resources/Models`` and register it (the one way to do so)."""
+"""NeoplasmNLB's registry facts: its licence and one-thread CPU latency (publishing: lungai.registry.publish)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lungai.checkpoint import load_model
 from lungai.nlb.framing import INPUT_SIZE
-from lungai.registry import ModelEntry, register_model, resources_dir
 from lungai.timing import forward_times_ms
 
 LICENCE = "Apache-2.0; trained on IQ-OTH/NCCD (CC BY 4.0) and LIDC-IDRI (CC BY 3.0)"
@@ -49,32 +46,11 @@ def register_checkpoint(
     metrics: dict[str, Any],
     description: str = "",
     timings: dict[str, Any] | None = None,
-    held_out: dict[str, Any] | None = None,
-) -> ModelEntry:
-    """Copy ``checkpoint`` to ``Resources/Models/<model_id>.pt`` and add or replace its registry entry.
+):
+    """Publish a NeoplasmNLB checkpoint (see :func:`lungai.nlb.pipeline.publish_weights`; for the bundled
+    registry run with ``LUNGAI_USER_MODELS=Resources/Models``)."""
+    from lungai.nlb.pipeline import publish_weights
 
-    ``held_out``: the split record of :func:`lungai.nlb.training.make_split`; it becomes the entry's
-    ``metrics["held_out"]`` sentence saying what the held-out metrics were measured on.
-    """
-    model, header = load_model(checkpoint, expected_model="nlb_unet")
-    target = resources_dir() / "Models" / f"{model_id}.pt"
-    shutil.copyfile(checkpoint, target)
-    variant = header["config"].get("block_type")
-    return register_model(
-        {
-            "id": model_id,
-            "version": "1",
-            "module": "NeoplasmNLB",
-            "architecture": "nlb_unet",
-            "file": target.name,
-            "sha256": "",
-            "licence": LICENCE,
-            "training_data": header.get("training_data", ""),
-            "description": description
-            or f"U-Net with {variant} non-local blocks (seed 002): neoplasm probability per "
-            "CT slice and its segmentation",
-            "command": command,
-            "metrics": {**metrics, **({"held_out": held_out_sentence(held_out)} if held_out else {})},
-            "timings": {"cpu_ms_per_slice_1_thread": cpu_latency_ms(model), **(timings or {})},
-        }
+    return publish_weights(
+        checkpoint, model_id, command=command, metrics=metrics, description=description, timings=timings
     )

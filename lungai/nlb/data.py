@@ -53,7 +53,7 @@ def list_snapshots(root: str | Path) -> list[Snapshot]:
     """All images of a folder in the ``iqoth_nccd`` layout, sorted by category then name."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"data folder not found: {root}")
+        raise InputError(f"{root} is not a folder; give a folder in the iqoth_nccd layout (normal/ benign/ malignant/)")
     snapshots = [
         Snapshot(path, category)
         for category in CLASS_LABELS

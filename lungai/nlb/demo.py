@@ -6,11 +6,9 @@ from pathlib import Path
 
 from lungai.demo import DemoSection
 from lungai.io import write_table_csv
-from lungai.nlb.cli import load_nlb_model
 from lungai.nlb.data import bundled_sample_dir
-from lungai.nlb.evaluation import evaluate_snapshot_folder, seg_threshold_of
-from lungai.nlb.pipeline import DEFAULT_MODEL_ID, score_volume
-from lungai.nlb.report import OVERLAY_PNG, PLOT_PNG, SEGMENTATION, SLICES_CSV, write_outputs
+from lungai.nlb.evaluation import evaluate_snapshot_folder
+from lungai.nlb.pipeline import DEFAULT_MODEL_ID, OVERLAY_PNG, PLOT_PNG, SEGMENTATION, SLICES_CSV, load, run, write
 from lungai.progress import CancelToken, ProgressCallback, subrange
 from lungai.sample_data import chest_ct
 
@@ -19,18 +17,12 @@ def run_demo(
     out_dir: Path, *, device: str = "auto", progress: ProgressCallback | None = None, cancel: CancelToken | None = None
 ) -> DemoSection:
     folder = Path(out_dir) / "neoplasm_nlb"
-    model, header = load_nlb_model(None, DEFAULT_MODEL_ID, device)
-    torch_device = next(model.parameters()).device
+    loaded = load(device=device)
+    model, header, torch_device = loaded.network, loaded.header, loaded.device
     ct = chest_ct()
-    scores = score_volume(
-        model,
-        ct,
-        seg_threshold=seg_threshold_of(header),
-        device=torch_device,
-        progress=subrange(progress, 0.0, 0.7),
-        cancel=cancel,
-    )
-    paths = write_outputs(folder, ct, scores, overwrite=True, about={"model": DEFAULT_MODEL_ID})
+    result = run(ct, loaded, progress=subrange(progress, 0.0, 0.7), cancel=cancel)
+    scores = result.scores
+    paths = dict(zip((SLICES_CSV, SEGMENTATION, PLOT_PNG, OVERLAY_PNG), write(result, folder, overwrite=True)))
     metrics = evaluate_snapshot_folder(
         model,
         bundled_sample_dir(),

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from lungai.errors import LungAIError
 from lungai.io import write_table_csv
 from lungai.metrics import classification_metrics, dice, iou
 from lungai.nlb.data import list_snapshots, read_snapshot
+from lungai.outputs import check_outputs
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
 
 
@@ -108,8 +108,7 @@ def evaluate_snapshot_folder(
 
     out_dir = Path(out_dir)
     metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists() and not overwrite:
-        raise LungAIError(f"{metrics_path} exists; choose another --out folder or pass --overwrite")
+    check_outputs([metrics_path], overwrite)
     snapshots = list_snapshots(data_dir)
     if fold is not None:
         folds = stratified_folds(np.array([s.category for s in snapshots]), n_folds, seed)

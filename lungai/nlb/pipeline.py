@@ -1,4 +1,6 @@
-"""Score every axial slice of a CT (or one 2-D image) and segment the neoplasm on slices judged positive.
+"""NeoplasmNLB's module contract (:mod:`lungai.contract`): load, run on a CT, write, read, train, evaluate.
+
+Score every axial slice of a CT (or one 2-D image) and segment the neoplasm on slices judged positive.
 
 Each slice is a snapshot: it is turned to the radiological view (anterior at the top, the patient's right on
 the left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction like
@@ -17,25 +19,41 @@ resample them to axial slices first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from lungai.checkpoint import load_model
+from lungai.contract import LoadedModel, SavedResult, TrainOptions, TrainOutcome
+from lungai.device import resolve_device
 from lungai.errors import InputError
-from lungai.io import read_volume
+from lungai.io import read_segmentation, read_table_csv, read_volume, write_segmentation, write_table_csv
+from lungai.nlb import DESCRIPTOR
+from lungai.nlb.blocks import BLOCK_TYPES
+from lungai.nlb.bundle import LICENCE, cpu_latency_ms, held_out_sentence
 from lungai.nlb.data import IMAGE_SUFFIXES, read_snapshot
-from lungai.nlb.evaluation import predict
-from lungai.nlb.intensity import INPUT_SIZE, prepare_slices, to_grey
+from lungai.nlb.evaluation import evaluate_snapshot_folder, predict, seg_threshold_of
+from lungai.nlb.intensity import HU_WINDOW, INPUT_SIZE, prepare_slices, to_grey
+from lungai.nlb.networks import build_nlb_unet
 from lungai.nlb.regions import findings_region
-from lungai.progress import CancelToken, ProgressCallback
+from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb
+from lungai.outputs import staged_folder
+from lungai.plotting import radiological_view, save_line_chart, save_overlay_png
+from lungai.progress import CancelToken, ProgressCallback, report, subrange
+from lungai.registry import load_for_module, publish
 from lungai.segments import TERMINOLOGY_NEOPLASM, SegmentSpec
+from lungai.training import TrainConfig, seed_everything
+from lungai.ugsnet.data import load_npz
 from lungai.volume import Volume
 
 NEOPLASM_SEGMENT = SegmentSpec("Neoplasm", 1, (0.89, 0.35, 0.21), TERMINOLOGY_NEOPLASM)
-DEFAULT_MODEL_ID = "nlb_unet_demo"
+DEFAULT_MODEL_ID = DESCRIPTOR.default_model_id
+SLICES_CSV, SEGMENTATION, PLOT_PNG, OVERLAY_PNG, SUMMARY_JSON = DESCRIPTOR.outputs
 
 
 @dataclass
@@ -158,3 +176,215 @@ def read_input(path: str | Path) -> Volume:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return Volume(read_snapshot(path)[None])
     return read_volume(path)
+
+
+# --- the contract ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NLBResult:
+    """What :func:`run` found: the input, its per-slice scores, and facts for the summary (input, model)."""
+
+    volume: Volume
+    scores: SliceScores
+    about: dict[str, Any] = field(default_factory=dict)
+
+
+def load(weights: str | Path | None = None, model_id: str | None = None, device="auto") -> LoadedModel:
+    """An ``nlb_unet`` from a file, a registry id, or the bundled default model."""
+    return load_for_module(DESCRIPTOR, weights, model_id, device)
+
+
+def run(
+    volume: Volume,
+    model: LoadedModel,
+    *,
+    threshold: float = 0.5,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> NLBResult:
+    """Neoplasm probability of every slice; segmentation (at the model's calibrated threshold) on positive ones."""
+    scores = score_volume(
+        model.network,
+        volume,
+        threshold=threshold,
+        seg_threshold=seg_threshold_of(model.header),
+        device=model.device,
+        progress=progress,
+        cancel=cancel,
+    )
+    about = {"model": model.source, "block_type": model.header.get("config", {}).get("block_type")}
+    return NLBResult(volume, scores, about)
+
+
+def write(result: NLBResult, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """The per-slice table, the probability plot, the segmentation, the most likely slice and a summary."""
+    out_dir = Path(out_dir)
+    volume, scores = result.volume, result.scores
+    with staged_folder(out_dir, overwrite, expected=DESCRIPTOR.outputs) as work:
+        write_table_csv(work / SLICES_CSV, scores.rows())
+        write_segmentation(work / SEGMENTATION, volume.like(scores.labelmap), [NEOPLASM_SEGMENT])
+        save_line_chart(
+            work / PLOT_PNG,
+            {"neoplasm probability": (np.arange(len(scores.probabilities)), scores.probabilities)},
+            xlabel="slice index",
+            ylabel="probability",
+            y_range=(-0.02, 1.02),
+            lines={f"threshold {scores.threshold:g}": scores.threshold},
+        )
+        k = scores.most_likely_slice
+        view = lambda a: radiological_view(a, volume.direction, "axial", k)  # noqa: E731
+        save_overlay_png(
+            work / OVERLAY_PNG,
+            view(volume.array),
+            [(view(scores.labelmap) > 0, NEOPLASM_SEGMENT.color)],
+            window=HU_WINDOW if scores.intensity == "HU" else (0.0, 255.0),
+            title=f"slice {k}: neoplasm probability {scores.probabilities[k]:.2f}",
+        )
+        (work / SUMMARY_JSON).write_text(json.dumps({**scores.summary(), **result.about}, indent=2) + "\n")
+    return [out_dir / name for name in DESCRIPTOR.outputs]
+
+
+def read(out_dir: str | Path) -> SavedResult:
+    """The per-slice table, the segmentation and the summary :func:`write` put into ``out_dir``."""
+    out_dir = Path(out_dir)
+    labelmap, specs = read_segmentation(out_dir / SEGMENTATION)
+    masks = {NEOPLASM_SEGMENT.name: np.asarray(labelmap.array) > 0}
+    summary_path = out_dir / SUMMARY_JSON
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    tables = {SLICES_CSV: read_table_csv(out_dir / SLICES_CSV)}
+    return SavedResult(out_dir, masks, specs, tables, {"segmentation": labelmap}, summary)
+
+
+@dataclass
+class Training(TrainOptions):
+    """``lungai nlb train``: whole IQ-OTH/NCCD snapshots, and normal ones with real LIDC-IDRI nodules inserted
+    (:mod:`lungai.nlb.training`). The defaults are the bundled model's recipe."""
+
+    iqoth: str = ""
+    lidc: str = ""
+    block: str = "symmetry_localized"
+    widths: tuple[int, ...] = (8, 16, 32, 64, 128)
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 2e-3
+    inserted_per_normal: float = 0.5
+    patience: int = 3
+    folds: int = 5
+    held_out_fold: int = 0  # -1: train on everything
+
+
+def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
+    """Train, evaluate the held-out fold (``metrics.json`` with the split), optionally publish under
+    ``config.register``."""
+    if config.block not in BLOCK_TYPES:
+        raise InputError(f"Unknown block type '{config.block}'; choose one of {', '.join(BLOCK_TYPES)}.")
+    held_out = None if config.held_out_fold < 0 else config.held_out_fold
+    out = Path(config.out)
+    load_npz(config.lidc)  # a clear error for a file that is not a multi-reader .npz
+    data = NLBData.load(config.iqoth, config.lidc)
+    split = make_split(data.categories, data.nodule_patients, config.folds, held_out, config.seed)
+    model_config = {"block_type": config.block, "widths": list(config.widths)}
+    device = resolve_device(config.device)
+    with staged_folder(out, expected=["best.pt", "last.pt", "metrics.json"]) as work:
+        schedule = TrainConfig(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            scheduler="cosine",
+            min_lr=config.lr / 50,
+            seed=config.seed,
+            device=str(device),
+            out_dir=str(work),
+            monitor="loss",
+            monitor_mode="min",
+            patience=config.patience,
+            restore_best=True,
+        )
+        seed_everything(config.seed)
+        model = build_nlb_unet(**model_config)
+        checkpoint, seg_threshold = train_nlb(
+            model,
+            model_config,
+            data,
+            split,
+            schedule,
+            inserted_per_normal=config.inserted_per_normal,
+            progress=subrange(progress, 0.0, 0.9),
+            cancel=cancel,
+        )
+        held = evaluate_split(model, data, split.test, split.test_nodules, seg_threshold, config.seed + 3)
+        metrics = {**{f"held_out_{k}": v for k, v in held.items()}, "seg_threshold": seg_threshold}
+        (work / "metrics.json").write_text(json.dumps({**metrics, "split": split.record}, indent=2) + "\n")
+    outcome = TrainOutcome(out / checkpoint.name, metrics, [])
+    if config.register:
+        outcome.registered = publish_weights(
+            outcome.checkpoint,
+            config.register,
+            command=config.command,
+            metrics={k: v for k, v in metrics.items() if not isinstance(v, list)},
+            held_out=split.record,
+        )
+    report(progress, 1.0, "done")
+    return outcome
+
+
+def publish_weights(
+    checkpoint: str | Path,
+    model_id: str,
+    *,
+    command: str,
+    metrics: dict[str, Any],
+    description: str = "",
+    timings: dict[str, Any] | None = None,
+    held_out: dict[str, Any] | None = None,
+):
+    """Publish an ``nlb_unet`` checkpoint with its one-thread CPU latency per slice; ``held_out`` (a split record
+    of :func:`lungai.nlb.training.make_split`) becomes the sentence ``metrics["held_out"]``."""
+    model, header = load_model(checkpoint, expected_model="nlb_unet")
+    variant = header["config"].get("block_type")
+    return publish(
+        checkpoint,
+        model_id,
+        module=DESCRIPTOR.slicer_module,
+        licence=LICENCE,
+        command=command,
+        metrics={**metrics, **({"held_out": held_out_sentence(held_out)} if held_out else {})},
+        description=description
+        or f"U-Net with {variant} non-local blocks (seed 002): neoplasm probability per CT slice and its segmentation",
+        timings={"cpu_ms_per_slice_1_thread": cpu_latency_ms(model), **(timings or {})},
+    )
+
+
+def evaluate(
+    data: str | Path,
+    out_dir: str | Path,
+    model: LoadedModel,
+    *,
+    threshold: float = 0.5,
+    fold: int | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict:
+    """Classification metrics (and segmentation inside the body) on a folder in the iqoth_nccd layout, or on one
+    ``fold`` of it (the training split): ``metrics.json`` and ``predictions.csv``."""
+    about = {"model": model.source, "block_type": model.header.get("config", {}).get("block_type")}
+    with staged_folder(out_dir, overwrite, expected=["metrics.json", "predictions.csv"]) as work:
+        return evaluate_snapshot_folder(
+            model.network,
+            data,
+            work,
+            threshold=threshold,
+            seg_threshold=seg_threshold_of(model.header),
+            fold=fold,
+            n_folds=folds,
+            seed=seed,
+            device=model.device,
+            progress=progress,
+            cancel=cancel,
+            overwrite=True,
+            about=about,
+        )

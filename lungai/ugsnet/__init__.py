@@ -9,9 +9,23 @@ where the journal is silent). Submodules:
 - ``blocks`` / ``networks``: Attention U-Net feature extractor, Uncertainty-Aware Module,
   Intersection-Union Constraining Module, baselines; registered architectures.
 - ``losses``: MCM loss and Multiple Annotation Fusion Loss.
-- ``inference`` / ``evaluation`` / ``segment``: predictions, metrics, CT volumes with nodule points.
+- ``inference`` / ``evaluation``: predictions and metrics on crops.
+- ``pipeline``: the module contract (load, run on a CT with nodule points, write, read, train, evaluate).
 - ``task`` / ``training``: the four comparison models on lungai's trainer.
-- ``commands`` / ``cli`` / ``demo``: ``lungai ugsnet train | evaluate | segment`` and the demo section.
+- ``cli`` / ``demo``: ``lungai ugsnet train | evaluate | segment`` and the demo section.
 - ``sample``: the bundled 16-crop sample.
 - ``pylidc_source``: the same samples from LIDC-IDRI DICOMs through pylidc.
 """
+
+from lungai.contract import ModuleDescriptor
+
+DESCRIPTOR = ModuleDescriptor(
+    name="ugsnet",
+    title="UGS-Net nodule segmentation with the Multi-Confidence Mask",
+    slicer_module="UGSNetSegmentation",
+    default_model_id="ugsnet-lidc-w8",
+    architectures=("ugsnet", "ugsnet_v1", "ugsnet_unet", "ugsnet_attention_unet"),
+    run_command="segment",
+    outputs=("nodules.seg.nrrd", "nodules.csv", "nodule_{n}.png"),
+    paper="seed 001 (journal) and seed 000 (MICCAI 2022)",
+)

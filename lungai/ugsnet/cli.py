@@ -1,20 +1,20 @@
-"""``lungai ugsnet train | evaluate | segment``: UGS-Net from the command line (see lungai.ugsnet.commands)."""
+"""``lungai ugsnet train | evaluate | segment``: argument parsing only; the work is in :mod:`lungai.ugsnet.pipeline`."""
 
 from __future__ import annotations
 
 import json
-import shlex
-import sys
-from pathlib import Path
 
+from lungai import clitools
+from lungai.io import read_volume
 from lungai.training import TrainConfig
+from lungai.ugsnet import DESCRIPTOR, pipeline
 from lungai.ugsnet.networks import DEMO_FEATURES
 from lungai.ugsnet.task import MODELS
-from lungai.ugsnet.training import BUDGET_TRAIN, with_overrides
+from lungai.ugsnet.training import BUDGET_TRAIN, PAPER_TRAIN
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("ugsnet", help="UGS-Net nodule segmentation with the Multi-Confidence Mask")
+    parser = subparsers.add_parser("ugsnet", help=DESCRIPTOR.title)
     commands = parser.add_subparsers(dest="ugsnet_command", metavar="COMMAND", required=True)
 
     train = commands.add_parser(
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     )
     train.add_argument("--data", required=True, help="multi-reader .npz (format of lidc_multireader.npz)")
     train.add_argument("--out", required=True, help="output folder for log.csv, last.pt and test metrics")
-    train.add_argument("--model", default="ugsnet", choices=sorted(MODELS))
+    train.add_argument("--architecture", default="ugsnet", choices=sorted(MODELS), help="model to train")
     train.add_argument(
         "--features", type=int, nargs=5, default=list(DEMO_FEATURES), help="encoder widths (paper: 64 128 256 512 1024)"
     )
@@ -45,14 +45,15 @@ def register(subparsers) -> None:
     )
     train.add_argument("--min-readers", type=int, default=2, help="drop crops with fewer readers (paper: 2)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--register", metavar="ID", help="copy the weights to Resources/Models/ID.pt and register them")
+    clitools.add_register_option(train)
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate weights on a multi-reader .npz (all crops are test data)")
     evaluate.add_argument("--data", required=True, help="multi-reader .npz (format of lidc_multireader.npz)")
     evaluate.add_argument("--out", required=True, help="folder for metrics.json, per_crop.csv and figures")
-    evaluate.add_argument("--weights", help="checkpoint (default: the bundled UGS-Net weights)")
     evaluate.add_argument("--min-readers", type=int, default=1, help="evaluate crops with at least this many readers")
+    clitools.add_model_options(evaluate, DESCRIPTOR)
+    clitools.add_overwrite_option(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
     segment = commands.add_parser(
@@ -68,86 +69,67 @@ def register(subparsers) -> None:
         help="CSV of RAS points, one nodule each: columns r,a,s (Slicer markups CSV works) or 3 numbers",
     )
     segment.add_argument("--out", required=True, help="output folder")
-    segment.add_argument("--weights", help="checkpoint (default: the bundled UGS-Net weights)")
-    segment.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    clitools.add_model_options(segment, DESCRIPTOR)
+    clitools.add_overwrite_option(segment)
     segment.set_defaults(func=_segment)
 
 
-def _device(ctx) -> str:
-    from lungai.device import resolve_device
-
-    return str(resolve_device(ctx.device))
-
-
 def _train(args, ctx) -> int:
-    from lungai.ugsnet.commands import run_train
-    from lungai.ugsnet.training import PAPER_TRAIN
-
-    base = PAPER_TRAIN if args.paper_schedule else BUDGET_TRAIN
-    overrides = (
-        {}
-        if args.paper_schedule
-        else dict(
+    schedule: TrainConfig = PAPER_TRAIN
+    if not args.paper_schedule:
+        schedule = clitools.replace(
+            BUDGET_TRAIN,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
             optimizer=args.optimizer,
             scheduler=args.scheduler,
         )
-    )
-    config: TrainConfig = with_overrides(base, device=_device(ctx), seed=args.seed, **overrides)
-    command = "lungai " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.register else ""
-    summary = run_train(
-        args.data,
-        args.out,
-        kind=args.model,
-        features=args.features,
-        config=config,
+    config = pipeline.Training(
+        out=args.out,
+        register=args.register,
+        command=clitools.command_line(ctx.argv),
+        device=ctx.device,
+        seed=args.seed,
+        data=args.data,
+        kind=args.architecture,
+        features=tuple(args.features),
         fold=args.fold,
         fusion=args.fusion,
         min_readers=args.min_readers,
-        register_id=args.register,
-        command=command,
-        progress=ctx.progress,
-        cancel=ctx.cancel,
+        schedule=schedule,
     )
+    outcome = pipeline.train(config, progress=ctx.progress, cancel=ctx.cancel)
     ctx.close()
-    print(json.dumps(summary.get("test", {}).get("scores_of_final", {}), indent=2))
+    print(json.dumps(outcome.metrics.get("scores_of_final", {}), indent=2))
+    clitools.print_written([outcome.checkpoint], outcome.registered)
     return 0
 
 
 def _evaluate(args, ctx) -> int:
-    from lungai.ugsnet.commands import run_evaluate
-
-    result = run_evaluate(
+    model = pipeline.load(args.weights, args.model, ctx.device)
+    result = pipeline.evaluate(
         args.data,
         args.out,
-        args.weights,
-        device=_device(ctx),
+        model,
         min_readers=args.min_readers,
-        progress=ctx.progress,
-        cancel=ctx.cancel,
-    )
-    ctx.close()
-    print(json.dumps({**result["scores_of_final"], **{k: v for k, v in result["hu"].items() if "mean" in k}}, indent=2))
-    print(f"written: {Path(args.out) / 'metrics.json'}")
-    return 0
-
-
-def _segment(args, ctx) -> int:
-    from lungai.ugsnet.commands import run_segment
-
-    written = run_segment(
-        args.volume,
-        args.points,
-        args.out,
-        args.weights,
-        device=_device(ctx),
         overwrite=args.overwrite,
         progress=ctx.progress,
         cancel=ctx.cancel,
     )
     ctx.close()
-    for path in written:
-        print(f"written: {path}")
+    print(json.dumps({**result["scores_of_final"], **{k: v for k, v in result["hu"].items() if "mean" in k}}, indent=2))
+    clitools.print_written([f"{args.out}/metrics.json"])
+    return 0
+
+
+def _segment(args, ctx) -> int:
+    volume = read_volume(args.volume)
+    points = pipeline.read_points_csv(args.points)
+    clitools.check_outputs(args.out, DESCRIPTOR.outputs[:2], args.overwrite)
+    model = pipeline.load(args.weights, args.model, ctx.device)
+    result = pipeline.run(volume, model, points=points, progress=ctx.progress, cancel=ctx.cancel)
+    written = pipeline.write(result, args.out, overwrite=args.overwrite)
+    ctx.close()
+    clitools.print_written(written)
     return 0

@@ -74,8 +74,10 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except Exception as exc:  # zip/npy errors
-        raise InputError(f"Cannot read {path} as .npz: {exc}") from exc
+    except Exception as exc:  # zip/npy errors; numpy's advice about pickles does not apply here
+        raise InputError(
+            f"{path} is not a multi-reader .npz of arrays; give a file in the format of lidc_multireader.npz."
+        ) from exc
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise InputError(f"{path} lacks arrays {missing}; a multi-reader file needs {list(REQUIRED_KEYS)}.")

@@ -11,23 +11,21 @@ import csv
 from pathlib import Path
 
 from lungai.demo import DemoSection
-from lungai.device import resolve_device
+from lungai.io import write_segmentation, write_table_csv
 from lungai.progress import report, subrange
-from lungai.ugsnet.commands import evaluate_crops
+from lungai.segments import pack_masks
+from lungai.ugsnet import DESCRIPTOR
 from lungai.ugsnet.data import prepare_crops
-from lungai.ugsnet.inference import DEMO_MODEL_ID, load_ugsnet_model
+from lungai.ugsnet.evaluation import evaluate_crops
+from lungai.ugsnet.pipeline import load, nodule_segments, nodule_table_rows, segment_nodules
 from lungai.ugsnet.sample import crop_volume, load_sample
 
 
 def run_demo(out_dir: Path, *, device: str = "auto", progress=None, cancel=None) -> DemoSection:
-    from lungai.io import write_segmentation, write_table_csv
-    from lungai.segments import pack_masks
-    from lungai.ugsnet.pipeline import nodule_segments, nodule_table_rows, segment_nodules
-
     folder = Path(out_dir) / "ugsnet"
     folder.mkdir(parents=True, exist_ok=True)
-    device = str(resolve_device(device))
-    model, _ = load_ugsnet_model(None, device)
+    loaded = load(device=device)
+    model, device = loaded.network, loaded.device
     arrays = load_sample()
     crops = prepare_crops(arrays, min_readers=2)
     result = evaluate_crops(
@@ -60,7 +58,8 @@ def run_demo(out_dir: Path, *, device: str = "auto", progress=None, cancel=None)
     nodules = write_table_csv(folder / "nodules.csv", nodule_table_rows(volume, results), overwrite=True)
     scores, hu = result["scores_of_final"], result["hu"]
     text = (
-        f"Bundled weights '{DEMO_MODEL_ID}' on the {len(crops)} bundled LIDC-IDRI crops (held-out patients): "
+        f"Bundled weights '{DESCRIPTOR.default_model_id}' on the {len(crops)} bundled LIDC-IDRI crops "
+        "(held-out patients): "
         f"Dice {scores['dice_label1']:.3f}, IoU {scores['iou_label1']:.3f}, NSD {scores['nsd_label1']:.3f} against "
         f"Label1. Mean HU: predicted HC {hu['mean_hu_predicted_hc']:.0f} vs real {hu['mean_hu_real_hc']:.0f}, "
         f"predicted LC {hu['mean_hu_predicted_lc']:.0f} vs real {hu['mean_hu_real_lc']:.0f}. "

@@ -8,6 +8,7 @@ Where one mask is empty the surface metric is undefined: we score 0 (1 when both
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import numpy as np
 from scipy.stats import gaussian_kde
 
 from lungai import metrics
+from lungai.plotting import overlay_rgb
+from lungai.progress import CancelToken, ProgressCallback
 from lungai.ugsnet.data import CropSet
-from lungai.ugsnet.inference import ConfidenceMasks
+from lungai.ugsnet.inference import ConfidenceMasks, confidence_masks, predict_probabilities
 from lungai.ugsnet.preprocess import INPUT_SPACING_MM
 
 NSD_TOLERANCE_MM = INPUT_SPACING_MM
@@ -143,4 +146,78 @@ def complex_nodule_validation(
 
 def write_json(path: Path, data: dict) -> Path:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def evaluate_crops(
+    model,
+    crops: CropSet,
+    out_dir: Path,
+    *,
+    device="cpu",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    overlays: int = 8,
+) -> dict:
+    """Predict ``crops``, write ``metrics.json``, ``per_crop.csv``, ``hu_density.png`` and MCM overlays."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    probabilities = predict_probabilities(model, crops.image_hu, device=device, progress=progress, cancel=cancel)
+    regions = confidence_masks(probabilities)
+    rows = per_crop_scores(regions.final, crops)
+    hu = region_hu(crops.image_hu, regions, crops)
+    result = {
+        "crops": len(crops),
+        "scores_of_final": summarise(rows),
+        "hu": hu_summary(hu),
+        "nsd": f"MONAI surface Dice, tolerance {NSD_TOLERANCE_MM} mm (1 pixel of the 64 x 64 input)",
+    }
+    write_json(out_dir / "metrics.json", result)
+    with open(out_dir / "per_crop.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    grid, curves = hu_density_curves(hu)
+    save_hu_density_png(
+        out_dir / "hu_density.png",
+        grid,
+        curves,
+        "HU density: real (solid) vs predicted (dashed) HC (red) and LC (blue)",
+    )
+    save_mcm_grid(out_dir / "mcm_overlays.png", crops, regions, range(min(overlays, len(crops))))
+    return result
+
+
+def save_mcm_grid(path: Path, crops: CropSet, regions, indices, columns: int = 4) -> Path:
+    """Seed 001 Fig. 7 style: each crop with predicted HC (red), LC (blue) and the final outline (green),
+    next to the readers' MCM."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    indices = list(indices)
+    rows = max(1, int(np.ceil(len(indices) / columns)))
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2.0 * 2 * columns, 2.1 * rows), dpi=100, squeeze=False)
+    real_high = crops.intersection
+    real_low = crops.union & ~real_high
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for n, i in enumerate(indices):
+        r, c = divmod(n, columns)
+        for offset, (high, low, title) in enumerate(
+            (
+                (regions.high[i], regions.low[i], "UGS-Net MCM"),
+                (real_high[i], real_low[i], f"readers ({crops.n_readers[i]})"),
+            )
+        ):
+            ax = axes[r, 2 * c + offset]
+            ax.imshow(overlay_rgb(crops.image_hu[i], [(high, (1, 0, 0)), (low, (0, 0.3, 1))]))
+            final = regions.final[i] if offset == 0 else crops.label1[i]
+            if final.any():
+                ax.contour(final.astype(float), levels=[0.5], colors=[(0, 0.9, 0)], linewidths=1.0)
+            ax.set_title(title if offset else f"{title} #{int(crops.index[i])}", fontsize=7)
+    fig.suptitle("red: high confidence, blue: low confidence, green: final (left) / Label1 (right)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
     return path

@@ -57,16 +57,3 @@ def confidence_masks(probabilities: dict[str, np.ndarray], threshold: float = 0.
     union = probabilities["union"] > threshold
     high = (probabilities["intersection"] > threshold) & union
     return ConfidenceMasks(final, high, union & ~high, union)
-
-
-DEMO_MODEL_ID = "ugsnet-lidc-w8"
-
-
-def load_ugsnet_model(weights: str | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """A UGS-Net (or comparison) model from a checkpoint file, or the bundled demo weights when ``weights`` is None."""
-    from lungai.checkpoint import load_model
-    from lungai.registry import load_registered_model
-
-    if weights is None:
-        return load_registered_model(DEMO_MODEL_ID, str(device))
-    return load_model(weights, device=str(device))

@@ -1,4 +1,7 @@
-"""UGS-Net on a CT volume: nodule points in, final / high-confidence / low-confidence masks and measurements out.
+"""UGS-Net's module contract (:mod:`lungai.contract`): load, run on a CT with nodule points, write, read, train,
+and evaluate on multi-reader crops.
+
+Nodule points in, final / high-confidence / low-confidence masks and measurements out.
 
 For each point (RAS, Slicer's world frame) the axial slice through it is resampled to the network input
 (64 x 64 at 0.55 mm, :mod:`lungai.ugsnet.preprocess`) around the point, segmented, and the sigmoid maps
@@ -16,18 +19,37 @@ found at the point (nothing predicted, or only air) are reported per nodule in `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import csv
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from lungai.checkpoint import load_checkpoint
+from lungai.contract import LoadedModel, SavedResult, TrainOptions, TrainOutcome
+from lungai.device import resolve_device
 from lungai.errors import InputError
-from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
+from lungai.io import read_segmentation, read_table_csv, write_segmentation, write_table_csv
+from lungai.outputs import check_outputs, staged_folder
+from lungai.plotting import save_overlay_png
+from lungai.progress import CancelToken, ProgressCallback, check_cancel, report, subrange
+from lungai.registry import load_for_module, publish
+from lungai.segments import TERMINOLOGY_NODULE, SegmentSpec, pack_masks, unpack_masks
+from lungai.training import TrainConfig
+from lungai.ugsnet import DESCRIPTOR, evaluation
+from lungai.ugsnet.data import load_npz, prepare_crops
+from lungai.ugsnet.evaluation import evaluate_crops
 from lungai.ugsnet.inference import predict_probabilities
+from lungai.ugsnet.networks import DEMO_FEATURES
 from lungai.ugsnet.preprocess import INPUT_SIZE, INPUT_SPACING_MM, resample_patch
+from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient, train_model
 from lungai.validation import validate_ct
 from lungai.volume import Volume
+
+SEGMENTATION, TABLE = "nodules.seg.nrrd", "nodules.csv"
+LICENCE = "Apache-2.0 (weights trained on LIDC-IDRI, CC BY 3.0)"
 
 MAX_INPLANE_SPACING_MM = 1.5
 THICK_SLICE_MM = 5.0
@@ -255,8 +277,6 @@ SEGMENT_SUFFIX = {"final": "", "high": " high confidence", "low": " low confiden
 def nodule_segments(results: list[NoduleResult], shape: tuple[int, int, int], first_number: int = 1):
     """Masks (z, y, x) and SegmentSpecs "Nodule N" (green), "Nodule N high confidence" (red) and
     "Nodule N low confidence" (blue) for every nodule; one place shared by the command line and Slicer."""
-    from lungai.segments import TERMINOLOGY_NODULE, SegmentSpec
-
     masks, specs = [], []
     for offset, result in enumerate(results):
         number = first_number + offset
@@ -271,3 +291,196 @@ def nodule_segments(results: list[NoduleResult], shape: tuple[int, int, int], fi
                 )
             )
     return masks, specs
+
+
+# --- the contract ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NodulesResult:
+    """What :func:`run` found: the CT and one :class:`NoduleResult` per point."""
+
+    volume: Volume
+    nodules: list[NoduleResult]
+
+    def rows(self) -> list[dict]:
+        return nodule_table_rows(self.volume, self.nodules)
+
+
+def load(weights: str | Path | None = None, model_id: str | None = None, device="auto") -> LoadedModel:
+    """A UGS-Net (or comparison) model from a file, a registry id, or the bundled default."""
+    return load_for_module(DESCRIPTOR, weights, model_id, device)
+
+
+def run(
+    volume: Volume,
+    model: LoadedModel,
+    *,
+    points,
+    threshold: float = 0.5,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> NodulesResult:
+    """Segment the nodule at each RAS point of ``points`` (P, 3)."""
+    nodules = segment_nodules(
+        volume, points, model.network, device=model.device, threshold=threshold, progress=progress, cancel=cancel
+    )
+    return NodulesResult(volume, nodules)
+
+
+def write(result: NodulesResult, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """``nodules.seg.nrrd`` (three segments per nodule), ``nodules.csv`` and one ``nodule_N.png`` per nodule."""
+    out_dir = Path(out_dir)
+    volume = result.volume
+    pictures = [f"nodule_{n.number}.png" for n in result.nodules]
+    with staged_folder(out_dir, overwrite, expected=[SEGMENTATION, TABLE, *pictures]) as work:
+        masks, specs = nodule_segments(result.nodules, volume.shape)
+        layers, packed = pack_masks(masks, specs)
+        write_segmentation(work / SEGMENTATION, volume.like(layers), packed)
+        write_table_csv(work / TABLE, result.rows())
+        for nodule, picture in zip(result.nodules, pictures):
+            k = int(round(nodule.point_ijk[2]))
+            save_overlay_png(
+                work / picture,
+                volume.array[k],
+                [
+                    (nodule.full_mask("high", volume.shape)[k], (1, 0, 0)),
+                    (nodule.full_mask("low", volume.shape)[k], (0, 0.3, 1)),
+                    (nodule.full_mask("final", volume.shape)[k], (0, 0.9, 0)),
+                ],
+                title=f"Nodule {nodule.number}, slice {k}: red HC, blue LC, green final",
+            )
+    return [out_dir / name for name in (SEGMENTATION, TABLE, *pictures)]
+
+
+def read(out_dir: str | Path) -> SavedResult:
+    """The segments and the nodule table that :func:`write` put into ``out_dir``."""
+    out_dir = Path(out_dir)
+    labelmap, specs = read_segmentation(out_dir / SEGMENTATION)
+    masks = unpack_masks(labelmap.array, specs)
+    return SavedResult(out_dir, masks, specs, {TABLE: read_table_csv(out_dir / TABLE)}, {"segmentation": labelmap}, {})
+
+
+def read_points_csv(path: str | Path) -> np.ndarray:
+    """RAS points (P, 3) from a CSV: a header with r, a, s columns (Slicer's markups CSV) or rows of 3 numbers."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Points file not found: {path}; give a CSV with columns r,a,s (one nodule per row).")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path} is not a text CSV; give a CSV with columns r,a,s (one nodule per row).") from error
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not lines:
+        raise InputError(f"{path} holds no points; write one line 'r,a,s' per nodule.")
+    rows = list(csv.reader(lines))
+    header = [h.strip().lower() for h in rows[0]]
+    try:
+        if {"r", "a", "s"} <= set(header):
+            cols = [header.index(c) for c in ("r", "a", "s")]
+            return np.array([[float(row[c]) for c in cols] for row in rows[1:]], dtype=float).reshape(-1, 3)
+        return np.array([[float(v) for v in row[:3]] for row in rows], dtype=float).reshape(-1, 3)
+    except (ValueError, IndexError) as exc:
+        raise InputError(
+            f"{path}: cannot read RAS points ({exc}); expected columns r,a,s or three numbers per line."
+        ) from exc
+
+
+@dataclass
+class Training(TrainOptions):
+    """``lungai ugsnet train``: one comparison model on the patient folds of a multi-reader ``.npz``."""
+
+    data: str = ""
+    kind: str = "ugsnet"  # a key of lungai.ugsnet.task.MODELS
+    features: tuple[int, ...] = DEMO_FEATURES
+    fold: int | None = None  # held-out patient fold (None: train on everything)
+    fusion: str = "bce"
+    min_readers: int = 2
+    schedule: TrainConfig = field(default_factory=lambda: replace(BUDGET_TRAIN))
+
+
+def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
+    """Train on the folds other than ``config.fold``, evaluate on it, optionally publish under ``config.register``."""
+    out_dir = Path(config.out)
+    crops = prepare_crops(load_npz(config.data), min_readers=config.min_readers)
+    train_rows, test_rows = split_by_patient(crops, config.fold)
+    if len(train_rows) == 0:
+        raise InputError("No training crops left after the split; lower --min-readers or use another fold.")
+    data_note = (
+        f"{Path(config.data).name}: {len(train_rows)} crops (>= {config.min_readers} readers), "
+        f"patient folds != {config.fold}"
+    )
+    device = resolve_device(config.device)
+    with staged_folder(out_dir, expected=["last.pt", "log.csv"]) as work:
+        schedule = replace(config.schedule, device=str(device), seed=config.seed, out_dir=str(work))
+        model, result = train_model(
+            config.kind,
+            crops,
+            train_rows,
+            features=config.features,
+            config=schedule,
+            fusion=config.fusion,
+            training_data=data_note,
+            progress=subrange(progress, 0.0, 0.9),
+            cancel=cancel,
+        )
+        test = {}
+        if len(test_rows):
+            test = evaluate_crops(
+                model,
+                crops.subset(test_rows),
+                work / "test",
+                device=device,
+                progress=subrange(progress, 0.9, 1.0),
+                cancel=cancel,
+            )
+    checkpoint = out_dir / Path(result.last_checkpoint).name
+    outcome = TrainOutcome(checkpoint, test, result.history)
+    if config.register:
+        outcome.registered = publish_weights(
+            config.register, checkpoint, config.kind, test, config.schedule.epochs, command=config.command
+        )
+    report(progress, 1.0, "done")
+    return outcome
+
+
+def publish_weights(
+    model_id: str, checkpoint: Path, kind: str, test: dict, epochs: int, command: str = "", timings: dict | None = None
+):
+    """Publish trained weights with their held-out scores (the bundled model: LUNGAI_USER_MODELS=Resources/Models)."""
+    metrics = {k: round(v, 4) for k, v in test.get("scores_of_final", {}).items()}
+    metrics.update({k: round(v, 1) for k, v in test.get("hu", {}).items() if k.startswith("mean_hu")})
+    metrics["test_crops"] = test.get("crops", 0)
+    features = list(load_checkpoint(checkpoint).header["config"]["features"])
+    return publish(
+        checkpoint,
+        model_id,
+        module=DESCRIPTOR.slicer_module,
+        licence=LICENCE,
+        metrics=metrics,
+        timings=timings,
+        command=command,
+        description=f"{kind}, widths {features}, {epochs} epochs on CPU (demo budget); "
+        "metrics on held-out patients (test fold)",
+    )
+
+
+def evaluate(
+    data: str | Path,
+    out_dir: str | Path,
+    model: LoadedModel,
+    *,
+    min_readers: int = 1,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict:
+    """Scores of ``model`` on every crop of a multi-reader ``.npz`` (all test data), written into ``out_dir``."""
+    out_dir = Path(out_dir)
+    check_outputs([out_dir / "metrics.json"], overwrite)
+    crops = prepare_crops(load_npz(data), min_readers=min_readers)
+    with staged_folder(out_dir, overwrite) as work:
+        result = evaluate_crops(model.network, crops, work, device=model.device, progress=progress, cancel=cancel)
+        result["model"] = {"name": model.architecture, "weights": model.source}
+        evaluation.write_json(work / "metrics.json", result)
+    return result
