@@ -7,8 +7,6 @@ in a subprocess through LungAICommon.job (progress, Cancel). The widget only wir
 ActiveLearningSamplerLib, imported only when it is needed (torch never loads with Slicer).
 """
 
-import time
-from pathlib import Path
 from typing import Annotated
 
 import slicer
@@ -59,13 +57,6 @@ def backendLogic():
     return Logic()
 
 
-def userModelsDir() -> Path:
-    """Where retrained weights are saved: beside Slicer's user settings (writable, kept across updates)."""
-    folder = Path(slicer.app.slicerUserSettingsFilePath).parent / "SlicerLungAI" / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def scoringJob(pool, samples):
     """(prepare, importResults) of ``lungai al score`` on the pool chosen now."""
 
@@ -78,15 +69,18 @@ def scoringJob(pool, samples):
     return prepare, importResults
 
 
-def retrainingJob(pool, segmentationNode, segmentName, steps, outPath):
-    """(prepare, importResults) of ``lungai al retrain`` on the annotations chosen now; the result is the
-    registered id of the new model version."""
+def retrainingJob(pool, segmentationNode, segmentName, steps):
+    """(prepare, importResults) of ``lungai al retrain --register`` on the annotations chosen now; the result is
+    the id of the new model version, which the backend published into the user's model registry (a copy of the
+    weights kept outside the extension, so the temporary folder can go)."""
 
     def prepare(workDir):
-        return backendLogic().retrain_arguments(pool, segmentationNode, segmentName, workDir, outPath, steps=steps)
+        return backendLogic().retrain_arguments(
+            pool, segmentationNode, segmentName, workDir, workDir / "retrained.pt", steps=steps
+        )
 
     def importResults(workDir):
-        return backendLogic().import_retrained(outPath)
+        return backendLogic().import_retrained(workDir / "retrained.pt")
 
     return prepare, importResults
 
@@ -228,8 +222,6 @@ class ActiveLearningSamplerWidget(LungAIModuleWidget):
             return
         pool, parameters = self._pool(), self._parameterNode
         segmentation, segmentName = self.ui.segmentSelector.currentNode(), self._segmentName()
-        modelId = parameters.ModelId or "model"
-        outPath = userModelsDir() / f"{modelId}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
 
         def show(newId):
             self.fillModels()
@@ -237,7 +229,7 @@ class ActiveLearningSamplerWidget(LungAIModuleWidget):
                 self._parameterNode.ModelId = newId
             self.ui.statusLabel.text = f"Retrained: now using {newId}. Score and rank again."
 
-        prepare, importResults = retrainingJob(pool, segmentation, segmentName, parameters.steps, outPath)
+        prepare, importResults = retrainingJob(pool, segmentation, segmentName, parameters.steps)
         self.startJob(self.ui.retrainButton, "Active learning retraining", prepare, importResults, show)
 
     def _segmentName(self):

@@ -72,8 +72,11 @@ class COVIDHierarchicalWidget(LungAIModuleWidget):
     logicClass = COVIDHierarchicalLogic
 
     def setupWiring(self):
+        from lungai.modules import descriptor  # light: no torch
+
         self.ui.modelLabel.text = (
-            "Model: bundled CHS-Net demo weights (chsnet-covid); non-commercial research use, not a medical device."
+            f"Model: bundled CHS-Net demo weights ({descriptor('covid').default_model_id}); non-commercial research "
+            "use, not a medical device."
         )
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
 

@@ -59,7 +59,7 @@ def classificationJob(inputNode, modelId=None, weights=None, threshold=0.5, devi
     def prepare(workDir):
         from NeoplasmNLBLib.logic import NeoplasmNLBLogic as Logic
 
-        path = Logic.write_input(inputNode, workDir / "input.nrrd")
+        path = Logic.export_volume(inputNode, workDir / "input.nrrd")
         return Logic.cli_arguments(
             path, workDir / "results", model_id=modelId, weights=weights, threshold=threshold, device=device
         )

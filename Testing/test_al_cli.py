@@ -125,6 +125,15 @@ def test_score_select_retrain_round_trip(tmp_path, tiny_checkpoint, chest_ct, ch
         == 0
     )
     assert retrained.is_file()
+    registered = [
+        "--progress", "none", "al", "retrain", "--volume", str(ct_path), "--labels", str(labels),
+        "--annotated", str(ranked), "--weights", str(tiny_checkpoint), "--steps", "1",
+        "--out", str(tmp_path / "v2b.pt"), "--register", "tiny-tuned",
+    ]  # fmt: skip
+    assert main(registered) == 0
+    from lungai.registry import get_model_entry, sha256_of
+
+    assert get_model_entry("tiny-tuned").sha256 == sha256_of(tmp_path / "v2b.pt")
     write_table_csv(tmp_path / "empty.csv", [{"volume": "ct", "slice": 0}])
     (tmp_path / "empty.csv").write_text("volume,slice\n")
     assert (

@@ -47,7 +47,7 @@ def test_entropy_volume_table_and_profile_plot(tiny_registry, pool):
     import slicer
 
     logic = _logic(tiny_registry)
-    scores = logic.score(pool, n_samples=4)
+    scores = logic.run(pool, n_samples=4)
     for node in pool:
         entropy = scores.entropy[node.GetID()]
         assert entropy.GetImageData().GetDimensions() == node.GetImageData().GetDimensions()
@@ -89,7 +89,7 @@ def test_entropy_volume_table_and_profile_plot(tiny_registry, pool):
         )
 
     # rescoring updates the same entropy node instead of adding another
-    again = logic.score(pool[:1], n_samples=4)
+    again = logic.run(pool[:1], n_samples=4)
     assert again.entropy[pool[0].GetID()] is scores.entropy[pool[0].GetID()]
 
 
@@ -160,7 +160,7 @@ def test_subprocess_path_gives_the_blocking_result(tiny_registry, pool, tmp_path
     arguments = logic.score_arguments(pool, tmp_path / "work", n_samples=4)
     assert main(["--progress", "none", *arguments]) == 0
     imported = logic.import_scores(pool, tmp_path / "work")
-    blocking = logic.score(pool, n_samples=4)
+    blocking = logic.run(pool, n_samples=4)
     for node in pool:
         np.testing.assert_allclose(
             imported.profiles[node.GetID()], blocking.profiles[node.GetID()], rtol=1e-4, atol=1e-6

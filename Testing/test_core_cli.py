@@ -20,17 +20,6 @@ def test_info_lists_versions_device_and_models():
     assert "device: cpu (--device cpu;" in _lungai("info", "--device", "cpu").stdout
 
 
-def test_demo_writes_the_chest_ct_report(tmp_path):
-    result = _lungai("demo", "--out", str(tmp_path / "demo"), "--progress", "lines")
-    assert result.returncode == 0, result.stderr
-    assert "LUNGAI_PROGRESS 1.0000" in result.stdout
-    index = (tmp_path / "demo" / "index.html").read_text()
-    assert "Chest CT with lung segmentation" in index
-    for name in ("chest_ct/axial.png", "chest_ct/coronal.png", "chest_ct/chest_lungs.seg.nrrd"):
-        assert name in index and (tmp_path / "demo" / name).is_file()
-    assert "Right lung" in index  # the lung volume table is inlined
-
-
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "index.html").write_text("user file")

@@ -47,14 +47,18 @@ COMMANDS = {
         {"--volume": "volume", "--points": "csv", "--weights": "weights", "--out": "out_folder"},
     ),
     "covid train": (
-        ["--data", "medseg", "--out", "OUT", "--size", "32", "--lung-epochs", "1", "--infection-epochs", "1"],
-        {"--data": "folder", "--lung-weights": "weights", "--cv-metrics": "csv", "--out": "out_folder"},
+        ["--data", "medseg", "--out", "OUT", "--size", "32", "--lung-size", "32", "--lung-epochs", "1"]
+        + ["--finetune-epochs", "1"],
+        {"--data": "folder", "--pseudo": "folder", "--lung-weights": "weights", "--out": "out_folder"},
     ),
     "covid evaluate": (
         ["--data", "medseg", "--out", "OUT"],
         {"--data": "folder", "--weights": "weights", "--out": "out_folder"},
     ),
-    "covid segment": (["--volume", "volume", "--out", "OUT"], {"--volume": "volume", "--weights": "weights"}),
+    "covid segment": (
+        ["--volume", "volume", "--out", "OUT"],
+        {"--volume": "volume", "--weights": "weights", "--out": "out_folder"},
+    ),
     "nlb train": (
         ["--iqoth", "iqoth", "--lidc", "npz", "--out", "OUT", "--epochs", "1", "--max-crops", "2"],
         {"--iqoth": "folder", "--lidc": "npz", "--out": "out_folder"},
@@ -138,3 +142,28 @@ def test_wrong_kind_of_file_is_one_clear_line(command, option, inputs, tmp_path,
     for unsafe in ("weights_only", "pickle", "trust the source"):
         assert unsafe not in message, message
     assert set(tmp_path.iterdir()) == before  # and nothing was written
+
+
+PATH_OPTIONS = {"volume", "points", "weights", "data", "scores", "annotated", "labels", "iqoth", "lidc", "out"}
+PATH_OPTIONS |= {"pool_folder", "lung_weights", "cv_metrics"}
+
+
+def test_every_command_and_path_option_is_covered():
+    """A new command or path option shows up here until it has its wrong-kind case above."""
+    import argparse
+
+    def leaves(parser, prefix=()):
+        children = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not children:
+            yield " ".join(prefix), parser
+        for action in children:
+            for name, child in action.choices.items():
+                yield from leaves(child, (*prefix, name))
+
+    found = {}
+    for command, parser in leaves(cli.build_parser()):
+        options = [a.option_strings[0] for a in parser._actions if a.dest in PATH_OPTIONS and a.option_strings]
+        found[command] = sorted(options)
+    expected = {command: sorted(wrong) for command, (_, wrong) in COMMANDS.items()}
+    expected["info"] = []
+    assert found == expected

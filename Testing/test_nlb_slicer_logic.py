@@ -58,7 +58,7 @@ def test_subprocess_path_gives_the_same_nodes_and_never_overwrites(mrml_scene, c
     logic = NeoplasmNLBLogic()
     node = volume_node_from_volume(chest_ct, "chest")
     first = logic.run(node, weights=str(tiny_weights), threshold=0.5, device="cpu")
-    path = logic.write_input(node, tmp_path / "input.nrrd")
+    path = logic.export_volume(node, tmp_path / "input.nrrd")
     arguments = logic.cli_arguments(path, tmp_path / "out", weights=str(tiny_weights), threshold=0.5, device="cpu")
     assert main(["--progress", "none", *arguments]) == 0
     second = logic.import_results(tmp_path / "out", node, threshold=0.5)

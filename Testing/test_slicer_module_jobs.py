@@ -114,6 +114,22 @@ verdict = {"segments": [], "rows": len(scores.profiles[ct.GetID()]),
            "stale_logic_model": before_close.model_id, "model_after_close": backendLogic().model_id,
            "storage": False}
 """,
+    "ActiveLearningSampler retraining": r"""
+import os
+from pathlib import Path
+
+from lungai.sample_data import chest_lungs
+from ActiveLearningSampler import backendLogic, retrainingJob
+
+ct = chest_ct_node()
+labelmap, specs = chest_lungs()
+segmentation = mrml.segmentation_node_from_labelmap(labelmap.array, ct, specs, "annotations")
+backendLogic().set_annotated(ct, 17)
+new_id = run("AL retraining", retrainingJob([ct], segmentation, specs[0].name, 2))
+user_registry = Path(os.environ["LUNGAI_USER_MODELS"]) / "models.json"
+verdict = {"segments": [], "rows": 0, "storage": False, "new_id": new_id, "current": backendLogic().model_id,
+           "in_user_registry": new_id in user_registry.read_text()}
+""",
 }
 
 EXPECTED = {
@@ -121,16 +137,29 @@ EXPECTED = {
     "COVIDHierarchical": (["Right lung", "Left lung", "Infection"], 3),
     "NeoplasmNLB": (["Neoplasm"], 1),
     "ActiveLearningSampler": ([], 34),
+    "ActiveLearningSampler retraining": ([], 0),
 }
 
 
 @pytest.mark.parametrize("module", list(SCRIPTS))
-def test_module_job_runs_the_real_command_and_imports_nodes(module):
-    paths = [str(REPO), str(REPO / "Testing"), str(REPO / module)]
+def test_module_job_runs_the_real_command_and_imports_nodes(module, tmp_path):
+    """Also without matplotlib, which Slicer does not bundle: a stand-in package that refuses to import
+    shadows it for the test and for the lungai command it starts."""
+    folder = module.split()[0]
+    (tmp_path / "no-matplotlib" / "matplotlib").mkdir(parents=True)
+    (tmp_path / "no-matplotlib" / "matplotlib" / "__init__.py").write_text(
+        'raise ImportError("matplotlib is not bundled with Slicer")\n'
+    )
+    paths = [str(tmp_path / "no-matplotlib"), str(REPO), str(REPO / "Testing"), str(REPO / folder)]
     script = PRELUDE + SCRIPTS[module] + "\nprint('VERDICT', json.dumps(verdict))\n"
     result = subprocess.run(
         [sys.executable, "-c", script],
-        env={"PYTHONPATH": ":".join(paths), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        env={
+            "PYTHONPATH": ":".join(paths),
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+            "LUNGAI_USER_MODELS": str(tmp_path / "user-models"),
+        },
         capture_output=True,
         text=True,
         timeout=600,
@@ -146,3 +175,6 @@ def test_module_job_runs_the_real_command_and_imports_nodes(module):
         assert verdict["same_grid"]
         assert verdict["stale_logic_model"] == ""  # why the widget makes its logic per use
         assert verdict["model_after_close"] == "al_unet_lungs"
+    if module == "ActiveLearningSampler retraining":  # published into the user's registry, and made current
+        assert verdict["new_id"] != "al_unet_lungs" and verdict["current"] == verdict["new_id"]
+        assert verdict["in_user_registry"]

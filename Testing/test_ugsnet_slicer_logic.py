@@ -35,7 +35,7 @@ def test_segments_geometry_and_table_match_the_backend(mrml_scene, model, sample
     volume, point = crop_volume(sample, 5, slices=5)
     node = _scene_volume(volume)
     logic = UGSNetSegmentationLogic(lambda weights, model_id, device: model)
-    seg, table, results = logic.segment(node, [point])
+    seg, table, results = logic.run(node, [point])
     expected = segment_nodules(volume, [point], model.network)
     names = [
         seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())
@@ -73,16 +73,16 @@ def test_rerun_never_overwrites_unless_asked_and_editor_append(mrml_scene, model
     volume, point = crop_volume(sample, 15)
     node = _scene_volume(volume)
     logic = UGSNetSegmentationLogic(lambda weights, model_id, device: model)
-    first, table1, _ = logic.segment(node, [point])
-    second, table2, _ = logic.segment(node, [point])
+    first, table1, _ = logic.run(node, [point])
+    second, table2, _ = logic.run(node, [point])
     assert first is not second and first.GetName() != second.GetName() and table1 is not table2
     count = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
-    again, _, _ = logic.segment(node, [point], segmentation_node=first, table_node=table1)  # user-chosen output
+    again, _, _ = logic.run(node, [point], segmentation_node=first, table_node=table1)  # user-chosen output
     assert again is first and slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == count
     assert first.GetSegmentation().GetNumberOfSegments() == 3
     # the segment editor effect adds the next nodule to the segmentation being edited, keeping the user's segments
     first.GetSegmentation().AddEmptySegment("", "my correction", [1, 1, 0])
-    logic.segment(node, [point], segmentation_node=first, append=True)
+    logic.run(node, [point], segmentation_node=first, append=True)
     names = [
         first.GetSegmentation().GetNthSegment(i).GetName() for i in range(first.GetSegmentation().GetNumberOfSegments())
     ]
@@ -111,8 +111,8 @@ def test_cli_path_imports_the_same_nodes(mrml_scene, model, sample, tmp_path):
 
     points = pipeline.read_points_csv(tmp_path / "points.csv")
     pipeline.write(pipeline.run(read_volume(tmp_path / "ct.nrrd"), model, points=points), tmp_path / "out")
-    seg_cli, table_cli = logic.import_cli_results(tmp_path / "out", node)
-    seg_direct, table_direct, _ = logic.segment(node, [point])
+    seg_cli, table_cli = logic.import_results(tmp_path / "out", node)
+    seg_direct, table_direct, _ = logic.run(node, [point])
     for name in ("Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"):
         assert np.array_equal(mrml.segment_mask(seg_cli, name, node), mrml.segment_mask(seg_direct, name, node))
     cli_rows, direct_rows = mrml.rows_from_table_node(table_cli), mrml.rows_from_table_node(table_direct)
@@ -127,17 +127,17 @@ def test_bad_points_and_volumes(mrml_scene, model, sample):
     node = _scene_volume(volume)
     logic = UGSNetSegmentationLogic(lambda weights, model_id, device: model)
     with pytest.raises(InputError, match="Point 1 .* lies outside the volume"):
-        logic.segment(node, [point + np.array([0.0, 0.0, 50.0])])
+        logic.run(node, [point + np.array([0.0, 0.0, 50.0])])
     import slicer
 
     with pytest.raises(InputError, match="at least one point"):
         points_from_markups(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode"))
     coarse, coarse_point = crop_volume({**sample, "pixel_spacing_mm": sample["pixel_spacing_mm"] * 3}, 0)
     with pytest.raises(InputError, match="too coarse"):
-        logic.segment(_scene_volume(coarse, "coarse"), [coarse_point])
+        logic.run(_scene_volume(coarse, "coarse"), [coarse_point])
     thick, thick_point = crop_volume(sample, 0, slices=3, slice_thickness_mm=8.0)
     air = thick.like(np.full(thick.shape, -1000, np.int16))
-    _, _, results = logic.segment(_scene_volume(air, "air"), [thick_point])
+    _, _, results = logic.run(_scene_volume(air, "air"), [thick_point])
     assert any("8.0 mm thick" in w for w in results[0].warnings)
     assert any("outside the lungs" in w for w in results[0].warnings)
     assert any("no nodule was found" in w for w in results[0].warnings)

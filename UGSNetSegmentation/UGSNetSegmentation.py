@@ -84,7 +84,7 @@ def segmentationJob(volumeNode, markupsNode, segmentationNode=None, weights=None
     def importResults(workDir):
         from UGSNetSegmentationLib.logic import UGSNetSegmentationLogic as Logic
 
-        return Logic().import_cli_results(workDir / "out", volumeNode, segmentationNode, None)
+        return Logic().import_results(workDir / "out", volumeNode, segmentationNode, None)
 
     return prepare, importResults
 

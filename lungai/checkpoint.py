@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import lungai
-from lungai.architectures import build_architecture
+from lungai.architectures import build_architecture, stored_config
 from lungai.errors import CheckpointError
 
 FORMAT = "lungai-checkpoint"
@@ -123,7 +123,7 @@ def model_from_checkpoint(
     name = checkpoint.header.get("model_name", "")
     if expected_model is not None and name != expected_model:
         raise CheckpointError(f"{source} holds a '{name}' model, but a '{expected_model}' model is needed here.")
-    model = build_architecture(name, checkpoint.header.get("config", {}))
+    model = build_architecture(name, stored_config(name, checkpoint.header.get("config", {})))
     try:
         model.load_state_dict(checkpoint.state_dict, strict=True)
     except RuntimeError as error:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import signal
 import sys
 import traceback
@@ -19,9 +20,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import monai
+import numpy
+import SimpleITK
+import torch
+
+import lungai
 from lungai import modules
+from lungai.architectures import available_architectures
+from lungai.demo import run_demo
+from lungai.device import resolve_device
 from lungai.errors import LungAIError
 from lungai.progress import Cancelled, CancelToken, TqdmProgress, print_line
+from lungai.registry import load_registry, registry_folders
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, as shells report it
@@ -52,18 +63,6 @@ class CLIContext:
 
 
 def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
-    import platform
-
-    import monai
-    import numpy
-    import SimpleITK
-    import torch
-
-    import lungai
-    from lungai.architectures import available_architectures
-    from lungai.device import resolve_device
-    from lungai.registry import load_registry, registry_folders
-
     print(
         f"lungai {lungai.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
         f"monai {monai.__version__} | numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}"
@@ -89,8 +88,6 @@ def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
 
 
 def _demo(args: argparse.Namespace, ctx: CLIContext) -> int:
-    from lungai.demo import run_demo
-
     index = run_demo(
         Path(args.out), device=ctx.device, overwrite=args.overwrite, progress=ctx.progress, cancel=ctx.cancel
     )

@@ -30,6 +30,7 @@ class DemoSection:
     images: list[Path] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
+    reading: str = ""  # what a clinician should and should not read into the result, shown under it
 
 
 def chest_ct_section(out_dir: Path) -> DemoSection:
@@ -66,7 +67,11 @@ def chest_ct_section(out_dir: Path) -> DemoSection:
         )
     return DemoSection(
         "Chest CT with lung segmentation",
-        f"{ATTRIBUTION} {ct.shape[2]} x {ct.shape[1]} x {ct.shape[0]} voxels of "
+        reading=(
+            "The reference lung segmentation shipped with the scan, the yardstick the lung outputs below are measured "
+            "against. This scan shows no COVID-19 and no known neoplasm."
+        ),
+        text=f"{ATTRIBUTION} {ct.shape[2]} x {ct.shape[1]} x {ct.shape[0]} voxels of "
         f"{ct.spacing[0]:.2f} x {ct.spacing[1]:.2f} x {ct.spacing[2]:.2f} mm.",
         images=images,
         files=files,
@@ -86,8 +91,12 @@ def _table_html(path: Path) -> str:
 def write_index(out_dir: Path, sections: list[DemoSection]) -> Path:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>SlicerLungAI demo</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:480px;margin:4px}"
-        "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #bbb;padding:2px 6px}</style>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 8px}"
+        "img{max-width:100%;margin:4px;vertical-align:top}"
+        ".scroll{max-width:100%;overflow-x:auto}table{border-collapse:collapse;margin:8px 0;font-size:13px}"
+        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+        "caption{text-align:left;font-weight:bold}"
+        ".reading{border-left:4px solid #c60;background:#fff4e8;padding:6px 10px}</style>",
         "</head><body><h1>SlicerLungAI demo</h1>",
     ]
     for section in sections:
@@ -95,7 +104,9 @@ def write_index(out_dir: Path, sections: list[DemoSection]) -> Path:
         parts += [
             f"<img src='{p.relative_to(out_dir).as_posix()}' alt='{html.escape(p.stem)}'>" for p in section.images
         ]
-        parts += [_table_html(p) for p in section.tables]
+        parts += [f"<div class='scroll'>{_table_html(p)}</div>" for p in section.tables]
+        if section.reading:
+            parts.append(f"<p class='reading'><b>Reading this result:</b> {html.escape(section.reading)}</p>")
         if section.files:
             links = ", ".join(
                 f"<a href='{p.relative_to(out_dir).as_posix()}'>{html.escape(p.name)}</a>" for p in section.files

@@ -52,9 +52,3 @@ def autocast(device: torch.device, enabled: bool = True) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def release_memory(device: torch.device) -> None:
-    """Return cached GPU memory to the driver after a run."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()

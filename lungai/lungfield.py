@@ -10,8 +10,8 @@ Steps on a CT volume (:func:`lung_field`; :func:`lung_field_2d` does the same on
    the blankets and the air pockets they enclose. The largest 3-D component of what remains
    is the patient; it is given back its skin (dense voxels within ``opening_mm`` of it) and its
    holes are filled slice by slice (lungs, airways, bowel gas are inside the body). On a single slice,
-   low-density regions that touch the image border and the body but are not air (median at or above
-   ``gas_hu``) are lungs cut by a tight crop (as in the MedSeg snapshots) and join the body.
+   low-density regions along less than 3/4 of the image border are lungs cut by a tight crop (as in the
+   MedSeg snapshots); then the body is everything but the air around the patient.
 2. **Low-density candidates.** Voxels of the body below :data:`BODY_HU`. Components smaller than
    ``min_lung_fraction`` of the largest (bowel gas, small pockets) are dropped.
 3. **Airways.** Trachea and main bronchi are pure gas (below ``gas_hu``, stricter than lung
@@ -47,6 +47,7 @@ BODY_HU = -500.0  # between lung parenchyma (about -850) and fat (about -100)
 GAS_HU = -930.0  # airways and air; below nearly all lung parenchyma voxels
 DEFAULT_FOV_MM = 350.0  # field of view assumed for a slice whose pixel size is unknown
 _SIDE_SHARE = 0.2  # a lung component with at least this share on each side of the midline is both lungs
+_CUT_BORDER_SHARE = 0.75  # a low-density region along less of the image border than this is a cut lung
 _LEAK_GROWTH = 2.0  # airway area growing more than this between consecutive slices is a leak
 
 
@@ -85,8 +86,8 @@ def _per_slice(operation, mask: np.ndarray, structure: np.ndarray | None = None)
     return out
 
 
-def _largest_component(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    labels, count = ndimage.label(mask, structure=structure)
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
     if count == 0:
         return mask.copy()
     sizes = np.bincount(labels.ravel())[1:]
@@ -103,18 +104,20 @@ def _body(hu: np.ndarray, pixel_mm: tuple[float, float], opening_mm: float) -> n
     return _per_slice(ndimage.binary_fill_holes, body)
 
 
-def _lungs_cut_by_the_crop(hu: np.ndarray, body: np.ndarray, gas_hu: float) -> np.ndarray:
-    """Low-density regions of a slice that touch its border and the body but are not air (median at or
-    above ``gas_hu``): lungs of a snapshot cropped through the chest wall."""
-    labels, count = ndimage.label((hu <= BODY_HU) & ~body)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    near_body = np.unique(labels[ndimage.binary_dilation(body)])
-    cut = np.zeros_like(body)
-    for label in set(border.tolist()) & set(near_body.tolist()) - {0}:
-        component = labels == label
-        if np.median(hu[component]) >= gas_hu:
-            cut |= component
-    return cut
+def _body_of_a_cropped_slice(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """``body`` of one slice, grown to the lungs a tight crop cut through the chest wall (module docstring).
+
+    A low-density region touching less than :data:`_CUT_BORDER_SHARE` of the image border is a cut lung (the
+    air around a whole patient runs along most of the border); with cut lungs, the body is everything but
+    the air around the patient.
+    """
+    labels, _ = ndimage.label(hu <= BODY_HU)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.unique(edge[edge > 0])
+    outside = [label for label in touching if (edge == label).mean() >= _CUT_BORDER_SHARE]
+    if len(outside) == len(touching):
+        return body
+    return ndimage.binary_fill_holes(_largest_component(~np.isin(labels, outside)))
 
 
 def _large_components(mask: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -218,7 +221,7 @@ def _field(
 ) -> LungField:
     body = _body(hu, pixel_mm, opening_mm)
     if single_slice:
-        body[0] = ndimage.binary_fill_holes(body[0] | _lungs_cut_by_the_crop(hu[0], body[0], gas_hu))
+        body[0] = _body_of_a_cropped_slice(hu[0], body[0])
         airways = _airways_in_plane(hu[0], body[0] & (hu[0] <= BODY_HU), gas_hu, pixel_mm)[None]
         candidates = _large_components(body & (hu <= BODY_HU) & ~airways, min_lung_fraction)
     else:

@@ -100,7 +100,7 @@ class TqdmProgress:
             total=resolution,
             desc=description,
             unit="",
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
             file=sys.stderr,
         )
 

@@ -28,6 +28,8 @@ from typing import Any
 from torch import nn
 
 from lungai.checkpoint import load_checkpoint, load_model, write_weights_only
+from lungai.contract import LoadedModel
+from lungai.device import resolve_device
 from lungai.errors import CheckpointError, LungAIError
 
 REGISTRY_FILE = "models.json"
@@ -272,9 +274,6 @@ def load_for_module(descriptor, weights: str | Path | None = None, model_id: str
     The device is resolved here, once (``"auto"``: CUDA, then MPS, then CPU), and returned with the model.
     A file or entry holding another module's architecture is refused.
     """
-    from lungai.contract import LoadedModel
-    from lungai.device import resolve_device
-
     if weights and model_id:
         raise LungAIError("Give either weights (--weights FILE) or a registered model (--model ID), not both.")
     torch_device = resolve_device(device) if not hasattr(device, "type") else device

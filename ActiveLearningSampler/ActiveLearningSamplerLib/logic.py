@@ -2,7 +2,7 @@
 retrain on them. Qt-free: MRML nodes in, MRML nodes out, through ``LungAICommon.mrml`` and ``lungai.al``.
 
 Two ways to run the long steps:
-- blocking (scripts, tests, self-test): :meth:`score`, :meth:`retrain` call the module contract
+- blocking (scripts, tests, self-test): :meth:`run` (scoring), :meth:`retrain` call the module contract
   (:mod:`lungai.al.pipeline`) directly with progress and cancel;
 - subprocess (the widget): :meth:`score_arguments` / :meth:`retrain_arguments` write the inputs to a folder and
   return the ``lungai al ...`` arguments; :meth:`import_scores` / :meth:`import_retrained` read the results back.
@@ -86,7 +86,7 @@ class ActiveLearningSamplerLogic:
         volume_node.SetAttribute(ANNOTATED_ATTRIBUTE, ",".join(str(i) for i in np.flatnonzero(flags)))
 
     # --- scoring -------------------------------------------------------------------------------------------
-    def score(
+    def run(
         self,
         volume_nodes,
         n_samples: int = 20,

@@ -5,7 +5,7 @@ nodes through :mod:`LungAICommon.mrml`:
 
 * blocking: :meth:`NeoplasmNLBLogic.run` calls the module contract (:mod:`lungai.nlb.pipeline`) in this process;
 * subprocess (the widget): :meth:`NeoplasmNLBLogic.cli_arguments` for ``lungai nlb classify`` on a volume
-  written by :meth:`NeoplasmNLBLogic.write_input`, then :meth:`NeoplasmNLBLogic.import_results` (``pipeline.read``).
+  written by :meth:`NeoplasmNLBLogic.export_volume`, then :meth:`NeoplasmNLBLogic.import_results` (``pipeline.read``).
 
 Nodes are created only at the end, so a cancelled run leaves the scene unchanged; existing nodes are never
 overwritten (new nodes get unique names).
@@ -82,7 +82,7 @@ class NeoplasmNLBLogic:
         return self.add_results(input_node, result.scores.rows(), result.scores.labelmap, threshold)
 
     @staticmethod
-    def write_input(input_node, path: str | Path) -> Path:
+    def export_volume(input_node, path: str | Path) -> Path:
         """Write the input volume for the subprocess path (overwrites ``path``, a temporary file)."""
         return write_volume(volume_from_node(input_node), path, overwrite=True)
 

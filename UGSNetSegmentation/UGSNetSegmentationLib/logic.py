@@ -1,7 +1,7 @@
 """UGS-Net nodule segmentation for Slicer scenes, without Qt (slicer MRML, vtk, numpy, lungai only).
 
-Two paths, one result: ``segment`` runs the module contract (:mod:`lungai.ugsnet.pipeline`) in this process
-(scripts, tests, the segment editor effect); ``cli_arguments`` + ``import_cli_results`` let the widget run
+Two paths, one result: ``run`` runs the module contract (:mod:`lungai.ugsnet.pipeline`) in this process
+(scripts, tests); ``cli_arguments`` + ``import_results`` let the widget and the segment editor effect run
 ``lungai ugsnet segment`` in a subprocess and load what it wrote (``pipeline.read``). Both build the nodes through
 LungAICommon.mrml: one segmentation node per run with "Nodule N" (green), "Nodule N high confidence" (red)
 and "Nodule N low confidence" (blue) per nodule, and one table row per nodule, beside the CT in its study.
@@ -72,7 +72,7 @@ class UGSNetSegmentationLogic:
             self._cache = {key: loader(weights, model_id, device)}
         return self._cache[key]
 
-    def segment(
+    def run(
         self,
         volume_node,
         points_ras,
@@ -98,12 +98,10 @@ class UGSNetSegmentationLogic:
         first = next_nodule_number(segmentation_node) if append else 1
         if append and table_node is None and segmentation_node is not None:
             table_node = segmentation_node.GetNodeReference(TABLE_REFERENCE)
-        nodes = self.import_results(
-            volume_node, volume, results, segmentation_node, table_node, first, append_rows=append
-        )
+        nodes = self.add_results(volume_node, volume, results, segmentation_node, table_node, first, append_rows=append)
         return (*nodes, results)
 
-    def import_results(
+    def add_results(
         self,
         volume_node,
         volume,
@@ -166,7 +164,7 @@ class UGSNetSegmentationLogic:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def import_cli_results(self, out_dir: str | Path, volume_node, segmentation_node=None, table_node=None):
+    def import_results(self, out_dir: str | Path, volume_node, segmentation_node=None, table_node=None):
         """Load ``nodules.seg.nrrd`` and ``nodules.csv`` written by ``lungai ugsnet segment``."""
         pipeline = _pipeline()
         saved = pipeline.read(out_dir)

@@ -7,6 +7,14 @@ python bench/al/summarize.py bench/al/mc_timing.csv > bench/al/mc_timing.md
 import csv
 import sys
 
+COMMANDS = {  # written at the top of each table (bench/al/README.md explains them)
+    "simulation.csv": "OMP_NUM_THREADS=1 lungai al simulate --pool-size 10 --val-size 1 --test-size 4 --iterations 3 "
+    "--steps 300 --samples 20 --loss dice+bce --out bench/al/simulation --overwrite && "
+    "python bench/al/summarize.py bench/al/simulation/simulation.csv > bench/al/simulation/simulation.md",
+    "mc_timing.csv": "OMP_NUM_THREADS=1 python bench/al/mc_benchmark.py --out bench/al && "
+    "python bench/al/summarize.py bench/al/mc_timing.csv > bench/al/mc_timing.md",
+}
+
 
 def fmt(value: str) -> str:
     try:
@@ -44,7 +52,8 @@ def main(path):
     else:
         lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
         lines += ["| " + " | ".join(fmt(v) for v in r.values()) + " |" for r in rows]
-    print("\n".join(lines))
+    command = COMMANDS.get(path.replace("\\", "/").rsplit("/", 1)[-1], "")
+    print("\n".join([f"Command: `{command}`", "", *lines] if command else lines))
 
 
 if __name__ == "__main__":

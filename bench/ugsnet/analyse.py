@@ -30,6 +30,10 @@ from lungai.ugsnet.networks import PAPER_FEATURES
 from lungai.ugsnet.task import build_model
 
 MODELS = ("unet", "attention_unet", "ugsnet_v1", "ugsnet")
+COMMAND = (  # written at the top of the tables (training first: bench/ugsnet/README.md)
+    "OMP_NUM_THREADS=1 PYTHONPATH=. python bench/ugsnet/analyse.py --data ../shared/data/lidc_multireader.npz "
+    "--runs bench/ugsnet/runs --out bench/ugsnet"
+)
 LABELS = {
     "unet": "U-Net",
     "attention_unet": "Attention U-Net",
@@ -114,7 +118,7 @@ def main() -> None:
             + " | ".join(cells + stats)
             + f" | {mine[0]['parameters']:,} | {np.mean([s['train_seconds'] for s in mine]):.0f} |"
         )
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.md").write_text(f"Command: `{COMMAND}`\n\n" + "\n".join(lines) + "\n")
 
     complex_rows = []
     for fold in args.folds:
@@ -143,7 +147,7 @@ def main() -> None:
             f"({mean('model_dice') - mean('baseline_dice'):+.2f}) | "
             f"**{mean('model_iou'):.2f}** ({mean('model_iou') - mean('baseline_iou'):+.2f}) |"
         )
-    (out / "complex_nodules.md").write_text("\n".join(lines) + "\n")
+    (out / "complex_nodules.md").write_text(f"Command: `{COMMAND}`\n\n" + "\n".join(lines) + "\n")
 
     hu_values: dict[str, list] = {}
     head_rows = []

@@ -3,7 +3,9 @@
     python bench/ugsnet/make_sample.py --data ../shared/data/lidc_multireader.npz
 
 Takes 16 crops with 2 to 4 readers from distinct patients of test fold 0 (patient folds, seed 0), so the
-bundled demo weights (trained on folds 1-4) never saw them; the file keeps the source format.
+bundled demo weights (trained on folds 1-4) never saw them; the file keeps the source format. Only crops whose
+DICOM rescale intercept is known: an inferred intercept can be wrong (one such crop had its lung at about
+-300 HU instead of -850, a shift of about +1024).
 """
 
 import argparse
@@ -28,7 +30,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     chosen, patients = [], set()
     for row in rng.permutation(np.nonzero(folds == 0)[0]):
-        if arrays["patient_id"][row] not in patients:
+        if arrays["intercept_known"][row] and arrays["patient_id"][row] not in patients:
             chosen.append(row)
             patients.add(arrays["patient_id"][row])
         if len(chosen) == args.count:

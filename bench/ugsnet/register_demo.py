@@ -26,8 +26,9 @@ from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient
 
 COMMAND = (
     "OMP_NUM_THREADS=1 python bench/ugsnet/run_comparison.py --data ../shared/data/lidc_multireader.npz "
-    "--folds 0 1 --epochs 10 --out bench/ugsnet/runs && python bench/ugsnet/register_demo.py "
-    "--data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs  (equivalently: lungai ugsnet train "
+    "--folds 0 1 --epochs 10 --out bench/ugsnet/runs && LUNGAI_USER_MODELS=Resources/Models "
+    "python bench/ugsnet/register_demo.py --data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs  "
+    "(equivalently: LUNGAI_USER_MODELS=Resources/Models lungai ugsnet train "
     "--data ../shared/data/lidc_multireader.npz --fold 0 --epochs 10 --out OUT --register ugsnet-lidc-w8)"
 )
 

@@ -65,7 +65,11 @@ def register(subparsers) -> None:
     _add_training_options(retrain, steps=100, lr=3e-4, loss="dice+bce")
     retrain.add_argument("--out", required=True, help="new checkpoint (.pt)")
     retrain.add_argument(
-        "--register", action="store_true", help="also publish it in your model registry as <model>-v<N>"
+        "--register",
+        metavar="ID",
+        nargs="?",
+        const=True,
+        help="publish it in your model registry under ID (without ID: as <model>-v<N>, the next version)",
     )
     clitools.add_overwrite_option(retrain)
     retrain.set_defaults(func=_retrain)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from lungai.errors import InputError
+from lungai.intensity import window_to_unit
 from lungai.io import read_volume
 from lungai.validation import validate_ct
 
@@ -25,8 +26,7 @@ AIR_HU = -1024.0
 
 def preprocess_slices(volume_hu: np.ndarray, input_size: int, window=WINDOW_HU) -> torch.Tensor:
     """(Z, Y, X) HU -> (Z, 1, S, S) float32 in [0, 1]: lung window, then (anti-aliased) bilinear resize."""
-    lo, hi = window
-    x = torch.from_numpy(np.clip((np.asarray(volume_hu, np.float32) - lo) / (hi - lo), 0.0, 1.0))[:, None]
+    x = torch.from_numpy(window_to_unit(volume_hu, window))[:, None]
     return resize(x, (input_size, input_size))
 
 

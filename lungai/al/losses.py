@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 
 
 def weighted_soft_dice_loss(
@@ -11,15 +12,14 @@ def weighted_soft_dice_loss(
 ) -> torch.Tensor:
     """``1 - 2 sum(w y p) / (sum(w y) + sum(w p))`` over every voxel of the mini-batch (Eq. 2).
 
-    ``w`` is 1 on annotated voxels and 0 elsewhere, so unannotated voxels give exactly zero gradient.
-    ``eps`` (added to numerator and denominator) keeps the loss defined when a batch has no annotated or no
-    foreground voxel: the loss is then 0 with zero gradient. All tensors broadcast to the same shape.
+    ``w`` is 1 on annotated voxels and 0 elsewhere, so unannotated voxels give exactly zero gradient. With such
+    0/1 weights Eq. 2 is MONAI's batch ``DiceLoss`` of ``w p`` against ``w y`` (``w^2 = w``), which is how it is
+    computed. ``eps`` (added to numerator and denominator) keeps the loss defined when a batch has no annotated or
+    no foreground voxel: the loss is then 0 with zero gradient. Tensors are (B, C, ...) of the same shape.
     """
     w = weight.to(probability.dtype)
-    y = target.to(probability.dtype)
-    intersection = (w * y * probability).sum()
-    denominator = (w * y).sum() + (w * probability).sum()
-    return 1.0 - (2.0 * intersection + eps) / (denominator + eps)
+    dice = DiceLoss(batch=True, smooth_nr=eps, smooth_dr=eps)
+    return dice(w * probability, w * target.to(probability.dtype))
 
 
 def weighted_bce_with_logits(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -242,18 +242,21 @@ def save_version(
     path: Path,
     *,
     base_id: str,
-    register: bool,
+    register: bool | str,
     training_data: str,
     metrics: dict | None = None,
     command: str = "",
     overwrite: bool = False,
 ) -> str:
-    """Save a retrained model to ``path``; with ``register``, publish it as ``<base_id>-v<N>`` (next free N)."""
+    """Save a retrained model to ``path``; with ``register``, publish it under that id, or as ``<base_id>-v<N>``
+    (the next free N) when ``register`` is True."""
     try:
         base = get_model_entry(base_id)
     except LungAIError:  # the base is not registered (a checkpoint file)
         base = None
     new_id, version = next_version_id(base_id) if register else (base_id, 1)
+    if isinstance(register, str) and register:
+        new_id = register
     with staged_file(path, overwrite) as staged:
         save_checkpoint(
             staged,

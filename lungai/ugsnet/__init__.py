@@ -1,8 +1,9 @@
 """UGS-Net: uncertainty-guided lung nodule segmentation with the Multi-Confidence Mask.
 
 Implements Yang, Wang et al., "Lung Nodule Segmentation and Low-Confidence Region Prediction with an
-Uncertainty-Aware Attention Mechanism" (journal version, seed 001; the MICCAI 2022 version, seed 000,
-where the journal is silent). Submodules:
+Uncertainty-Aware Attention Mechanism" (journal version, seed 001; seed 000, an earlier version of the same
+paper, where the journal is silent). UGS-Net-V1 is the authors' MICCAI 2022 model, known from its public code.
+Submodules:
 
 - ``preprocess``: HU window, crop + resample to the network input (64 x 64 at 0.55 mm).
 - ``data``: the multi-reader LIDC crops, patient folds, torch datasets.

@@ -25,16 +25,47 @@ class DoubleConv(nn.Sequential):
         )
 
 
-class UpConv(nn.Sequential):
-    """Nearest 2x upsampling + 3x3 conv, BN, ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W)."""
+class NearestUpsampleConv2d(nn.Conv2d):
+    """3x3 convolution (padding 1, no bias) of the 2x nearest-upsampled input, computed at the input resolution.
+
+    Each output pixel (2i + a, 2j + b) sees a 2 x 2 neighbourhood of input pixels, so the 3x3 kernel folds into
+    four 2 x 2 phase kernels (rows and columns of the kernel that fall on the same input pixel are summed):
+    16 instead of 36 multiply-adds per input pixel and channel pair, the same output to float rounding.
+    (B, C_in, H, W) -> (B, C_out, 2H, 2W).
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(in_channels, out_channels, 3, padding=1, bias=False)
+
+    def phase_kernels(self) -> torch.Tensor:
+        """(4 C_out, C_in, 2, 2): for phase (a, b), kernel rows/columns summed onto input offsets (a - 1, a)."""
+        fold = self.weight.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # (phase, offset, tap)
+        kernels = torch.einsum("ary,oiyx,bcx->aboirc", fold, self.weight, fold)
+        return kernels.reshape(4 * self.out_channels, self.in_channels, 2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        phases = F.conv2d(F.pad(x, (1, 1, 1, 1)), self.phase_kernels())  # (B, 4 C_out, H + 1, W + 1)
+        phases = phases.view(b, 2, 2, self.out_channels, h + 1, w + 1)
+        out = phases.new_empty(b, self.out_channels, h, 2, w, 2)
+        for row in (0, 1):
+            for col in (0, 1):
+                out[:, :, :, row, :, col] = phases[:, row, col, :, row : row + h, col : col + w]
+        return out.view(b, self.out_channels, 2 * h, 2 * w)
+
+
+class UpConv(nn.Sequential):
+    """Nearest 2x upsampling + 3x3 conv, BN, ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W).
+
+    The upsampling and the conv are one :class:`NearestUpsampleConv2d`; the modules are named 1-3 as when an
+    ``nn.Upsample`` came first, so trained weights keep their keys.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.add_module("1", NearestUpsampleConv2d(in_channels, out_channels))
+        self.add_module("2", nn.BatchNorm2d(out_channels))
+        self.add_module("3", nn.ReLU(inplace=True))
 
 
 class AttentionGate(nn.Module):
@@ -55,34 +86,49 @@ class AttentionGate(nn.Module):
 
 
 class SelfAttention2d(nn.Module):
-    """Spatial self-attention A(.) of the FAAB (SAGAN form, as in the public V1 code).
+    """Self-attention A(.) of the FAAB: scaled dot-product attention (Vaswani et al. 2017, seed 001 ref. [20]) over
+    the positions of the map, with the SAGAN-style residual of the public V1 code.
 
-    Query and key are 1x1 projections to max(C / 8, 1) channels, value to C; softmax over the keys;
-    output ``gamma * attended + x`` with the learnable scalar gamma initialised to 0 (starts as identity).
-    Choice: keys and values are average-pooled by ``pool`` (default 8: 64 keys on a 64 x 64 map, as
-    non-local blocks subsample phi and g). Full-resolution attention (``pool=1``, the V1 code) builds a
-    4096 x 4096 matrix per sample and per block and made one CPU training step 40-100x slower.
+    q = W_q x, k = W_k P(x) (1x1 projections to d = max(C / 8, 1) channels), v = W_v P(x) (C channels);
+    A(x) = gamma * softmax(q k^T * scale) v + x, gamma a learnable scalar initialised to 0 (starts as identity).
+    ``scaled=True``: scale = 1 / sqrt(d) as in ref. [20]; ``scaled=False``: scale 1, as the V1 code.
+    ``pool`` = 1 (default): every position attends to all H * W positions, as the paper. ``pool`` > 1 is our
+    option: keys and values average-pooled by ``pool`` (8: 64 keys on a 64 x 64 map, as non-local blocks
+    subsample phi and g), measured in bench/ugsnet/cost.md, where full attention dominates the cost.
+    Full attention is computed by ``F.scaled_dot_product_attention``, which keeps no (HW x HW) matrix for the
+    backward pass (2 GB per block for a batch of 32 64 x 64 maps); pooled attention by the plain matrix products,
+    about twice as fast as it on CPU for 64 keys.
     (B, C, H, W) -> (B, C, H, W).
     """
 
-    def __init__(self, channels: int, pool: int = 8):
+    def __init__(self, channels: int, pool: int = 1, scaled: bool = True):
         super().__init__()
         inner = max(channels // 8, 1)
         self.query = nn.Conv2d(channels, inner, 1)
         self.key = nn.Conv2d(channels, inner, 1)
         self.value = nn.Conv2d(channels, channels, 1)
-        self.pool = nn.AvgPool2d(pool) if pool > 1 else nn.Identity()
+        self.full = pool == 1
+        self.pool = nn.Identity() if self.full else nn.AvgPool2d(pool)
         self.gamma = nn.Parameter(torch.zeros(1))
+        self.scale = 1.0 / math.sqrt(inner) if scaled else 1.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T * scale) v without the residual: (B, C, H, W) -> (B, C, H, W)."""
         b, c, h, w = x.shape
         pooled = self.pool(x)
-        q = self.query(x).flatten(2).transpose(1, 2)  # (B, HW, C')
-        k = self.key(pooled).flatten(2)  # (B, C', HW / pool^2)
-        attention = torch.softmax(torch.bmm(q, k), dim=-1)  # (B, HW, HW / pool^2)
-        v = self.value(pooled).flatten(2)  # (B, C, HW / pool^2)
-        out = torch.bmm(v, attention.transpose(1, 2)).view(b, c, h, w)
-        return self.gamma * out + x
+
+        def positions(t: torch.Tensor) -> torch.Tensor:  # (B, C', h', w') -> (B, 1, h' w', C'): one head
+            return t.flatten(2).transpose(1, 2).unsqueeze(1)
+
+        q, k, v = positions(self.query(x)), positions(self.key(pooled)), positions(self.value(pooled))
+        if self.full:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)  # (B, 1, HW, C)
+        else:  # few keys: the (HW x HW / pool^2) matrix is small and the plain product is faster
+            out = torch.softmax(q @ k.transpose(-1, -2) * self.scale, dim=-1) @ v
+        return out.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * self.attend(x) + x
 
 
 def gabor_bank(
@@ -107,40 +153,53 @@ def gabor_bank(
 class GaborFilter(nn.Module):
     """Feature-aware filter Gamma for R_Uni and R_LC: a real Gabor bank (Luan et al., seed 001 ref. [21]).
 
-    Each channel is filtered by ``orientations`` fixed Gabor kernels (a depthwise convolution, not trained:
-    edge and texture responses at 0, 45, 90, 135 degrees), then a learnable 1x1 convolution mixes the
-    C * orientations responses back to C channels. The public V1 code used an all-ones 1x1 "Gabor" (a
-    plain 1x1 convolution); a real bank gives the boundary/texture preference the paper describes.
-    (B, C, H, W) -> (B, C, H, W).
+    Each channel is filtered by ``orientations`` fixed Gabor kernels (not trained: edge and texture responses at
+    0, 45, 90, 135 degrees), then a learnable 1x1 convolution mixes the C * orientations responses back to C
+    channels, followed by BN and ReLU. The public V1 code used an all-ones 1x1 "Gabor" (a plain 1x1 convolution);
+    a real bank gives the boundary/texture preference the paper describes. (B, C, H, W) -> (B, C, H, W).
+
+    Both steps are linear, so forward applies them as one k x k convolution C -> C whose kernel is the mix of the
+    bank (:meth:`kernel`): the same output as the bank then the 1x1 mix, in one dense convolution instead of a
+    depthwise one on C * orientations maps plus a 1x1 one (bench/ugsnet/cost.md).
     """
 
     def __init__(self, channels: int, orientations: int = 4, kernel_size: int = 7):
         super().__init__()
         bank = gabor_bank(orientations, kernel_size)
         self.channels = channels
+        self.orientations = orientations
         self.register_buffer("weight", bank.repeat(channels, 1, 1).unsqueeze(1))  # (C*O, 1, k, k)
         self.mix = nn.Sequential(
             nn.Conv2d(channels * orientations, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
         )
 
     def responses(self, x: torch.Tensor) -> torch.Tensor:
-        """Fixed Gabor responses (B, C * orientations, H, W)."""
+        """Fixed Gabor responses (B, C * orientations, H, W), one grouped convolution."""
         return F.conv2d(x, self.weight, padding=self.weight.shape[-1] // 2, groups=self.channels)
 
+    def kernel(self) -> torch.Tensor:
+        """The 1x1 mix composed with the bank: (C, C, k, k), kernel[o, c] = sum_t mix[o, c, t] * bank[c, t]."""
+        c, o, k = self.channels, self.orientations, self.weight.shape[-1]
+        mix = self.mix[0].weight.view(c, c, o)
+        return torch.einsum("pct,ctij->pcij", mix, self.weight.view(c, o, k, k))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mix(self.responses(x))
+        mixed = F.conv2d(x, self.kernel(), padding=self.weight.shape[-1] // 2)
+        return self.mix[2](self.mix[1](mixed))
 
 
 def otsu_thresholds(x: torch.Tensor, bins: int = 64) -> torch.Tensor:
     """Otsu's threshold (Otsu 1979) of every (B, C) map of ``x`` (B, C, H, W), computed on a ``bins``-bin
-    histogram between the map's min and max; returns (B, C, 1, 1). No gradient (a threshold is a choice)."""
+    histogram between the map's min and max; returns (B, C, 1, 1). No gradient (a threshold is a choice).
+    All B * C histograms come from one ``bincount`` over map-offset bin indices."""
     with torch.no_grad():
         flat = x.detach().flatten(2).float()  # (B, C, N)
-        low = flat.min(-1, keepdim=True).values
-        high = flat.max(-1, keepdim=True).values
+        maps = flat.shape[0] * flat.shape[1]
+        low, high = torch.aminmax(flat, dim=-1, keepdim=True)
         width = (high - low).clamp_min(1e-12)
-        index = ((flat - low) / width * bins).long().clamp(0, bins - 1)
-        hist = torch.zeros(*flat.shape[:2], bins, device=x.device).scatter_add_(-1, index, torch.ones_like(flat))
+        index = ((flat - low) / width * bins).long().clamp_(0, bins - 1)
+        index += torch.arange(0, maps * bins, bins, device=x.device).view(flat.shape[:2] + (1,))
+        hist = torch.bincount(index.flatten(), minlength=maps * bins).view(*flat.shape[:2], bins).float()
         centres = low + (torch.arange(bins, device=x.device) + 0.5) / bins * width  # (B, C, bins)
         weight0 = hist.cumsum(-1)
         weight1 = hist.sum(-1, keepdim=True) - weight0
@@ -176,10 +235,35 @@ class OtsuFilter(nn.Module):
 class FeatureAwareAttentionBlock(nn.Module):
     """FAAB, seed 001 Eq. (1): R'_z = concat(R_z, Gamma(A(R_z))). (B, C, H, W) -> (B, 2C, H, W)."""
 
-    def __init__(self, channels: int, feature_filter: nn.Module, attention_pool: int = 8):
+    def __init__(
+        self, channels: int, feature_filter: nn.Module, attention_pool: int = 1, attention_scaled: bool = True
+    ):
         super().__init__()
-        self.attention = SelfAttention2d(channels, attention_pool)
+        self.attention = SelfAttention2d(channels, attention_pool, attention_scaled)
+        self.filter = feature_filter
+
+    def filtered(self, x: torch.Tensor) -> torch.Tensor:
+        """Gamma(A(R_z)), the second half of R'_z: (B, C, H, W) -> (B, C, H, W)."""
+        return self.filter(self.attention(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.filtered(x)], dim=1)
+
+
+class FeatureAwareAttentionBlockV1(nn.Module):
+    """FAAB of UGS-Net-V1 (MICCAI 2022, public code): R_z + gamma * Gamma(softmax(q k^T) v).
+
+    The filter acts on the attended map inside the attention's residual (the journal's Eq. 1 instead filters the
+    whole A(R_z) and concatenates it with R_z); the scores are not scaled by 1 / sqrt(d), as in the V1 code.
+    Gamma is the same real Gabor / Otsu filter as UGS-Net's (:class:`GaborFilter`, :class:`OtsuFilter`; the V1
+    code's were a plain 1x1 convolution and a gradient-free quantisation), so that UGS-Net-V1 and UGS-Net differ
+    only in the IUCM (Eq. 1 and s_z) and the loss. (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, channels: int, feature_filter: nn.Module, attention_pool: int = 1):
+        super().__init__()
+        self.attention = SelfAttention2d(channels, attention_pool, scaled=False)
         self.filter = feature_filter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.filter(self.attention(x))], dim=1)
+        return self.attention.gamma * self.filter(self.attention.attend(x)) + x

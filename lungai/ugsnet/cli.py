@@ -9,7 +9,7 @@ from lungai.io import read_volume
 from lungai.training import TrainConfig
 from lungai.ugsnet import DESCRIPTOR, pipeline
 from lungai.ugsnet.networks import DEMO_FEATURES
-from lungai.ugsnet.task import MODELS
+from lungai.ugsnet.task import BUDGET_ATTENTION_POOL, MODELS
 from lungai.ugsnet.training import BUDGET_TRAIN, PAPER_TRAIN
 
 
@@ -42,6 +42,14 @@ def register(subparsers) -> None:
     )
     train.add_argument(
         "--fusion", default="bce", choices=["bce", "dice"], help="fusion loss: journal BCE or seed 000 Dice"
+    )
+    train.add_argument(
+        "--attention-pool",
+        type=int,
+        default=None,
+        help=f"UGS-Net self-attention key/value pooling: 1 = all positions, as the paper (default with "
+        f"--paper-schedule); {BUDGET_ATTENTION_POOL} = the CPU-budget default (full attention costs many times the "
+        "network on 64 x 64 maps, bench/ugsnet/cost.md)",
     )
     train.add_argument("--min-readers", type=int, default=2, help="drop crops with fewer readers (paper: 2)")
     train.add_argument("--seed", type=int, default=0)
@@ -97,6 +105,7 @@ def _train(args, ctx) -> int:
         fold=args.fold,
         fusion=args.fusion,
         min_readers=args.min_readers,
+        attention_pool=args.attention_pool or (1 if args.paper_schedule else BUDGET_ATTENTION_POOL),
         schedule=schedule,
     )
     outcome = pipeline.train(config, progress=ctx.progress, cancel=ctx.cancel)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from monai.losses import DiceLoss
 from torch.nn import functional as F
 
 from lungai.ugsnet.data import reader_validity
@@ -25,10 +26,10 @@ def per_sample_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def per_sample_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per sample, (2 sum(p t) + s) / (sum p + sum t + s): (B, 1, H, W) x2 -> (B,)."""
-    p = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    return 1.0 - (2.0 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)
+    """1 - soft Dice per sample, (2 sum(p t) + s) / (sum p + sum t + s): (B, 1, H, W) x2 -> (B,) (MONAI's
+    ``DiceLoss`` on sigmoid probabilities, unreduced)."""
+    dice = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth, reduction="none")
+    return dice(logits, target.to(logits.dtype)).flatten(1).mean(1)
 
 
 def annotation_fusion_loss(

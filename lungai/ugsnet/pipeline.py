@@ -44,6 +44,7 @@ from lungai.ugsnet.evaluation import evaluate_crops
 from lungai.ugsnet.inference import predict_probabilities
 from lungai.ugsnet.networks import DEMO_FEATURES
 from lungai.ugsnet.preprocess import INPUT_SIZE, INPUT_SPACING_MM, resample_patch
+from lungai.ugsnet.task import BUDGET_ATTENTION_POOL
 from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient, train_model
 from lungai.validation import validate_ct
 from lungai.volume import Volume
@@ -396,6 +397,7 @@ class Training(TrainOptions):
     fold: int | None = None  # held-out patient fold (None: train on everything)
     fusion: str = "bce"
     min_readers: int = 2
+    attention_pool: int = BUDGET_ATTENTION_POOL  # UGS-Net self-attention key/value pooling (1: full, the paper)
     schedule: TrainConfig = field(default_factory=lambda: replace(BUDGET_TRAIN))
 
 
@@ -420,6 +422,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             features=config.features,
             config=schedule,
             fusion=config.fusion,
+            attention_pool=config.attention_pool,
             training_data=data_note,
             progress=subrange(progress, 0.0, 0.9),
             cancel=cancel,

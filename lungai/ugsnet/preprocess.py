@@ -1,17 +1,21 @@
 """Network input of UGS-Net: an axial patch around the nodule, HU-windowed, at a fixed pixel spacing.
 
-Seed 000 crops 50 x 50 native pixels around the nodule and resizes them to 64 x 64, so the model sees a
-scan-dependent pixel size. We keep the 64 x 64 input but resample to one physical spacing,
-``INPUT_SPACING_MM`` = 0.55 mm (field of view 35.2 mm, the median LIDC spacing 0.7 mm x 50 pixels), so that a
-CT of any in-plane resolution can be mapped to the model and back (Slicer module) without a scale change.
-Intensities: HU clipped to the lung window ``HU_WINDOW`` = [-1000, 400] and scaled to [0, 1] (seed 000
-V1 code used raw HU or a 3-window stack; one window keeps the model single-channel).
+Crop size in the sources: the journal version (seed 001, Sec. III-A) crops 50 x 50 pixels around the nodule;
+its earlier version (seed 000, Sec. III-A) states 64 x 64; the public UGS-Net-V1 (MICCAI 2022) code crops 50 x 50
+native pixels and resizes them to 64 x 64, so that model sees a scan-dependent pixel size. We keep the 64 x 64
+input but resample to one physical spacing, ``INPUT_SPACING_MM`` = 0.55 mm (field of view 35.2 mm, the median
+LIDC spacing 0.7 mm x the journal's 50 pixels), so that a CT of any in-plane resolution can be mapped to the
+model and back (Slicer module) without a scale change.
+Intensities: HU clipped to the lung window ``HU_WINDOW`` = [-1000, 400] and scaled to [0, 1] (the V1 code used
+raw HU or a 3-window stack; one window keeps the model single-channel).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from lungai.intensity import window_to_unit
 
 INPUT_SIZE = 64
 INPUT_SPACING_MM = 0.55
@@ -21,8 +25,7 @@ AIR_HU = -1000.0
 
 def normalise_hu(image_hu: np.ndarray, window: tuple[float, float] = HU_WINDOW) -> np.ndarray:
     """Clip HU to ``window`` and scale linearly to [0, 1] (float32)."""
-    low, high = window
-    return ((np.clip(np.asarray(image_hu, dtype=np.float32), low, high) - low) / (high - low)).astype(np.float32)
+    return window_to_unit(image_hu, window)
 
 
 def patch_coordinates(

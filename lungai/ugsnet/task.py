@@ -2,7 +2,8 @@
 
 ``MODELS`` maps a model kind to its registered architecture and its training target:
 - ``ugsnet``: UGS-Net, full loss with the Multiple Annotation Fusion Loss (all real annotations);
-- ``ugsnet_v1``: UGS-Net-V1 ablation, no IUCM, Phi on one random real annotation per step;
+- ``ugsnet_v1``: UGS-Net-V1 (MICCAI 2022): its attention and filter blocks instead of the IUCM, Phi on one
+  random real annotation per sample;
 - ``unet`` / ``attention_unet``: baselines trained with BCE on Label1 (the crop's own reader), as in
   seed 001 Sec. IV-B.
 """
@@ -17,7 +18,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from lungai.architectures import build_architecture
+from lungai.metrics import validation_dice
 from lungai.ugsnet.losses import UGSNetLoss
+
+# The CPU budget trains UGS-Net with 8x pooled keys/values in the self-attention. The paper's attention attends to
+# all positions (attention_pool=1, the architecture's default, used by --paper-schedule); on 64 x 64 maps it costs
+# many times the whole Attention U-Net per training step (bench/ugsnet/cost.md).
+BUDGET_ATTENTION_POOL = 8
 
 MODELS = {
     "ugsnet": "ugsnet",
@@ -27,24 +34,22 @@ MODELS = {
 }
 
 
-def model_config(kind: str, features: Sequence[int]) -> dict:
-    """Architecture config stored in checkpoints (JSON-safe)."""
+def model_config(kind: str, features: Sequence[int], attention_pool: int = BUDGET_ATTENTION_POOL) -> dict:
+    """Architecture config stored in checkpoints (JSON-safe). ``attention_pool``: key/value pooling of the
+    UGS-Net self-attention (1 = full attention, the paper; see lungai.ugsnet.blocks.SelfAttention2d); always
+    stored for the UGS-Nets, so that a checkpoint says which attention it was trained with."""
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")
-    return {"features": [int(f) for f in features]}
+    config = {"features": [int(f) for f in features]}
+    if kind == "ugsnet":
+        config.update(attention_pool=int(attention_pool), attention_scaled=True)
+    elif kind == "ugsnet_v1":
+        config.update(attention_pool=int(attention_pool))
+    return config
 
 
-def build_model(kind: str, features: Sequence[int]) -> nn.Module:
-    return build_architecture(MODELS[kind], model_config(kind, features))
-
-
-def batch_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean hard Dice (threshold 0.5) over the batch; empty-vs-empty counts as 1."""
-    pred = (logits > 0).flatten(1).float()
-    ref = target.flatten(1)
-    inter = (pred * ref).sum(1)
-    total = pred.sum(1) + ref.sum(1)
-    return float(torch.where(total > 0, 2 * inter / total.clamp_min(1e-6), torch.ones_like(total)).mean())
+def build_model(kind: str, features: Sequence[int], attention_pool: int = BUDGET_ATTENTION_POOL) -> nn.Module:
+    return build_architecture(MODELS[kind], model_config(kind, features, attention_pool))
 
 
 @dataclass
@@ -62,9 +67,9 @@ class UGSNetTask:
         total, parts = self.loss(out, batch)
         return {
             "loss": float(total),
-            "dice": batch_dice(out["final"], batch["label1"]),
-            "dice_union": batch_dice(out["union"], batch["union"]),
-            "dice_intersection": batch_dice(out["intersection"], batch["intersection"]),
+            "dice": validation_dice(out["final"], batch["label1"]),
+            "dice_union": validation_dice(out["union"], batch["union"]),
+            "dice_intersection": validation_dice(out["intersection"], batch["intersection"]),
             **parts,
         }
 
@@ -80,7 +85,7 @@ class Label1Task:
         logits = model(batch["image"])["final"]
         return {
             "loss": float(F.binary_cross_entropy_with_logits(logits, batch["label1"])),
-            "dice": batch_dice(logits, batch["label1"]),
+            "dice": validation_dice(logits, batch["label1"]),
         }
 
 

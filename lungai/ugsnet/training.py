@@ -3,7 +3,8 @@
 Paper settings (seed 001 Sec. IV-A): SGDR, lr 1e-5, momentum 0.9, weight decay 1e-4, batch 32, 200 epochs,
 restart every 50 (``PAPER_TRAIN``). At a CPU budget of a few minutes per model that lr learns nothing,
 so the demo/benchmark budget (``BUDGET_TRAIN``) is Adam, lr 1e-3, cosine decay, batch 16, a few epochs,
-the same for all four models.
+the same for all four models, and UGS-Net's self-attention with 8x pooled keys/values
+(:data:`lungai.ugsnet.task.BUDGET_ATTENTION_POOL`; the paper's full attention is ``attention_pool=1``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.training import TrainConfig, TrainResult, train
 from lungai.ugsnet.data import CropDataset, CropSet, patient_folds
-from lungai.ugsnet.task import MODELS, build_model, make_task, model_config
+from lungai.ugsnet.task import BUDGET_ATTENTION_POOL, MODELS, build_model, make_task, model_config
 
 PAPER_TRAIN = TrainConfig(
     epochs=200,
@@ -51,14 +52,16 @@ def train_model(
     features: Sequence[int],
     config: TrainConfig = BUDGET_TRAIN,
     fusion: str = "bce",
+    attention_pool: int = BUDGET_ATTENTION_POOL,
     training_data: str = "",
     val_rows: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[torch.nn.Module, TrainResult]:
-    """Train model ``kind`` (see :data:`lungai.ugsnet.task.MODELS`) on ``crops[train_rows]``."""
+    """Train model ``kind`` (see :data:`lungai.ugsnet.task.MODELS`) on ``crops[train_rows]``; ``attention_pool``
+    as in :func:`lungai.ugsnet.task.model_config`."""
     torch.manual_seed(config.seed)
-    model = build_model(kind, features)
+    model = build_model(kind, features, attention_pool)
     train_set = CropDataset(crops.subset(train_rows), augment=True, seed=config.seed)
     val_set = CropDataset(crops.subset(val_rows)) if val_rows is not None and len(val_rows) else None
     result = train(
@@ -68,7 +71,7 @@ def train_model(
         val_set,
         config,
         model_name=MODELS[kind],
-        model_config=model_config(kind, features),
+        model_config=model_config(kind, features, attention_pool),
         training_data=training_data,
         progress=progress,
         cancel=cancel,
