@@ -47,8 +47,9 @@ COMMANDS = {
         {"--volume": "volume", "--points": "csv", "--weights": "weights", "--out": "out_folder"},
     ),
     "covid train": (
-        ["--data", "medseg", "--out", "OUT", "--size", "32", "--lung-epochs", "1", "--infection-epochs", "1"],
-        {"--data": "folder", "--lung-weights": "weights", "--cv-metrics": "csv", "--out": "out_folder"},
+        ["--data", "medseg", "--out", "OUT", "--size", "32", "--lung-size", "32", "--lung-epochs", "1"]
+        + ["--finetune-epochs", "1"],
+        {"--data": "folder", "--pseudo": "folder", "--lung-weights": "weights", "--out": "out_folder"},
     ),
     "covid evaluate": (
         ["--data", "medseg", "--out", "OUT"],
@@ -144,7 +145,7 @@ def test_wrong_kind_of_file_is_one_clear_line(command, option, inputs, tmp_path,
 
 
 PATH_OPTIONS = {"volume", "points", "weights", "data", "scores", "annotated", "labels", "iqoth", "lidc", "out"}
-PATH_OPTIONS |= {"pool_folder", "lung_weights", "cv_metrics"}
+PATH_OPTIONS |= {"pool_folder", "lung_weights", "cv_metrics", "pseudo"}
 
 
 def test_every_command_and_path_option_is_covered():

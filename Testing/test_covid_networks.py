@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lungai.covid.blocks import (
     HybridPool2d,
@@ -15,8 +16,8 @@ from lungai.covid.blocks import (
     SSDAttention,
 )
 from lungai.covid.losses import bce_dice_loss, soft_dice_loss
-from lungai.covid.raiunet import CHSNet, RAIUNet
-from lungai.covid.spectral import global_spectral_pool2d, spectral_lowpass2d, spectral_pool2d
+from lungai.covid.raiunet import PAPER_WIDTHS, CHSNet, RAIUNet
+from lungai.covid.spectral import global_spectral_pool, spectral_lowpass2d, spectral_pool2d
 from lungai.timing import count_parameters
 
 TINY = (4, 8, 8, 8, 8)
@@ -57,14 +58,40 @@ def test_spectral_lowpass_keeps_size_and_removes_high_frequencies():
     np.testing.assert_allclose(filtered, low, atol=1e-10)
 
 
-def test_global_spectral_pool_is_low_band_energy_not_the_mean():
+def numpy_band_energy(values: np.ndarray, axes: tuple[int, ...], band: int = 3) -> np.ndarray:
+    """Reference P_gsp: energy of the centred band x band block of the mean-normalised DFT over ``axes``."""
+    spectrum = np.fft.fftshift(np.fft.fftn(values, axes=axes), axes=axes) / np.prod([values.shape[a] for a in axes])
+    for axis in axes:
+        size = values.shape[axis]
+        spectrum = np.take(spectrum, range(size // 2 - band // 2, size // 2 - band // 2 + band), axis=axis)
+    return np.sqrt((np.abs(spectrum) ** 2).sum(axis=axes, keepdims=True))
+
+
+def test_global_spectral_pool_over_space_is_low_band_energy_not_the_mean():
     y, x = np.mgrid[0:16, 0:16]
     flat = np.ones((16, 16))
     structured = 1 + np.cos(2 * np.pi * x / 16)  # same mean, coarse structure
-    values = global_spectral_pool2d(torch.tensor(np.stack([flat, structured]))[None], band=3)[0, :, 0, 0].numpy()
-    assert values[0] == pytest.approx(1.0)
-    assert values[1] == pytest.approx(np.sqrt(1 + 2 * 0.5**2))  # DC 1 and two coefficients of 1/2
-    assert global_spectral_pool2d(torch.tensor(structured)[None, None], band=1).item() == pytest.approx(1.0)
+    fine = flat + np.cos(np.pi * x) * np.cos(np.pi * y)  # same mean, checkerboard (highest frequency)
+    maps = torch.tensor(np.stack([flat, structured, fine]))[None]
+    values = global_spectral_pool(maps, (-2, -1), band=3)[0, :, 0, 0].numpy()
+    # Average pooling gives 1, 1, 1; max pooling 1, 2, 2. The band energy: DC 1 and two coefficients of 1/2 for
+    # the cosine; the checkerboard is outside the band.
+    np.testing.assert_allclose(values, [1.0, np.sqrt(1 + 2 * 0.5**2), 1.0], atol=1e-12)
+    assert global_spectral_pool(maps, (-2, -1), band=1)[0, 1].item() == pytest.approx(1.0)  # band 1 = |mean|
+    rng = np.random.default_rng(0)
+    random = rng.normal(size=(2, 5, 9, 12))
+    np.testing.assert_allclose(
+        global_spectral_pool(torch.tensor(random), (-2, -1)).numpy(), numpy_band_energy(random, (2, 3)), atol=1e-12
+    )
+
+
+def test_global_spectral_pool_over_channels_gives_one_map():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(2, 6, 5, 4))
+    pooled = global_spectral_pool(torch.tensor(features), (1,), band=3).numpy()
+    assert pooled.shape == (2, 1, 5, 4)
+    np.testing.assert_allclose(pooled, numpy_band_energy(features, (1,)), atol=1e-12)
+    assert not np.allclose(pooled, np.abs(features.mean(axis=1, keepdims=True)))  # not channel average pooling
 
 
 @pytest.mark.parametrize("spectral", [True, False])
@@ -85,15 +112,86 @@ def test_inception_and_residual_block_shapes():
     assert kernels == [1, 3, 5]  # Eq. 3 kernel sizes
 
 
-def test_ssd_attention_shapes_and_ranges():
+def set_conv(conv: torch.nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+    with torch.no_grad():
+        conv.weight.copy_(weight.reshape(conv.weight.shape))
+        if bias is not None:
+            conv.bias.copy_(bias)
+
+
+def bn_eval(x: torch.Tensor) -> torch.Tensor:
+    """A fresh BatchNorm in eval mode: x / sqrt(1 + eps)."""
+    return x / np.sqrt(1 + 1e-5)
+
+
+def test_depth_descriptor_and_volume_follow_eqs_8_9():
+    torch.manual_seed(0)
+    p = 4
+    depth = SpectralDepthAttention(p).eval()
+    w1, b1 = torch.rand(p // 2, p) + 0.5, torch.full((p // 2,), 0.1)  # positive: the hidden ReLU passes
+    w2, b2 = torch.randn(p, p // 2), torch.tensor([2.0, -50.0, 0.5, 1.0])  # channel 1 is switched off by ReLU
+    w3 = torch.randn(p, p)
+    set_conv(depth.squeeze, w1, b1)
+    set_conv(depth.excite, w2, b2)
+    set_conv(depth.refine[0], w3)
+    features = torch.randn(2, p, 8, 8)
+
+    def descriptor(pooled: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(pooled @ w1.numpy().T + b1.numpy(), 0)  # Eq. 8, first ReLU 1x1 convolution
+        return np.maximum(hidden @ w2.numpy().T + b2.numpy(), 0)  # second ReLU 1x1 convolution
+
+    expected = descriptor(numpy_band_energy(features.numpy(), (2, 3))[:, :, 0, 0])
+    a_d = depth.attention(features)[:, :, 0, 0].detach().numpy()
+    np.testing.assert_allclose(a_d, expected, rtol=1e-5, atol=1e-5)
+    assert (a_d[:, 1] == 0).all() and a_d.max() > 1  # ReLU gates: exactly 0 and above 1, which no sigmoid gives
+    with_average_pooling = descriptor(features.numpy().mean(axis=(2, 3)))
+    assert not np.allclose(a_d, with_average_pooling, atol=1e-3)  # average pooling would not pass this test
+    volume = depth(features).detach()
+    expected_volume = torch.relu(
+        bn_eval(torch.einsum("oc,nchw->nohw", w3, torch.tensor(expected).float()[..., None, None] * features))
+    )
+    torch.testing.assert_close(volume, expected_volume, rtol=1e-4, atol=1e-5)
+
+
+def test_spatial_descriptor_and_volume_follow_eqs_10_12():
+    torch.manual_seed(1)
+    cs, p = 3, 4
+    spatial = SpectralSpatialAttention(cs, p).eval()
+    w_down, w_gate, w_desc, b_desc, w_out = (
+        torch.randn(p, cs, 2, 2),
+        torch.randn(p, p),
+        torch.randn(p, p),
+        torch.randn(p),
+        torch.randn(cs, cs),
+    )
+    set_conv(spatial.skip_down, w_down)
+    set_conv(spatial.gate_proj, w_gate)
+    set_conv(spatial.descriptor, w_desc, b_desc)
+    set_conv(spatial.refine[0], w_out)
+    skip, gate = torch.randn(2, cs, 8, 8), torch.randn(2, p, 4, 4)
+
+    gamma = torch.relu(bn_eval(F.conv2d(skip, w_down, stride=2) + torch.einsum("oc,nchw->nohw", w_gate, gate)))
+    activated = torch.relu(torch.einsum("oc,nchw->nohw", w_desc, gamma) + b_desc[None, :, None, None]).numpy()
+
+    def descriptor(pooled: np.ndarray) -> torch.Tensor:  # Eq. 11: Up(sigma(.)) to the skip's grid
+        return F.interpolate(torch.sigmoid(torch.tensor(pooled)).float(), size=(8, 8), mode="bilinear")
+
+    expected = descriptor(numpy_band_energy(activated, (1,)))
+    a_s = spatial.attention(skip, gate).detach()
+    assert a_s.shape == (2, 1, 8, 8) and (a_s >= 0.5).all() and (a_s < 1).all()  # sigmoid of a non-negative
+    torch.testing.assert_close(a_s, expected, rtol=1e-4, atol=1e-5)
+    with_average_pooling = descriptor(activated.mean(axis=1, keepdims=True))
+    assert not torch.allclose(a_s, with_average_pooling, atol=1e-3)  # average pooling would not pass
+    volume = spatial(skip, gate).detach()
+    expected_volume = torch.relu(bn_eval(torch.einsum("oc,nchw->nohw", w_out, expected * skip)))
+    torch.testing.assert_close(volume, expected_volume, rtol=1e-4, atol=1e-5)
+
+
+def test_ssd_attention_chains_depth_then_spatial():
     skip, gate = torch.randn(2, 4, 16, 16), torch.randn(2, 8, 8, 8)
-    depth = SpectralDepthAttention(4)
-    descriptor = depth.attention(skip)
-    assert descriptor.shape == (2, 4, 1, 1) and ((descriptor > 0) & (descriptor < 1)).all()
-    spatial = SpectralSpatialAttention(4, 8)
-    a_s = spatial.attention(skip, gate)
-    assert a_s.shape == (2, 1, 16, 16) and ((a_s > 0) & (a_s < 1)).all()
-    assert SSDAttention(4, 8)(skip, gate).shape == (2, 4, 16, 16)
+    ssd = SSDAttention(4, 8).eval()
+    assert ssd(skip, gate).shape == (2, 4, 16, 16)
+    torch.testing.assert_close(ssd(skip, gate), ssd.spatial(ssd.depth(skip), gate))
 
 
 @pytest.mark.parametrize(
@@ -115,11 +213,11 @@ def test_ablation_switches_change_the_network():
     assert {ResidualInceptionBlock, HybridPool2d, SSDAttention} <= kinds
 
 
-def test_default_widths_parameter_count():
-    # Reported next to the paper's 4.2 M (Table 3) in bench/covid/latency.md.
-    assert count_parameters(RAIUNet()) == 2_560_761
-    assert count_parameters(CHSNet(lung_input="mask")) == 2 * 2_560_761
-    assert count_parameters(CHSNet(lung_input="channel")) > 2 * 2_560_761  # stage 2 takes a second channel
+def test_paper_widths_grow_by_half_and_give_about_4_2_million_parameters():
+    assert PAPER_WIDTHS == (49, 74, 110, 165, 248) == RAIUNet().widths
+    assert all(1.45 < b / a < 1.55 for a, b in zip(PAPER_WIDTHS, PAPER_WIDTHS[1:]))  # "increase depth by 50%"
+    assert count_parameters(RAIUNet()) == pytest.approx(4.2e6, rel=0.02)  # Table 3
+    assert count_parameters(CHSNet(lung_input="channel")) > count_parameters(CHSNet(lung_input="mask"))
 
 
 def test_decoder_dropout_is_active_only_in_training():

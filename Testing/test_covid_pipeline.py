@@ -18,7 +18,7 @@ from conftest import shared_data_dir
 
 from lungai.cli import main as lungai_main
 from lungai.covid.cascade import Cascade
-from lungai.covid.data import derive_lung_mask, load_medseg_folder
+from lungai.covid.data import LabelledSlice, derive_lung_mask, load_medseg_folder
 from lungai.covid.grid import GridBox
 from lungai.covid.orientation import from_display, to_display
 from lungai.covid.pipeline import SEGMENTS, segment_volume, split_lungs
@@ -54,11 +54,19 @@ def tiny_weights(tmp_path_factory) -> Path:
             "8",
             "8",
             "8",
+            "--lung-widths",
+            "4",
+            "8",
+            "8",
+            "8",
+            "8",
             "--variant",
             "BU",
             "--lung-epochs",
             "8",
-            "--infection-epochs",
+            "--lung-size",
+            "32",
+            "--finetune-epochs",
             "1",
             "--limit",
             "4",
@@ -111,6 +119,32 @@ def test_medseg_loader_explains_a_wrong_folder(tmp_path):
         load_medseg_folder(tmp_path)
 
 
+def test_pseudo_labelled_slices_split_by_case_and_subsample_within_each_case():
+    from lungai.covid.data import case_of
+    from lungai.covid.training import every_kth_of_each_case
+
+    pseudo = shared_data_dir() / "covid_pseudo_infnet"
+    names = sorted(p.stem for p in (pseudo / "images").iterdir())
+    cases = {case_of(name) for name in names}
+    assert len(names) == 1600 and len(cases) == 20  # the README's 20 cases
+    assert case_of("Data-1_coronacases_org_001_17") == "Data-1_coronacases_org_001" and case_of("12") == "12"
+    slices = [LabelledSlice(f"{case}_{k}", np.zeros((2, 2))) for case in ("a", "b_c") for k in range(5)]
+    kept = [s.name for s in every_kth_of_each_case(slices, 2)]
+    assert kept == ["a_0", "a_2", "a_4", "b_c_0", "b_c_2", "b_c_4"]  # the count restarts in each case
+
+
+def test_doctor_split_is_fixed_disjoint_and_covers_every_slice():
+    from lungai.covid.bundle import doctor_split
+
+    slices = [LabelledSlice(str(k), np.zeros((2, 2))) for k in range(50)]
+    train, held_out = doctor_split(slices)
+    again = doctor_split(slices)
+    assert [s.name for s in again[1]] == [s.name for s in held_out]  # the same split every time
+    assert len(train) == len(held_out) == 25
+    assert {s.name for s in train} | {s.name for s in held_out} == {str(k) for k in range(50)}
+    assert not {s.name for s in train} & {s.name for s in held_out}
+
+
 def test_derived_lungs_agree_with_real_labels_on_the_chest_ct():
     from lungai.covid.data import chest_ct_lung_slices
 
@@ -161,6 +195,17 @@ def test_mask_mode_reports_no_infection_outside_the_lungs():
     lungs, infection = result.lung > 0.5, result.infection > 0.5
     assert lungs.any() and infection.any()
     assert not (infection & ~lungs).any()
+
+
+def test_flip_averaging_is_the_mean_of_the_slice_and_its_mirror():
+    torch.manual_seed(0)
+    infection = torch.nn.Conv2d(1, 1, 3, padding=1)  # not mirror-symmetric
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    plain = Cascade(infection, lung=None, lung_input=None, size=32).segment([image])[0].infection
+    mirrored = Cascade(infection, lung=None, lung_input=None, size=32).segment([image[:, ::-1].copy()])[0].infection
+    averaged = Cascade(infection, lung=None, lung_input=None, size=32, tta=True).segment([image])[0].infection
+    assert not np.allclose(plain, mirrored[:, ::-1], atol=1e-3)
+    np.testing.assert_allclose(averaged, (plain + mirrored[:, ::-1]) / 2, atol=1e-5)
 
 
 def test_slices_without_lungs_get_no_infection_and_a_lungless_volume_is_refused(chest_ct):
@@ -226,9 +271,13 @@ def test_train_writes_a_loadable_chsnet_checkpoint(tiny_weights):
 
     header = load_checkpoint(tiny_weights).header
     assert header["model_name"] == "chsnet" and header["extra"]["input_size"] == 32
-    assert 0.0 <= header["metrics"]["lung_dice"] <= 1.0
+    assert 0.0 <= header["metrics"]["held_out_lung_dice"] <= 1.0
+    assert 0.0 <= header["metrics"]["held_out_infection_dice"] <= 1.0
+    held_out = header["extra"]["held_out"]["slices"]
+    assert len(held_out) == 2 and held_out[0] in {"0", "1", "2", "3"}  # two of the four slices (--limit 4)
+    assert "/" not in json.dumps({k: header[k] for k in ("training_data", "extra")})  # no local paths
     cascade = load(tiny_weights, device="cpu").network
-    assert cascade.hierarchical and cascade.lung_input == "mask" and cascade.size == 32
+    assert cascade.hierarchical and cascade.lung_input == "channel" and cascade.size == 32
 
 
 def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
@@ -255,12 +304,20 @@ def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
             "8",
             "8",
             "8",
+            "--lung-widths",
+            "4",
+            "8",
+            "8",
+            "8",
+            "8",
             "--variant",
             "BU",
-            "--infection-epochs",
+            "--finetune-epochs",
             "1",
             "--limit",
             "4",
+            "--lung-size",
+            "32",
             "--lung-weights",
             str(lung),
         ]
@@ -291,6 +348,18 @@ def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, sma
     assert set(metrics["infection"]) == {"accuracy", "precision", "specificity", "recall", "dice", "jaccard"}
     assert len(list(csv.DictReader(open(out / "per_slice.csv")))) == 3
     assert lungai_main(args) == 2  # exists: refused without --overwrite
+
+
+def test_evaluate_held_out_measures_only_the_slices_training_never_saw(tiny_weights, tmp_path):
+    from lungai.checkpoint import load_checkpoint
+
+    held_out = load_checkpoint(tiny_weights).header["extra"]["held_out"]["slices"]
+    out = tmp_path / "eval"
+    args = ["--progress", "none", "covid", "evaluate", "--data", str(medseg_dir()), "--weights", str(tiny_weights)]
+    assert lungai_main([*args, "--out", str(out), "--held-out"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["held_out_only"] and metrics["slices"] == len(held_out) == 2
+    assert sorted(row["slice"] for row in csv.DictReader(open(out / "per_slice.csv"))) == sorted(held_out)
 
 
 def test_segment_writes_segments_and_table_on_the_volume_grid(tiny_weights, chest_ct, tmp_path):
@@ -455,6 +524,20 @@ def test_bundled_lungs_match_the_reference_on_slices_the_lung_stage_never_saw(bu
     assert dice(right | left, labels > 0) >= 0.95
     assert abs((right | left).sum() / (labels > 0).sum() - 1) <= 0.05
     assert dice(right, labels == 1) >= 0.9 and dice(left, labels == 2) >= 0.9
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 acceptance not met by the bundled chsnet-covid: 1.2 % of the lungs on slices 22-33 "
+    "(0.95 % on the whole scan) are marked as infection on this normal CT; the infection stage has no normal "
+    "training data. Remove this mark when a retrained model passes.",
+)
+def test_bundled_model_marks_at_most_half_a_percent_of_a_normal_scan_as_infection(bundled_result):
+    from lungai.covid.data import TEST_SLICES
+
+    held_out = slice(TEST_SLICES.start, TEST_SLICES.stop)  # the lung stage trained on the other slices
+    lungs = (bundled_result.masks["Right lung"] | bundled_result.masks["Left lung"])[held_out]
+    assert bundled_result.masks["Infection"][held_out].sum() <= 0.005 * lungs.sum()
 
 
 def test_dense_infection_at_the_lung_border_is_kept_whole_and_the_rest_dropped(chest_ct):

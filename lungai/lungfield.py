@@ -10,9 +10,8 @@ Steps on a CT volume (:func:`lung_field`; :func:`lung_field_2d` does the same on
    the blankets and the air pockets they enclose. The largest 3-D component of what remains
    is the patient; it is given back its skin (dense voxels within ``opening_mm`` of it) and its
    holes are filled slice by slice (lungs, airways, bowel gas are inside the body). On a single slice,
-   low-density regions that touch less than 3/4 of the image border and are otherwise enclosed by dense
-   tissue (90 % of their rim) are lungs cut by a tight crop (as in the MedSeg snapshots); then the body is
-   everything but the air around the patient.
+   low-density regions along less than 3/4 of the image border are lungs cut by a tight crop (as in the
+   MedSeg snapshots); then the body is everything but the air around the patient.
 2. **Low-density candidates.** Voxels of the body below :data:`BODY_HU`. Components smaller than
    ``min_lung_fraction`` of the largest (bowel gas, small pockets) are dropped.
 3. **Airways.** Trachea and main bronchi are pure gas (below ``gas_hu``, stricter than lung
@@ -48,7 +47,7 @@ BODY_HU = -500.0  # between lung parenchyma (about -850) and fat (about -100)
 GAS_HU = -930.0  # airways and air; below nearly all lung parenchyma voxels
 DEFAULT_FOV_MM = 350.0  # field of view assumed for a slice whose pixel size is unknown
 _SIDE_SHARE = 0.2  # a lung component with at least this share on each side of the midline is both lungs
-_ENCLOSED_SHARE = 0.9  # a lung cut by the crop has at least this share of its rim in dense tissue
+_CUT_BORDER_SHARE = 0.75  # a low-density region along less of the image border than this is a cut lung
 _LEAK_GROWTH = 2.0  # airway area growing more than this between consecutive slices is a leak
 
 
@@ -87,8 +86,8 @@ def _per_slice(operation, mask: np.ndarray, structure: np.ndarray | None = None)
     return out
 
 
-def _largest_component(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    labels, count = ndimage.label(mask, structure=structure)
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
     if count == 0:
         return mask.copy()
     sizes = np.bincount(labels.ravel())[1:]
@@ -108,19 +107,15 @@ def _body(hu: np.ndarray, pixel_mm: tuple[float, float], opening_mm: float) -> n
 def _body_of_a_cropped_slice(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
     """``body`` of one slice, grown to the lungs a tight crop cut through the chest wall (module docstring).
 
-    A low-density region touching the image border is a cut lung when it touches less than 3/4 of the
-    border and at least :data:`_ENCLOSED_SHARE` of its rim inside the image is dense tissue; air around the
-    patient runs along most of the border. With cut lungs the body is everything but that air.
+    A low-density region touching less than :data:`_CUT_BORDER_SHARE` of the image border is a cut lung (the
+    air around a whole patient runs along most of the border); with cut lungs, the body is everything but
+    the air around the patient.
     """
     labels, _ = ndimage.label(hu <= BODY_HU)
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    cut, outside = [], []
-    for label in np.unique(edge[edge > 0]):
-        component = labels == label
-        rim = ndimage.binary_dilation(component) & ~component
-        enclosed = rim.any() and (rim & (hu > BODY_HU)).sum() >= _ENCLOSED_SHARE * rim.sum()
-        (cut if enclosed and (edge == label).mean() < 0.75 else outside).append(label)
-    if not cut:
+    touching = np.unique(edge[edge > 0])
+    outside = [label for label in touching if (edge == label).mean() >= _CUT_BORDER_SHARE]
+    if len(outside) == len(touching):
         return body
     return ndimage.binary_fill_holes(_largest_component(~np.isin(labels, outside)))
 

@@ -77,7 +77,7 @@ try:
     started = job.start()
     process_ref = weakref.ref(job.process) if job.process is not None else None
     verdict["started"] = started
-    verdict["waited"] = job.wait(float(os.environ.get("LUNGAI_TEST_TIMEOUT", "300")))
+    verdict["waited"] = job.wait(float(os.environ.get("LUNGAI_TEST_TIMEOUT", "1200")))
     loop = qt.QEventLoop()  # late duplicate callbacks would arrive here
     qt.QTimer.singleShot(500, loop.quit)
     loop.exec_()

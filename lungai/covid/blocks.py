@@ -9,12 +9,21 @@ Choices where the paper is ambiguous (each is tested in ``Testing/test_covid_net
   with the spectral low-pass (:func:`spectral_lowpass2d`). Between stages it runs "valid":
   2x2 max pooling in parallel with spectral pooling to half size. Both fuse by a 1x1 convolution.
 - Residual inception block: ``IC2(IC1(x)) + BN(DSC3x3(x))`` followed by ReLU (Fig. 7).
-- Depth attention: the paper's SCNN has "two blocks of 1x1 ReLU activated convolutions" (Eq. 8).
-  An unbounded ReLU gate can switch channels off for good or blow them up, so the second
-  activation is a sigmoid (as in squeeze-and-excitation / CBAM); the first stays ReLU.
-- Spatial attention: the gating signal ``F_i^l`` of Eq. 10 is the coarser decoder feature that
-  is about to be upsampled at that level (as in attention gates, ref. 22), and the intermediate
-  depth of Eq. 10 is the gate's channel count ``p``.
+- SSD attention (Sec. 3.2, Eqs. 8-12) as the text gives it: global spectral pooling
+  (:func:`lungai.covid.spectral.global_spectral_pool`) makes both descriptors, over the spatial
+  axes for the depth descriptor ``A_d`` and over the channel axis for the spatial descriptor
+  ``A_s``. The activations are the paper's: the SCNN of Eq. 8 is "two blocks of 1x1 ReLU
+  activated convolutions" (so ``A_d`` is non-negative and unbounded, not a sigmoid gate), ``gamma``
+  of Eq. 10 is BN + ReLU, Eq. 11 is a "ReLU activated 1x1 convolution" inside the sigmoid
+  ``sigma``, and each refinement (Eqs. 9, 12) is the paper's ``K * (.)`` of Eq. 4, a 1x1
+  convolution + BN + ReLU (Sec. 3.2: "ReLU activated 1x1 convolution and BN").
+  Consequences we keep rather than repair: ``A_s = sigmoid(non-negative)`` lies in [0.5, 1), so
+  the spatial gate can at most halve a pixel's features.
+- Where the paper is silent: the gating signal ``F_i^l`` of Eq. 10 is the coarser decoder feature
+  about to be upsampled at that level (as in attention gates, ref. [22]) and the intermediate
+  depth ``p`` of Eqs. 10-11 is the gate's channel count; ``Up`` is bilinear; the second SCNN
+  convolution starts with bias 1 so that ``A_d`` starts near 1 for every channel instead of
+  switching about half the channels off at initialisation (a ReLU gate at 0 has no gradient).
 """
 
 from __future__ import annotations
@@ -23,20 +32,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lungai.covid.spectral import global_spectral_pool2d, spectral_lowpass2d, spectral_pool2d
+from lungai.blocks import ConvBNReLU, DoubleConv
+from lungai.covid.spectral import global_spectral_pool, spectral_lowpass2d, spectral_pool2d
 
+__all__ = [
+    "DepthwiseSeparableConv2d",
+    "DoubleConv",
+    "HybridPool2d",
+    "InceptionConv",
+    "ResidualInceptionBlock",
+    "SSDAttention",
+    "SpectralDepthAttention",
+    "SpectralSpatialAttention",
+]
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1) -> nn.Sequential:
-    """Standard convolution + BN + ReLU, "same" padding."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+SPATIAL_AXES = (-2, -1)
+CHANNEL_AXIS = (1,)
 
 
 class DepthwiseSeparableConv2d(nn.Module):
-    """Depthwise ``k x k`` convolution then pointwise 1x1 (Eq. 5). ``(N, Cin, H, W) -> (N, Cout, H, W)``."""
+    """Depthwise ``k x k`` convolution then pointwise 1x1 (Eq. 5). ``(N, Cin, H, W) -> (N, Cout, H, W)``.
+
+    A 1x1 depthwise convolution is a per-channel scale; it is computed as one (PyTorch's CPU
+    grouped convolution takes a slow per-group path for 1x1 kernels), with the same parameters.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__()
@@ -46,6 +65,8 @@ class DepthwiseSeparableConv2d(nn.Module):
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.depthwise.kernel_size == (1, 1):
+            return self.pointwise(x * self.depthwise.weight.view(1, -1, 1, 1))
         return self.pointwise(self.depthwise(x))
 
 
@@ -102,7 +123,7 @@ class InceptionConv(nn.Module):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
-        self.fuse = conv_bn_relu(4 * out_channels, out_channels, 1)
+        self.fuse = ConvBNReLU(4 * out_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [branch(x) for branch in self.branches] + [self.pool(x)]
@@ -126,37 +147,26 @@ class ResidualInceptionBlock(nn.Module):
         return F.relu(self.inception(x) + self.shortcut(x))
 
 
-class DoubleConv(nn.Module):
-    """Baseline U-Net block (BU in Tables 4-5): two standard 3x3 convolutions, each BN + ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            conv_bn_relu(in_channels, out_channels, 3), conv_bn_relu(out_channels, out_channels, 3)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
 class SpectralDepthAttention(nn.Module):
-    """Spectral depth attention (Sec. 3.2.1, Eqs. 8-9). ``(N, C, H, W) -> (N, C, H, W)``.
+    """Spectral depth attention (Sec. 3.2.1, Eqs. 8-9). ``(N, p, m, n) -> (N, p, m, n)``.
 
-    ``A_d = sigmoid(K1 * ReLU(K1/2 * P_gsp(F)))``; ``F_d = ReLU(BN(K1 * (A_d * F)))``.
+    Eq. 8: ``A_d = ReLU(K_p * ReLU(K_{p/2} * P_gsp(F)))``, ``(N, p, 1, 1)``, ``P_gsp`` over the
+    spatial axes. Eq. 9: ``F_d = ReLU(BN(K_p * (A_d . F)))``.
     """
 
     def __init__(self, channels: int, band: int = 3) -> None:
         super().__init__()
         self.band = band
         hidden = max(1, channels // 2)
-        self.descriptor = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1), nn.Sigmoid()
-        )
-        self.refine = conv_bn_relu(channels, channels, 1)
+        self.squeeze = nn.Conv2d(channels, hidden, 1)
+        self.excite = nn.Conv2d(hidden, channels, 1)
+        nn.init.ones_(self.excite.bias)
+        self.refine = ConvBNReLU(channels, channels, 1)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Depth descriptor ``A_d``: ``(N, C, 1, 1)`` in (0, 1)."""
-        return self.descriptor(global_spectral_pool2d(x, self.band))
+        """Depth descriptor ``A_d`` (Eq. 8): ``(N, p, 1, 1)``, non-negative."""
+        pooled = global_spectral_pool(x, SPATIAL_AXES, self.band)
+        return F.relu(self.excite(F.relu(self.squeeze(pooled))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.refine(self.attention(x) * x)
@@ -165,25 +175,29 @@ class SpectralDepthAttention(nn.Module):
 class SpectralSpatialAttention(nn.Module):
     """Spectral spatial attention (Sec. 3.2.2, Eqs. 10-12).
 
-    ``skip`` ``(N, Cs, 2m, 2n)`` (depth-attended ``F_d^{l-1}``), ``gate`` ``(N, Cg, m, n)`` (``F_i^l``)
-    -> ``(N, Cs, 2m, 2n)``: ``gamma = ReLU(BN(K2x2,s2 * skip + K1 * gate))``,
-    ``A_s = Up(sigmoid(K1 * gamma))`` (one channel), ``F_s = BN(K1 * (A_s * skip))``.
+    ``skip`` ``(N, Cs, 2m, 2n)`` (the depth-attended ``F_d^{l-1}``) and ``gate`` ``(N, p, m, n)``
+    (``F_i^l``) -> ``(N, Cs, 2m, 2n)``:
+
+    - Eq. 10: ``gamma = ReLU(BN(K_{2x2, stride 2} * skip + K_1 * gate))``, ``(N, p, m, n)``;
+    - Eq. 11: ``A_s = Up(sigmoid(P_gsp(ReLU(K_1 * gamma))))``, ``(N, 1, 2m, 2n)``, ``P_gsp``
+      over the channel axis (the p -> 1 reduction the spatial descriptor needs);
+    - Eq. 12: ``F_s = ReLU(BN(K_1 * (A_s . skip)))``.
     """
 
-    def __init__(self, skip_channels: int, gate_channels: int) -> None:
+    def __init__(self, skip_channels: int, gate_channels: int, band: int = 3) -> None:
         super().__init__()
+        self.band = band
         self.skip_down = nn.Conv2d(skip_channels, gate_channels, 2, stride=2, bias=False)
         self.gate_proj = nn.Conv2d(gate_channels, gate_channels, 1, bias=False)
         self.gamma = nn.Sequential(nn.BatchNorm2d(gate_channels), nn.ReLU(inplace=True))
-        self.to_map = nn.Sequential(nn.Conv2d(gate_channels, 1, 1), nn.Sigmoid())
-        self.refine = nn.Sequential(
-            nn.Conv2d(skip_channels, skip_channels, 1, bias=False), nn.BatchNorm2d(skip_channels)
-        )
+        self.descriptor = nn.Conv2d(gate_channels, gate_channels, 1)
+        self.refine = ConvBNReLU(skip_channels, skip_channels, 1)
 
     def attention(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """Spatial descriptor ``A_s``: ``(N, 1, 2m, 2n)`` in (0, 1)."""
+        """Spatial descriptor ``A_s`` (Eq. 11): ``(N, 1, 2m, 2n)`` in [0.5, 1)."""
         gamma = self.gamma(self.skip_down(skip) + self.gate_proj(gate))
-        return F.interpolate(self.to_map(gamma), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        pooled = global_spectral_pool(F.relu(self.descriptor(gamma)), CHANNEL_AXIS, self.band)
+        return F.interpolate(torch.sigmoid(pooled), size=skip.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         return self.refine(self.attention(skip, gate) * skip)
@@ -196,7 +210,7 @@ class SSDAttention(nn.Module):
     def __init__(self, skip_channels: int, gate_channels: int, band: int = 3) -> None:
         super().__init__()
         self.depth = SpectralDepthAttention(skip_channels, band)
-        self.spatial = SpectralSpatialAttention(skip_channels, gate_channels)
+        self.spatial = SpectralSpatialAttention(skip_channels, gate_channels, band)
 
     def forward(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         return self.spatial(self.depth(skip), gate)

@@ -1,9 +1,12 @@
 """Slice-level CHS-Net inference: lungs on the whole slice, infection in a box around the lungs.
 
-Stage 1 sees the whole slice (square-padded, resized to the model grid). Stage 2 sees a square
+Stage 1 sees the whole slice (square-padded, resized to its grid ``lung_size``, by default the
+model grid ``size``). Stage 2 sees a square
 box around the predicted lungs grown by 10 % each way (:class:`GridBox`), resized to the grid,
 with the lung map either masking the CT or added as a channel (``lung_input``). The box makes
 whole-body slices of a CT volume look like the lung-centred MedSeg slices stage 2 learns from.
+With ``tta`` the infection probability is averaged over the slice and its left-right mirror
+(:func:`lungai.tta.flip_average`; up-down is not a flip the networks train with).
 In ``direct`` mode (the paper's non-hierarchical ablation) the infection network sees the whole
 slice and no lung stage runs. A slice with no predicted lung gets no infection in the
 hierarchical modes. With ``mask`` the infection probability is zero outside the predicted lungs.
@@ -21,9 +24,11 @@ from lungai.covid.grid import GridBox
 from lungai.covid.raiunet import CHSNet, stage2_input
 from lungai.device import resolve_device
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
+from lungai.tta import flip_average
 
 LUNG_MARGIN = 0.1
 THRESHOLD = 0.5
+LEFT_RIGHT = ((), (-1,))  # test-time flips: the slice as given and mirrored left-right (as in training)
 
 
 @dataclass
@@ -34,9 +39,13 @@ class SliceResult:
     infection: np.ndarray
 
 
-def _probabilities(network: nn.Module, batch: np.ndarray, device: torch.device) -> np.ndarray:
+def _probabilities(network: nn.Module, batch: np.ndarray, device: torch.device, tta: bool = False) -> np.ndarray:
+    """Sigmoid probabilities ``(N, S, S)``; with ``tta`` the mean over the slice and its left-right mirror."""
+    x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+    if tta:
+        return flip_average(network, x, LEFT_RIGHT)[:, 0].cpu().numpy()
     with torch.no_grad():
-        logits = network(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device))
+        logits = network(x)
     return torch.sigmoid(logits)[:, 0].cpu().numpy()
 
 
@@ -50,21 +59,29 @@ class Cascade:
         lung: nn.Module | None,
         lung_input: str | None,
         size: int,
+        lung_size: int | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 8,
+        tta: bool = False,
     ) -> None:
         """``infection`` may be None while only lung maps and stage-2 inputs are needed (training stage 2)."""
         if (lung is None) != (lung_input is None):
             raise ValueError("give both a lung network and lung_input (hierarchical), or neither (direct)")
         self.lung, self.infection, self.lung_input = lung, infection, lung_input
         self.size, self.device, self.batch_size = int(size), resolve_device(str(device)), batch_size
+        self.lung_size = int(lung_size or size)
+        self.tta = tta
         for network in (lung, infection):
             if network is not None:
                 network.to(self.device).eval()
 
     @classmethod
-    def from_chsnet(cls, model: CHSNet, size: int, device: str | torch.device = "cpu") -> Cascade:
-        return cls(model.infection, lung=model.lung, lung_input=model.lung_input, size=size, device=device)
+    def from_chsnet(
+        cls, model: CHSNet, size: int, device: str | torch.device = "cpu", lung_size: int | None = None
+    ) -> Cascade:
+        return cls(
+            model.infection, lung=model.lung, lung_input=model.lung_input, size=size, lung_size=lung_size, device=device
+        )
 
     @property
     def hierarchical(self) -> bool:
@@ -83,7 +100,7 @@ class Cascade:
 
     def lung_probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
         boxes = [GridBox.whole(image.shape) for image in images]
-        grid = np.stack([box.extract(image, self.size) for box, image in zip(boxes, images)])[:, None]
+        grid = np.stack([box.extract(image, self.lung_size) for box, image in zip(boxes, images)])[:, None]
         probabilities = _probabilities(self.lung, grid, self.device)
         return [box.paste(p, image.shape) for box, p, image in zip(boxes, probabilities, images)]
 
@@ -108,7 +125,8 @@ class Cascade:
         ready = [i for i, item in enumerate(prepared) if item is not None]
         infection = [np.zeros(image.shape, dtype=np.float32) for image in images]
         if ready:
-            probabilities = _probabilities(self.infection, np.stack([prepared[i][1] for i in ready]), self.device)
+            stage2 = np.stack([prepared[i][1] for i in ready])
+            probabilities = _probabilities(self.infection, stage2, self.device, self.tta)
             for i, p in zip(ready, probabilities):
                 infection[i] = prepared[i][0].paste(p, images[i].shape)
                 if self.lung_input == "mask":

@@ -17,13 +17,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="covid_command", metavar="COMMAND", required=True)
 
     defaults = pipeline.Training()
-    train = commands.add_parser("train", help="train both stages and write a chsnet checkpoint")
-    train.add_argument("--data", required=True, help="folder in the covid_infection_medseg layout (infection stage)")
+    train = commands.add_parser(
+        "train",
+        help="train both stages (lungs; infection pre-trained on pseudo labels, fine-tuned on doctor labels), "
+        "measure on held-out doctor-labelled slices and write a chsnet checkpoint",
+    )
+    train.add_argument("--data", required=True, help="doctor-labelled slices, covid_infection_medseg layout")
+    train.add_argument("--pseudo", help="pseudo-labelled slices, covid_pseudo_infnet layout (pre-training)")
     train.add_argument("--out", required=True, help="output folder (stage logs and chsnet.pt)")
     train.add_argument(
-        "--size", type=int, default=defaults.size, help="square model grid, a multiple of 16 (paper: 256)"
+        "--size", type=int, default=defaults.size, help="infection grid, a multiple of 16 (paper: 256; see bench)"
     )
-    train.add_argument("--widths", type=int, nargs=5, default=list(defaults.widths), help="channels per stage")
+    train.add_argument(
+        "--lung-size", type=int, default=defaults.lung_size, help="lung grid (the chest CT it learns from is 128 px)"
+    )
+    train.add_argument(
+        "--widths",
+        type=int,
+        nargs=5,
+        default=list(defaults.widths),
+        help="channels per stage (default: our CPU choice, the paper's 50%% growth per stage from 16)",
+    )
+    train.add_argument("--lung-widths", type=int, nargs=5, default=list(defaults.lung_widths))
+    train.add_argument(
+        "--paper-widths", action="store_true", help="the paper's widths 49-74-110-165-248 (4.15 M) for both stages"
+    )
     train.add_argument(
         "--variant",
         choices=["BU", "BU+RIB", "BU+RIB+HP", "RAIU-Net"],
@@ -31,35 +49,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ablation variant of both stages (Tables 4-5); RAIU-Net is CHS-Net",
     )
     train.add_argument("--lung-epochs", type=int, default=defaults.lung_epochs)
-    train.add_argument("--infection-epochs", type=int, default=defaults.infection_epochs)
+    train.add_argument("--pretrain-epochs", type=int, default=defaults.pretrain_epochs)
+    train.add_argument(
+        "--pretrain-steps", type=int, default=defaults.pretrain_steps, help="batches per pre-training epoch"
+    )
+    train.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs)
+    train.add_argument("--pseudo-stride", type=int, default=defaults.pseudo_stride, help="1 in k pseudo slices")
     train.add_argument(
         "--lung-input",
-        choices=["mask", "channel"],
+        choices=["channel", "mask"],
         default=defaults.lung_input,
-        help="stage 2 sees the CT masked by the lungs, or the lung map as a second channel",
+        help="stage 2 sees the lung map as a second channel, or the CT masked by the lungs",
     )
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--orientation",
         choices=ORIENTATIONS,
         default=defaults.orientation,
-        help="how the --data slices are stored (MedSeg/Inf-Net slices are transposed)",
+        help="how the --data and --pseudo slices are stored (MedSeg/Inf-Net slices are transposed)",
     )
     train.add_argument(
         "--lung-weights",
         metavar="FILE",
-        help="reuse a trained lung stage (a raiunet checkpoint, e.g. lung/last.pt of an "
-        "earlier run) and train only the infection stage",
+        help="reuse a trained lung stage (a raiunet checkpoint, e.g. lung/last.pt of an earlier run, trained at "
+        "--lung-size) and train only the infection stage",
     )
-    train.add_argument("--limit", type=int, help="use only the first N slices of --data (quick trials and tests)")
-    train.add_argument(
-        "--cv-metrics",
-        metavar="CSV",
-        help="ablation.csv of bench/covid: its RAIU-Net row for --lung-input is "
-        "registered as the infection metrics (cross-validated estimate of this recipe)",
-    )
+    train.add_argument("--limit", type=int, help="use only the first N slices of each folder (quick trials, tests)")
     clitools.add_register_option(train)
     train.set_defaults(func=_train)
 
@@ -67,6 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", required=True, help="folder in the covid_infection_medseg layout (all test data)")
     evaluate.add_argument("--out", required=True, help="output folder for metrics.json and per_slice.csv")
     evaluate.add_argument("--orientation", choices=ORIENTATIONS, default="transposed")
+    evaluate.add_argument(
+        "--held-out", action="store_true", help="only the slices the checkpoint lists as held out from its training"
+    )
+    evaluate.add_argument("--tta", action="store_true", help="average over left-right flips (test-time augmentation)")
     clitools.add_model_options(evaluate, DESCRIPTOR)
     clitools.add_overwrite_option(evaluate)
     evaluate.set_defaults(func=_evaluate)
@@ -85,6 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace, ctx) -> int:
+    from lungai.covid.raiunet import PAPER_WIDTHS
+
     config = pipeline.Training(
         out=args.out,
         register=args.register,
@@ -92,22 +116,28 @@ def _train(args: argparse.Namespace, ctx) -> int:
         device=ctx.device,
         seed=args.seed,
         data=args.data,
+        pseudo=args.pseudo,
         size=args.size,
-        widths=tuple(args.widths),
+        lung_size=args.lung_size,
+        widths=tuple(PAPER_WIDTHS if args.paper_widths else args.widths),
+        lung_widths=tuple(PAPER_WIDTHS if args.paper_widths else args.lung_widths),
         variant=args.variant,
         lung_epochs=args.lung_epochs,
-        infection_epochs=args.infection_epochs,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_steps=args.pretrain_steps,
+        finetune_epochs=args.finetune_epochs,
+        pseudo_stride=args.pseudo_stride,
         lung_input=args.lung_input,
         batch_size=args.batch_size,
         lr=args.lr,
+        finetune_lr=args.finetune_lr,
         orientation=args.orientation,
         lung_weights=args.lung_weights,
         limit=args.limit,
-        cv_metrics=args.cv_metrics,
     )
     outcome = pipeline.train(config, progress=ctx.progress, cancel=ctx.cancel)
     ctx.close()
-    print(f"held-out lung metrics {outcome.metrics}")
+    print(f"held-out metrics {json.dumps(outcome.metrics)}")
     clitools.print_written([outcome.checkpoint], outcome.registered)
     return 0
 
@@ -119,6 +149,8 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
         args.out,
         model,
         orientation=args.orientation,
+        held_out=args.held_out,
+        tta=args.tta,
         overwrite=args.overwrite,
         progress=ctx.progress,
         cancel=ctx.cancel,

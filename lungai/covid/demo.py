@@ -98,7 +98,8 @@ def run_demo(
         "infection are "
         "false positives, mostly thin rims where the lung meets the chest wall, the diaphragm or the apex "
         "(second picture). Below, two bundled MedSeg slices through the 2-D path (non-commercial research use; "
-        "part of the training data, so they illustrate and do not measure; held-out numbers are in bench/covid)."
+        "both among the 25 doctor-labelled slices the bundled model held out from its training; the held-out "
+        "figures over all 25 are in the model registry and bench/covid)."
     )
     reading = (
         "Trust the lung outlines and lung volumes as a rough guide. Do not read the infection burden as a "

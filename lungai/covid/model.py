@@ -1,7 +1,9 @@
 """A CHS-Net checkpoint from two trained stages.
 
 A CHS-Net checkpoint (architecture ``chsnet``) holds both stages; its header's ``extra`` records
-``input_size``, the square model grid the stages were trained on (loaded by :func:`lungai.covid.pipeline.load`).
+``input_size``, the square grid of the infection stage, ``lung_input_size``, the grid of the lung
+stage (the same as ``input_size`` when absent), and what the training held out (loaded by
+:func:`lungai.covid.pipeline.load`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,17 @@ def assemble_chsnet(
 
 
 def save_chsnet(
-    path: str | Path, model: CHSNet, config: dict, *, input_size: int, training_data: str, metrics: dict | None = None
+    path: str | Path,
+    model: CHSNet,
+    config: dict,
+    *,
+    input_size: int,
+    training_data: str,
+    lung_input_size: int | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
 ) -> Path:
+    """Write a ``chsnet`` checkpoint; ``extra`` adds header fields (recipe, held-out slice names)."""
     return save_checkpoint(
         path,
         model,
@@ -39,5 +50,9 @@ def save_chsnet(
         config=config,
         training_data=training_data,
         metrics=metrics,
-        extra={"input_size": int(input_size)},
+        extra={
+            **(extra or {}),
+            "input_size": int(input_size),
+            "lung_input_size": int(lung_input_size or input_size),
+        },
     )

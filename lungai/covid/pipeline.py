@@ -24,35 +24,27 @@ all is refused: it is probably not a chest CT (or not a lung window of one). A o
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from lungai.checkpoint import load_model
 from lungai.contract import LoadedModel, SavedResult, TrainOptions, TrainOutcome
 from lungai.covid import DESCRIPTOR
 from lungai.covid.anatomy import constrain
+from lungai.covid.bundle import doctor_split, held_out_names, measure, registry_metrics, save_trained
 from lungai.covid.cascade import THRESHOLD, Cascade
-from lungai.covid.data import chest_ct_lung_slices, load_medseg_folder, with_derived_lungs
-from lungai.covid.evaluation import METRIC_NAMES, infection_metrics, lung_metrics
+from lungai.covid.data import load_medseg_folder
+from lungai.covid.evaluation import infection_metrics
 from lungai.covid.intensity import hu_to_unit
-from lungai.covid.model import assemble_chsnet, save_chsnet
 from lungai.covid.orientation import check_axial, from_display, to_display
+from lungai.covid.raiunet import PAPER_WIDTHS
 from lungai.covid.snapshot import as_snapshot, segment_snapshot
-from lungai.covid.training import (
-    SegmentationTask,
-    StageSettings,
-    infection_training_set,
-    lung_training_set,
-    raiunet_config,
-    train_stage,
-)
+from lungai.covid.training import CPU_WIDTHS, LUNG_WIDTHS, Recipe, train_chsnet
 from lungai.device import resolve_device
 from lungai.errors import CheckpointError, InputError, LungAIError
 from lungai.io import read_segmentation, read_table_csv, write_segmentation, write_table_csv
@@ -207,7 +199,8 @@ def write_outputs(result: BurdenResult, volume: Volume, out_dir: str | Path, ove
 
 LICENCE = (
     "Non-commercial research use only: trained on the MedSeg COVID-19 CT segmentation slices (non-commercial "
-    "research licence) and the slicerio CTChest4 sample (3D Slicer sample data)."
+    "research licence), Semi-Inf-Net pseudo labels of COVID-19 CT slices from coronacases.org and Radiopaedia "
+    "(CC BY-NC-SA) as distributed with Inf-Net, and the slicerio CTChest4 sample (3D Slicer sample data)."
 )
 
 
@@ -220,14 +213,17 @@ class CHSNetResult:
 
 
 def load(weights: str | Path | None = None, model_id: str | None = None, device="auto") -> LoadedModel:
-    """The CHS-Net cascade (``network`` is a :class:`Cascade`) of a file, a registry id or the bundled model."""
+    """The CHS-Net cascade (``network`` is a :class:`Cascade`) of a file, a registry id or the bundled model.
+
+    Its ``network.tta`` (off) averages the infection probability over left-right flips (:func:`evaluate` option)."""
     loaded = load_for_module(DESCRIPTOR, weights, model_id, device)
     if loaded.architecture != "chsnet":
         raise CheckpointError(f"{loaded.source} holds a '{loaded.architecture}' stage; give a whole chsnet model.")
-    size = loaded.header.get("extra", {}).get("input_size")
+    extra = loaded.header.get("extra", {})
+    size = extra.get("input_size")
     if not isinstance(size, int):
         raise CheckpointError(f"The CHS-Net checkpoint {loaded.source} does not record its input_size.")
-    loaded.network = Cascade.from_chsnet(loaded.network, size, loaded.device)
+    loaded.network = Cascade.from_chsnet(loaded.network, size, loaded.device, lung_size=extra.get("lung_input_size"))
     return loaded
 
 
@@ -261,91 +257,84 @@ def read(out_dir: str | Path) -> SavedResult:
 
 @dataclass
 class Training(TrainOptions):
-    """``lungai covid train``: both stages (lungs, then infection) and one chsnet checkpoint."""
+    """``lungai covid train``: both stages (lungs; infection pre-trained on pseudo labels, fine-tuned on doctor
+    labels), measured on the held-out doctor-labelled slices, one chsnet checkpoint (:mod:`lungai.covid.training`).
+    """
 
-    data: str = ""  # folder in the covid_infection_medseg layout (infection stage)
-    size: int = 96
-    widths: tuple[int, ...] = (8, 16, 32, 64, 128)
-    variant: str = "RAIU-Net"
-    lung_epochs: int = 10
-    infection_epochs: int = 30
-    lung_input: str = "mask"
-    batch_size: int = 8
-    lr: float = 1e-3
+    data: str = ""  # doctor-labelled slices, covid_infection_medseg layout
+    pseudo: str | None = None  # pseudo-labelled slices, covid_pseudo_infnet layout
+    size: int = Recipe.size
+    lung_size: int = Recipe.lung_size
+    widths: tuple[int, ...] = CPU_WIDTHS
+    lung_widths: tuple[int, ...] = LUNG_WIDTHS
+    variant: str = Recipe.variant
+    lung_epochs: int = Recipe.lung_epochs
+    pretrain_epochs: int = Recipe.pretrain_epochs
+    pretrain_steps: int | None = Recipe.pretrain_steps
+    finetune_epochs: int = Recipe.finetune_epochs
+    pseudo_stride: int = Recipe.pseudo_stride
+    lung_input: str = Recipe.mode
+    batch_size: int = Recipe.batch_size
+    lr: float = Recipe.lr
+    finetune_lr: float = Recipe.finetune_lr
     orientation: str = "transposed"
-    lung_weights: str | None = None  # reuse a trained lung stage
+    lung_weights: str | None = None  # reuse a trained lung stage (trained at lung_size)
     limit: int | None = None
-    cv_metrics: str | None = None  # bench/covid/ablation.csv: its row is registered as the infection metrics
+
+    def recipe(self) -> Recipe:
+        return Recipe(
+            mode=self.lung_input,
+            variant=self.variant,
+            size=self.size,
+            lung_size=self.lung_size,
+            widths=tuple(self.widths),
+            lung_widths=tuple(self.lung_widths),
+            lung_epochs=self.lung_epochs,
+            pretrain_epochs=self.pretrain_epochs if self.pseudo else 0,
+            pretrain_steps=self.pretrain_steps,
+            finetune_epochs=self.finetune_epochs,
+            pseudo_stride=self.pseudo_stride,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            finetune_lr=self.finetune_lr,
+            seed=self.seed,
+            device=str(resolve_device(self.device)),
+        )
 
 
 def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
-    """Train the lung stage (unless reused) and the infection stage; write ``chsnet.pt``; optionally publish."""
-    if config.size % 16:
-        raise InputError(f"--size must be a multiple of 16 (four halvings), not {config.size}.")
+    """Train both stages (the lung stage unless reused), measure on the held-out doctor-labelled slices
+    (:data:`lungai.covid.bundle.SPLIT`), write ``chsnet.pt``; optionally publish."""
+    recipe = config.recipe()
     out = Path(config.out)
-    torch.manual_seed(config.seed)
-    medseg = load_medseg_folder(config.data, config.orientation)[: config.limit]
-    infection_cv = _cv_metrics(config.cv_metrics, config.lung_input) if config.cv_metrics else {}
-    device = resolve_device(config.device)
+    doctor_source = Path(config.data).name
+    pseudo_source = Path(config.pseudo).name if config.pseudo else "no pseudo-labelled"
+    train_slices, held_out = doctor_split(load_medseg_folder(config.data, config.orientation)[: config.limit])
+    pseudo = load_medseg_folder(config.pseudo, config.orientation)[: config.limit] if config.pseudo else []
+    lung = None
+    if config.lung_weights:
+        network, header = load_model(config.lung_weights, "cpu", expected_model="raiunet")
+        lung = (network, header["config"], header.get("training_data") or Path(config.lung_weights).name)
     started = time.perf_counter()
-    settings = StageSettings(
-        size=config.size,
-        widths=tuple(config.widths),
-        epochs=config.lung_epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=config.seed,
-        device=str(device),
-    )
-    data_name = Path(config.data).name
-    lung_data = "CTChest4 (slicerio) training slices + derived lungs of " + data_name
     with staged_folder(out, expected=["chsnet.pt"]) as work:
-        if config.lung_weights:
-            lung, lung_header = load_model(config.lung_weights, "cpu", expected_model="raiunet")
-            lung_config, lung_data = lung_header["config"], lung_header.get("training_data") or lung_data
-        else:
-            lung_config = raiunet_config(config.variant, settings)
-            lung = train_stage(
-                lung_training_set(chest_ct_lung_slices("train") + with_derived_lungs(medseg), config.size, config.seed),
-                SegmentationTask("lung"),
-                lung_config,
-                settings,
-                work / "lung",
-                lung_data,
-                subrange(progress, 0.0, 0.4),
-                cancel,
-            )
-        probe = Cascade(None, lung=lung, lung_input=config.lung_input, size=config.size, device=device)
-        settings.epochs = config.infection_epochs
-        infection_config = raiunet_config(
-            config.variant, settings, in_channels=2 if config.lung_input == "channel" else 1
-        )
-        infection = train_stage(
-            infection_training_set(medseg, probe, config.seed),
-            SegmentationTask("infection", config.lung_input),
-            infection_config,
-            settings,
-            work / "infection",
-            f"{data_name} (all {len(medseg)} slices)",
-            subrange(progress, 0.4, 0.95),
-            cancel,
+        trained = train_chsnet(
+            recipe,
+            train_slices,
+            pseudo,
+            work,
+            doctor_source=doctor_source,
+            pseudo_source=pseudo_source,
+            lung=lung,
+            progress=subrange(progress, 0.0, 0.97),
+            cancel=cancel,
         )
         seconds = time.perf_counter() - started
-        model, chsnet_config = assemble_chsnet(lung, lung_config, infection, infection_config, config.lung_input)
-        lungs, _ = lung_metrics(Cascade.from_chsnet(model, config.size), chest_ct_lung_slices("test"))
-        metrics = {f"lung_{k}": round(v, 4) for k, v in lungs.items()}
-        metrics.update({f"infection_cv_{k}": v for k, v in infection_cv.items()})
-        training_data = f"lungs: {lung_data}; infection: {data_name}"
-        save_chsnet(
-            work / "chsnet.pt",
-            model,
-            chsnet_config,
-            input_size=config.size,
-            training_data=training_data,
-            metrics=metrics,
-        )
-    outcome = TrainOutcome(out / "chsnet.pt", metrics)
+        metrics = measure(trained, held_out)
+        save_trained(work / "chsnet.pt", trained, held_out, doctor_source, metrics)
+    flat = {f"held_out_{stage}_{k}": v for stage, values in metrics.items() for k, v in values.items()}
+    outcome = TrainOutcome(out / "chsnet.pt", flat)
     if config.register:
+        widths = "the paper's widths" if recipe.widths == PAPER_WIDTHS else "widths of our choice"
         outcome.registered = publish(
             outcome.checkpoint,
             config.register,
@@ -353,29 +342,18 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             licence=LICENCE,
             command=config.command,
             description=(
-                f"CHS-Net (seed 003): two RAIU-Nets, widths {list(config.widths)}, {config.size}x{config.size} grid, "
-                f"lung_input={config.lung_input}"
+                f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} (50% growth "
+                f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
+                f"{recipe.lung_size} px, lung_input={recipe.mode}"
             ),
-            metrics={
-                "lungs (held-out CTChest4 slices 22-33, real labels)": {k: round(v, 4) for k, v in lungs.items()},
-                "infection (2-fold cross-validation of this recipe, bench/covid/ablation.md)": infection_cv,
+            metrics=registry_metrics(metrics, len(held_out), doctor_source),
+            timings={
+                "train_seconds_cpu_1_thread": round(seconds, 1),
+                **{f"{k}_seconds": round(v, 1) for k, v in trained.seconds.items()},
             },
-            timings={"train_seconds_cpu_1_thread": round(seconds, 1)},
         )
     report(progress, 1.0, "done")
     return outcome
-
-
-def _cv_metrics(path: str, lung_input: str) -> dict[str, float]:
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path} is not a readable CSV; give bench/covid/ablation.csv.") from error
-    for row in rows:
-        if row.get("stage") == "infection" and row.get("variant") == "RAIU-Net" and row.get("mode") == lung_input:
-            return {name: float(row[name]) for name in METRIC_NAMES}
-    raise InputError(f"{path} has no RAIU-Net infection row for mode '{lung_input}'; give bench/covid/ablation.csv.")
 
 
 def evaluate(
@@ -384,14 +362,25 @@ def evaluate(
     model: LoadedModel,
     *,
     orientation: str = "transposed",
+    held_out: bool = False,
+    tta: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict:
-    """Infection metrics of the hierarchical model on a labelled folder: ``metrics.json`` and ``per_slice.csv``."""
+    """Infection metrics of the hierarchical model on a labelled folder: ``metrics.json`` and ``per_slice.csv``.
+
+    ``held_out`` keeps only the slices the checkpoint lists as held out from its training; ``tta`` averages the
+    infection stage over left-right flips."""
     out_dir = Path(out_dir)
+    model.network.tta = tta
+    slices = load_medseg_folder(data, orientation)
+    if held_out:
+        names = set(held_out_names(model.header))
+        slices = [s for s in slices if s.name in names]
+        if not slices:
+            raise InputError(f"None of the slices in {data} is among the checkpoint's held-out slices.")
     with staged_folder(out_dir, overwrite, expected=["metrics.json", "per_slice.csv"]) as work:
-        slices = load_medseg_folder(data, orientation)
         cascade = model.network
         metrics, rows = infection_metrics(cascade, slices, progress, cancel)
         result = {
@@ -399,6 +388,8 @@ def evaluate(
             "lung_input": cascade.lung_input,
             "input_size": cascade.size,
             "slices": len(slices),
+            "held_out_only": held_out,
+            "tta": cascade.tta,
             "data": Path(data).name,
             "weights": model.source,
             "infection": {k: round(v, 4) for k, v in metrics.items()},

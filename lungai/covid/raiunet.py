@@ -6,8 +6,11 @@ depth attention (SSD) on the skip connections, transposed-convolution upsampling
 The three switches ``rib``, ``hybrid_pool`` and ``ssd`` reproduce the ablation of Tables 4-5:
 all off is the baseline U-Net (BU: standard 3x3 convolutions, max pooling, plain skips).
 
-Widths: Sec. 3 says each stage "increases depth by 50%", Table 3 gives 4.2 M parameters; the
-authors' sibling model uses 16-32-64-128-256, which we take as default (doubling per stage).
+Widths: Sec. 3 says each contraction stage "increase[s] depth by 50%" and Table 3 gives 4.2 M
+parameters. :data:`PAPER_WIDTHS` (49-74-110-165-248, :func:`growing_widths` of 49) is the base
+width whose 50 % growth gives the parameter count closest to 4.2 M for one RAIU-Net (4.15 M);
+Table 3 does not say whether its 4.2 M counts one RAIU-Net or the cascade of two, we read one.
+Any other widths are a choice of whoever trains, and checkpoints record them.
 
 The head returns logits; the paper's sigmoid is applied by :func:`torch.sigmoid` at inference
 and inside ``BCEWithLogits`` in the loss (numerically the same function, more stable).
@@ -22,7 +25,16 @@ from torch import nn
 
 from lungai.covid.blocks import DoubleConv, HybridPool2d, ResidualInceptionBlock, SSDAttention
 
-DEFAULT_WIDTHS = (16, 32, 64, 128, 256)
+GROWTH = 1.5
+
+
+def growing_widths(base: int, growth: float = GROWTH) -> tuple[int, ...]:
+    """Five widths (four stages and the bottleneck) starting at ``base``, each ``growth`` times the last, rounded."""
+    return tuple(int(round(base * growth**k)) for k in range(5))
+
+
+PAPER_WIDTHS = growing_widths(49)
+DEFAULT_WIDTHS = PAPER_WIDTHS
 LUNG_INPUTS = ("mask", "channel")
 
 
@@ -47,6 +59,7 @@ class RAIUNet(nn.Module):
     ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
+        self.widths = widths
         if len(widths) != 5:
             raise ValueError(f"RAIU-Net has four stages plus a bottleneck: give 5 widths, not {len(widths)}")
 

@@ -1,0 +1,187 @@
+"""Hierarchical against direct infection segmentation at equal budget; and grid 128 against 256 at equal time.
+
+Both modes train with the bundled recipe (:class:`lungai.covid.training.Recipe` defaults, our CPU
+widths): the same doctor-labelled training slices (fold 0 of :data:`lungai.covid.bundle.SPLIT`),
+the same pseudo-labelled pre-training slices, the same infection-stage epochs, batches and seed;
+the hierarchical modes (``channel``, the bundled one: lung map as a second channel; ``mask``: CT
+masked by the lungs) additionally train their lung stage (its time is reported). Both are measured
+on the same held-out doctor-labelled slices (fold 1; infection Dice etc. per slice, averaged).
+One run per mode appends a row to ``hierarchy_runs.csv``; ``hierarchy.md`` is rewritten from all
+rows.
+
+``--time-scale S`` divides the infection stage's batches (pre-training batches per epoch and
+fine-tuning epochs) by ``S``. The comparison rows use ``S = 4`` at 128 px (a quarter of the
+bundled budget, what the shared CPU allowed) and ``S = 4 x 3.3`` at 256 px, 3.3 being the measured
+cost of a 256 px training step relative to 128 px (``bench/covid/cost.md``), so the two grids get
+about the same wall time; the table reports each run's time and slice-steps, so the equality can be
+checked. ``--render`` rewrites ``hierarchy.md`` from the CSV.
+
+``--from-checkpoint`` takes the row of a mode from a ``chsnet`` checkpoint trained by ``lungai
+covid train`` with exactly this recipe (it refuses any other recipe), instead of training it again.
+
+Commands: at the top of ``hierarchy.md`` (from the repository root, one CPU thread each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from pathlib import Path
+
+DATA = "covid_infection_medseg"
+PSEUDO = "covid_pseudo_infnet"
+TIMES = ["lung_stage_s", "infection_stage_s"]
+COLUMNS = ["mode", "dice", "jaccard", "precision", "recall", "specificity", "accuracy", "held_out_slices"]
+
+
+def scaled_recipe(mode: str, size: int, time_scale: float):
+    """The bundled recipe in ``mode`` at ``size`` with the infection stage's batches divided by ``time_scale``."""
+    from lungai.covid.training import Recipe
+
+    base = Recipe(mode=mode)
+    return Recipe(
+        mode=mode,
+        size=size,
+        pretrain_steps=max(1, round(base.pretrain_steps / time_scale)),
+        finetune_epochs=max(1, round(base.finetune_epochs / time_scale)),
+    )
+
+
+def slice_steps(recipe, doctor_slices: int) -> int:
+    """Slices the infection stage trains on, counted with repeats (pre-training + fine-tuning)."""
+    per_epoch = -(-doctor_slices // recipe.batch_size)
+    return recipe.batch_size * (recipe.pretrain_epochs * recipe.pretrain_steps + recipe.finetune_epochs * per_epoch)
+
+
+def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float) -> dict:
+    from lungai.covid.bundle import doctor_split, measure
+    from lungai.covid.data import load_medseg_folder
+    from lungai.covid.training import train_chsnet
+
+    train_slices, held_out = doctor_split(load_medseg_folder(data / DATA))
+    pseudo = load_medseg_folder(data / PSEUDO)
+    recipe = scaled_recipe(mode, size, time_scale)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    trained = train_chsnet(recipe, train_slices, pseudo, work, doctor_source=DATA, pseudo_source=PSEUDO)
+    seconds = time.perf_counter() - started
+    metrics = measure(trained, held_out)["infection"]
+    return {
+        "mode": mode,
+        "grid": size,
+        "infection_slice_steps": slice_steps(recipe, len(train_slices)),
+        **{k: metrics[k] for k in COLUMNS[1:-1]},
+        "held_out_slices": len(held_out),
+        "lung_stage_s": round(trained.seconds.get("lung", 0.0)),
+        "infection_stage_s": round(trained.seconds["pretrain"] + trained.seconds["finetune"]),
+        "total_s": round(seconds),
+        "load_average_at_start": round(load, 1),
+        "source": "this script",
+    }
+
+
+def row_from_checkpoint(mode: str, path: Path) -> dict:
+    from lungai.checkpoint import load_checkpoint
+    from lungai.covid.training import Recipe, recipe_record
+    from lungai.errors import LungAIError
+
+    header = load_checkpoint(path).header
+    recipe = header["extra"]["recipe"]
+    expected = {**recipe_record(Recipe(mode=mode)), "device": recipe.get("device")}
+    if recipe != expected:
+        differing = sorted(k for k in expected if recipe.get(k) != expected[k])
+        raise LungAIError(f"{path} was trained with another recipe (differs in {differing}).")
+    metrics, seconds = header["metrics"], header["extra"]["train_seconds"]
+    return {
+        "mode": mode,
+        "grid": recipe["size"],
+        "infection_slice_steps": slice_steps(Recipe(mode=mode), len(header["extra"]["held_out"]["slices"])),
+        **{k: metrics[f"held_out_infection_{k}"] for k in COLUMNS[1:-1]},
+        "held_out_slices": len(header["extra"]["held_out"]["slices"]),
+        "lung_stage_s": round(seconds.get("lung", 0.0)),
+        "infection_stage_s": round(seconds["pretrain"] + seconds["finetune"]),
+        "total_s": round(sum(seconds.values())),
+        "load_average_at_start": "",
+        "source": "lungai covid train checkpoint (same recipe)",
+    }
+
+
+def write_tables(rows: list[dict], out: Path) -> None:
+    fields = list(max(rows, key=len))
+    for row in rows:  # rows of runs before the grid option were all at 128 px
+        row.setdefault("grid", 128)
+        row.setdefault("infection_slice_steps", "")
+    with open(out / "hierarchy_runs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "| "
+        + " | ".join(str(row[k]) for k in ["mode", "grid", *COLUMNS[1:], "infection_slice_steps", *TIMES, "source"])
+        + " |"
+        for row in rows
+    ]
+    (out / "hierarchy.md").write_text(
+        "# Hierarchical versus direct infection segmentation, and 128 versus 256 px (CHS-Net, equal budget)\n\n"
+        "Commands (from the repository root, each on one CPU thread):\n\n"
+        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --size 128 "
+        "--time-scale 4 --out bench/covid\n"
+        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --size 256 "
+        "--time-scale 13.2 --out bench/covid\n"
+        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --size 128 "
+        "--time-scale 4 --out bench/covid\n"
+        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --from-checkpoint "
+        "/tmp/chsnet/chsnet.pt --out bench/covid   # the bundled model, after the registry's training command\n\n"
+        "Held-out: the doctor-labelled MedSeg slices of fold 1 of a seeded 2-fold split (seed 0) that no training "
+        "step saw; per-slice metrics averaged over those slices. MedSeg does not identify patients, so these are "
+        "other slices of the same collection, not necessarily other patients. Every row: the bundled recipe "
+        "(our widths 16-24-36-54-81, pre-training on 1 in 4 pseudo-labelled slices mixed with the 25 doctor "
+        "training slices, then fine-tuning on those, same seed) with the infection stage's batches divided by "
+        "`--time-scale`: 4 for the comparison rows at 128 px (a quarter of the bundled budget: the shared CPU "
+        "allowed no more), 4 x 3.3 = 13.2 at 256 px, where 3.3 is the measured cost of a 256 px training step "
+        "relative to 128 px (cost.md), so the two grids train for about the same time (compare the infection-stage "
+        "seconds). 'channel' (the bundled mode) is hierarchical: it also trains its lung stage (128 px) and gives "
+        "stage 2 the lung map as a second channel; 'direct' has no lung stage. One CPU thread on a shared 2-core "
+        "machine (load average 10-15); times are wall seconds.\n\n"
+        "| mode | grid | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | infection "
+        "slice-steps | lung stage s | infection stage s | source |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["mask", "channel", "direct"], required=True)
+    parser.add_argument("--out", default="bench/covid")
+    parser.add_argument("--work", default="/tmp/covid_hierarchy", help="folder for the training logs")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("LUNGAI_SHARED_DATA", "../shared/data"),
+        help=f"folder holding {DATA}/ and {PSEUDO}/ (default: $LUNGAI_SHARED_DATA or ../shared/data)",
+    )
+    parser.add_argument("--from-checkpoint", help="chsnet checkpoint of the same recipe (mask or channel)")
+    parser.add_argument("--size", type=int, default=128, help="infection grid")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="divide the infection stage's batches by this")
+    parser.add_argument("--render", action="store_true", help="only rewrite hierarchy.md from hierarchy_runs.csv")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = out / "hierarchy_runs.csv"
+    if args.render:
+        write_tables(list(csv.DictReader(open(runs))), out)
+        return
+    if args.from_checkpoint:
+        row = row_from_checkpoint(args.mode, Path(args.from_checkpoint))
+    else:
+        work = Path(args.work) / f"{args.mode}-{args.size}"
+        row = run_mode(args.mode, Path(args.data_dir), work, args.size, args.time_scale)
+    print(row, flush=True)
+    rows = [r for r in csv.DictReader(open(runs))] if runs.is_file() else []
+    rows = [r for r in rows if (r["mode"], int(r.get("grid") or 128)) != (row["mode"], row["grid"])] + [row]
+    write_tables(sorted(rows, key=lambda r: (int(r.get("grid") or 128), r["mode"])), out)
+
+
+if __name__ == "__main__":
+    main()
