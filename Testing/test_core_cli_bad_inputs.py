@@ -145,7 +145,7 @@ def test_wrong_kind_of_file_is_one_clear_line(command, option, inputs, tmp_path,
 
 
 PATH_OPTIONS = {"volume", "points", "weights", "data", "scores", "annotated", "labels", "iqoth", "lidc", "out"}
-PATH_OPTIONS |= {"pool_folder", "lung_weights", "cv_metrics"}
+PATH_OPTIONS |= {"pool_folder", "lung_weights", "cv_metrics", "pseudo"}
 
 
 def test_every_command_and_path_option_is_covered():

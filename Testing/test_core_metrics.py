@@ -50,3 +50,15 @@ def test_pixel_and_classification_metrics():
     assert c["precision"] == pytest.approx(2 / 3) and c["recall"] == pytest.approx(2 / 3)
     assert c["f1"] == pytest.approx(2 / 3) and c["accuracy"] == pytest.approx(3 / 5)
     assert metrics.relative_volume_error(b[:, :6], a[:, :6]) == pytest.approx((8 - 16) / 16)
+
+
+def test_validation_dice_is_per_sample_with_empty_pairs_counting_one():
+    import torch
+
+    from lungai.metrics import validation_dice
+
+    target = torch.zeros(2, 1, 4, 4)
+    target[0, 0, :2] = 1  # 8 foreground pixels in sample 0, sample 1 empty
+    logits = torch.full((2, 1, 4, 4), -1.0)
+    logits[0, 0, :1] = 1.0  # 4 of them predicted: Dice 2 * 4 / (4 + 8)
+    assert validation_dice(logits, target) == pytest.approx((2 * 4 / 12 + 1.0) / 2)

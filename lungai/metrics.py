@@ -154,3 +154,10 @@ def classification_metrics(predicted: Sequence[int], truth: Sequence[int]) -> di
         "accuracy": _ratio(c["tp"] + c["tn"], len(p), 0.0),
         "confusion_matrix": [[c["tn"], c["fp"]], [c["fn"], c["tp"]]],
     }
+
+
+def validation_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """The trainers' validation Dice: hard Dice (logits > 0) per sample, an empty prediction of an empty target
+    counting 1, averaged over the batch (MONAI ``compute_dice`` on (B, C, ...) tensors)."""
+    prediction = (logits.detach() > 0).to(target.dtype)
+    return float(compute_dice(prediction, target, include_background=True, ignore_empty=False).mean())

@@ -91,7 +91,7 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     return (np.clip(values, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
-SERIES_COLORS = ((227, 90, 54), (31, 119, 180), (44, 160, 44), (148, 103, 189), (140, 86, 75), (127, 127, 127))
+SERIES_COLORS = ((31, 119, 180), (227, 90, 54), (44, 160, 44), (148, 103, 189), (140, 86, 75), (127, 127, 127))
 
 
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:

@@ -43,6 +43,7 @@ from lungai.covid.grid import GridBox
 from lungai.covid.losses import bce_dice_loss
 from lungai.covid.raiunet import LUNG_INPUTS, RAIUNet, growing_widths, stage2_input
 from lungai.errors import LungAIError
+from lungai.metrics import validation_dice
 from lungai.progress import CancelToken, ProgressCallback, subrange
 from lungai.training import TrainConfig, seed_everything, train
 
@@ -88,12 +89,8 @@ class SegmentationTask:
         return bce_dice_loss(model(self.inputs(batch)), batch[self.target])
 
     def validation_step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        logits = model(self.inputs(batch))
-        predicted, target = (logits > 0).float(), batch[self.target]
-        overlap = (predicted * target).sum((1, 2, 3))
-        total = predicted.sum((1, 2, 3)) + target.sum((1, 2, 3))
-        dice = torch.where(total > 0, 2 * overlap / total.clamp(min=1), torch.ones_like(total))
-        return {"dice": float(dice.mean()), "loss": float(bce_dice_loss(logits, target))}
+        logits, target = model(self.inputs(batch)), batch[self.target]
+        return {"dice": validation_dice(logits, target), "loss": float(bce_dice_loss(logits, target))}
 
 
 @dataclass

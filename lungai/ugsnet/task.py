@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lungai.architectures import build_architecture
+from lungai.metrics import validation_dice
 from lungai.ugsnet.losses import UGSNetLoss
 
 # The CPU budget trains UGS-Net with 8x pooled keys/values in the self-attention. The paper's attention attends to
@@ -51,15 +52,6 @@ def build_model(kind: str, features: Sequence[int], attention_pool: int = BUDGET
     return build_architecture(MODELS[kind], model_config(kind, features, attention_pool))
 
 
-def batch_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean hard Dice (threshold 0.5) over the batch; empty-vs-empty counts as 1."""
-    pred = (logits > 0).flatten(1).float()
-    ref = target.flatten(1)
-    inter = (pred * ref).sum(1)
-    total = pred.sum(1) + ref.sum(1)
-    return float(torch.where(total > 0, 2 * inter / total.clamp_min(1e-6), torch.ones_like(total)).mean())
-
-
 @dataclass
 class UGSNetTask:
     """UGS-Net / UGS-Net-V1 training on multi-reader batches (see :class:`UGSNetLoss`)."""
@@ -75,9 +67,9 @@ class UGSNetTask:
         total, parts = self.loss(out, batch)
         return {
             "loss": float(total),
-            "dice": batch_dice(out["final"], batch["label1"]),
-            "dice_union": batch_dice(out["union"], batch["union"]),
-            "dice_intersection": batch_dice(out["intersection"], batch["intersection"]),
+            "dice": validation_dice(out["final"], batch["label1"]),
+            "dice_union": validation_dice(out["union"], batch["union"]),
+            "dice_intersection": validation_dice(out["intersection"], batch["intersection"]),
             **parts,
         }
 
@@ -93,7 +85,7 @@ class Label1Task:
         logits = model(batch["image"])["final"]
         return {
             "loss": float(F.binary_cross_entropy_with_logits(logits, batch["label1"])),
-            "dice": batch_dice(logits, batch["label1"]),
+            "dice": validation_dice(logits, batch["label1"]),
         }
 
 
