@@ -124,6 +124,8 @@ class ActiveLearningSamplerWidget(LungAIModuleWidget):
             self._parameterNode.strategy = STRATEGIES[index]
 
     def updateGUIFromParameterNode(self, caller=None, event=None):
+        for button in (self.ui.scoreButton, self.ui.retrainButton):  # one run at a time; its button cancels it
+            button.enabled = not self.running or button is self._jobButton
         parameters = self._parameterNode
         if parameters is None:
             return

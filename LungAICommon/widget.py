@@ -143,7 +143,8 @@ class LungAIModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.job = LungAIJob(
             name, prepare, importResults, self.onProgress, finished, failed, dependency_gate=ensure_dependencies
         )
-        self.job.start()
+        if self.job.start():
+            self.updateGUIFromParameterNode()
 
     def onProgress(self, fraction, message):
         self.ui.progressBar.value = int(round(100 * fraction))

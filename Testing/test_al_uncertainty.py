@@ -109,7 +109,8 @@ def test_batched_and_loop_sample_the_same_distribution():
     assert spreads["loop"] > 1e-3
     assert 0.5 < spreads["batched"] / spreads["loop"] < 2.0
     # seeded: identical again, different under another seed
-    torch.testing.assert_close(batched, mc_mean_probabilities(model, x, n_samples=60, method="batched"), rtol=0, atol=0)
+    again = mc_mean_probabilities(model, x, n_samples=60, method="batched", max_batch=64)
+    torch.testing.assert_close(batched, again, rtol=0, atol=0)
     assert not torch.equal(batched, mc_mean_probabilities(model, x, n_samples=60, method="batched", seed=1))
 
 

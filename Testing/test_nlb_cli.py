@@ -12,8 +12,9 @@ from lungai.checkpoint import load_model, save_checkpoint
 from lungai.cli import main
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.nlb.blocks import BLOCK_TYPES
-from lungai.nlb.data import NLBDataset, bundled_sample_dir, list_snapshots, load_nodule_crops, load_snapshots
+from lungai.nlb.data import WholeSliceDataset, bundled_sample_dir, list_snapshots, load_nodules, snapshot_unit
 from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
+from lungai.nlb.regions import findings_region
 from lungai.nlb.training import NLBTask
 from lungai.volume import Volume
 
@@ -122,9 +123,16 @@ def test_classify_a_ct_volume_and_a_single_image(tiny_weights, tmp_path, chest_c
         == 0
     )
     rows = read_table_csv(out / "slices.csv")
-    assert len(rows) == chest_ct.shape[0] and all(r["decision"] == "1" for r in rows)
+    region = findings_region(chest_ct.array, chest_ct.spacing, chest_ct.direction)
+    has_lung = region.lungs.any(axis=(1, 2))
+    assert 0 < has_lung.sum() < len(has_lung)  # CTChest4 reaches below the lungs
     labelmap, specs = read_segmentation(out / "neoplasm.seg.nrrd")
     assert labelmap.shape == chest_ct.shape and specs[0].name == "Neoplasm"
+    assert not ((labelmap.array > 0) & ~region.lungs).any()
+    # threshold 0: a slice is positive exactly when its segmentation found something inside the lungs
+    decided = np.array([r["decision"] == "1" for r in rows])
+    assert len(rows) == chest_ct.shape[0] and decided.any() and not (decided & ~has_lung).any()
+    assert np.array_equal(decided, (labelmap.array > 0).any(axis=(1, 2)))
     assert np.allclose(labelmap.spacing, chest_ct.spacing) and np.allclose(labelmap.origin, chest_ct.origin)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["slices"] == 34 and summary["intensity"] == "HU" and summary["block_type"] == "localized"
@@ -188,17 +196,12 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     data = shared_data_dir()
     snapshots = list_snapshots(data / "iqoth_nccd")
     chosen = [snapshots[0], snapshots[-1]]  # one benign, one normal (sorted by category)
-    crops = load_nodule_crops(data / "lidc_multireader.npz", size=64, indices=np.arange(2))
-    dataset = NLBDataset(load_snapshots(chosen, 64), np.array([s.label for s in chosen]), crops.images, crops.masks)
-    batch = {
-        k: torch.stack(
-            [
-                dataset[i][k] if torch.is_tensor(dataset[i][k]) else torch.tensor(dataset[i][k])
-                for i in range(len(dataset))
-            ]
-        )
-        for k in dataset[0]
-    }
+    nodules, _ = load_nodules(data / "lidc_multireader.npz")
+    dataset = WholeSliceDataset(
+        [snapshot_unit(s.path) for s in chosen], np.array([s.label for s in chosen]), nodules[:5], n_inserted=2
+    )
+    batch = {k: torch.stack([dataset[i][k] for i in range(len(dataset))]) for k in dataset[0]}
+    batch = {k: v[..., ::3, ::3] if v.ndim == 4 else v for k, v in batch.items()}  # 64 x 64 keeps the test fast
     torch.manual_seed(0)
     model = build_architecture("nlb_unet", TINY)
     task = NLBTask()
@@ -250,8 +253,8 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
             "8",
             "--epochs",
             "1",
-            "--max-crops",
-            "4",
+            "--folds",
+            "2",
             "--batch-size",
             "4",
             "--register",
@@ -259,13 +262,16 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
         ]
     )
     assert code == 0
-    model, header = load_model(out / "last.pt", expected_model="nlb_unet")
+    model, header = load_model(out / "best.pt", expected_model="nlb_unet")
     assert header["config"] == {"block_type": "symmetry", "widths": [4, 8, 8]}
+    assert str(tmp_path) not in json.dumps(header)  # no local paths in the checkpoint header
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0 <= metrics["held_out_f1"] <= 1 and 0 <= metrics["held_out_dice"] <= 1
+    assert 0 <= metrics["held_out_f1"] <= 1 and 0 <= metrics["held_out_inserted_dice"] <= 1
+    assert metrics["split"]["test_snapshots"] == 4 and metrics["split"]["held_out_fold"] == 0
     assert header["extra"]["seg_threshold"] == metrics["seg_threshold"] in SEG_THRESHOLD_GRID
     entry = get_model_entry("nlb_test")
     assert entry.available and entry.module == "NeoplasmNLB" and "--block symmetry" in entry.command
     assert entry.metrics["held_out_f1"] == metrics["held_out_f1"] and entry.timings["cpu_ms_per_slice_1_thread"] > 0
+    assert "no patient ids" in entry.metrics["held_out"] and "--folds 2" in entry.command
     registered, _ = load_registered_model("nlb_test")
     assert all(torch.equal(a, b) for a, b in zip(registered.state_dict().values(), model.state_dict().values()))

@@ -33,12 +33,14 @@ def test_blocking_run_builds_table_plot_and_segmentation_on_the_ct_grid(mrml_sce
     result = NeoplasmNLBLogic().run(node, weights=str(tiny_weights), threshold=0.0, device="cpu")
     rows = rows_from_table_node(result.table)
     assert len(rows) == chest_ct.shape[0] == 34
-    assert [r["slice"] for r in rows] == list(range(34)) and all(r["decision"] == 1 for r in rows)
+    expected = score_volume(load_model(tiny_weights)[0], chest_ct, threshold=0.0)
+    # threshold 0: exactly the slices that show lung are positive (findings only inside the lungs)
+    assert [r["slice"] for r in rows] == list(range(34))
+    assert [r["decision"] for r in rows] == expected.decisions.astype(int).tolist()
     assert result.chart.GetNumberOfPlotSeriesNodes() == 2
     series = result.chart.GetNthPlotSeriesNode(0)
     assert series.GetTableNode().GetTable().GetNumberOfRows() == 34
 
-    expected = score_volume(load_model(tiny_weights)[0], chest_ct, threshold=0.0)
     assert np.allclose([r["probability"] for r in rows], expected.probabilities, atol=1e-5)
     mask = segment_mask(result.segmentation, "Neoplasm", node)
     assert mask.shape == chest_ct.shape

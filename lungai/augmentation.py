@@ -149,4 +149,6 @@ class AugmentedDataset(Dataset):
         if not isinstance(sample, dict):
             raise LungAIError(f"AugmentedDataset needs dict samples, got {type(sample).__name__}.")
         self.transform.set_random_state(seed=sample_seed(self.seed, self.epoch, index))
-        return self.transform(dict(sample))
+        out = self.transform(dict(sample))
+        # MONAI records applied transforms under "<key>_transforms" for plain tensors; batches cannot collate them.
+        return {key: value for key, value in out.items() if key in sample}

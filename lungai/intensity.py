@@ -19,13 +19,15 @@ def window_to_uint8(array: np.ndarray, window: tuple[float, float] = LUNG_WINDOW
 
 # Windows of the 8-bit snapshot datasets, (low, high) HU mapped to grey 0 and 255.
 MEDSEG_WINDOW = (-1024.0, 240.0)  # MedSeg COVID-19 slices (covid_infection_medseg)
-# IQ-OTH/NCCD snapshots (mediastinal-type window; it varies from scanner to scanner). Measured on all 875
-# snapshots: in each, the body (smoothed grey > 25, largest component, holes filled) minus lungs (grey <= 8)
-# is split by Otsu into fat (taken as -100 HU) and soft tissue (+40 HU); median grey 58 and 140 give
-# (-208, 243) HU, interquartile range of the low end -245..-184 and of the high end 209..297 (malignant
-# snapshots narrower: median (-213, 225)). Matching the grey quantiles of 293 snapshots to the HU quantiles
-# of the CTChest4 body gave a median (-200, 260). Rounded: (-200, 250).
-IQOTH_NCCD_WINDOW = (-200.0, 250.0)
+# IQ-OTH/NCCD snapshots (narrow soft-tissue window: air, lung and fat all black, muscle mid-grey, bone white).
+# Measured by bench/nlb/measure_snapshots.py (bench/nlb/snapshot_levels.md): the grey levels of the bodies of the
+# 331 normal snapshots matched level by level to the HU of the body of the real CT CTChest4 (equal shares of body
+# pixels above grey g and above HU h), least squares over g = 20..200: (-49, 246) HU with the snapshot body of
+# lungai.nlb.regions.snapshot_field, (-50, 265) with a body mask that leaves out the black fat under the skin. The
+# fit depends on the grey range used (g = 10..230: (-80, 321); 10..120: (-14, 173)), the lower end least. Fat
+# (about -100 HU) is black in the snapshots, which a lower end at -200 HU would show as grey 57. NeoplasmNLB's
+# bundled model is trained with (-50, 265).
+IQOTH_NCCD_WINDOW = (-50.0, 265.0)
 
 
 def grey_to_hu(grey: np.ndarray, window: tuple[float, float]) -> np.ndarray:

@@ -11,7 +11,9 @@ COMMANDS = {  # written at the top of each table (bench/al/README.md explains th
     "simulation.csv": "OMP_NUM_THREADS=1 lungai al simulate --pool-size 10 --val-size 1 --test-size 4 --iterations 3 "
     "--steps 300 --samples 20 --loss dice+bce --out bench/al/simulation --overwrite && "
     "python bench/al/summarize.py bench/al/simulation/simulation.csv > bench/al/simulation/simulation.md",
-    "mc_timing.csv": "OMP_NUM_THREADS=1 python bench/al/mc_benchmark.py --out bench/al && "
+    "mc_timing.csv": "python bench/e2e/make_ct.py --size 512 512 34 --out /tmp/lungai_e2e/ct_512x512x34.nrrd && "
+    "python bench/al/mc_benchmark.py --big /tmp/lungai_e2e/ct_512x512x34.nrrd --threads 1 --repeats 3 "
+    "--out bench/al && "
     "python bench/al/summarize.py bench/al/mc_timing.csv > bench/al/mc_timing.md",
 }
 

@@ -3,7 +3,7 @@
 Regenerate (from the repository root):
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/cost.py --out bench/nlb
 Latency: the fastest of --repeats forward passes (timeit's rule on a shared machine, where slower repeats
-measure other people's jobs) of one 128 x 128 slice (and of a batch of 16), after two warm-up
+measure other people's jobs) of one 192 x 192 slice (and of a batch of 16), after two warm-up
 passes, torch.no_grad, eval mode. The machine is shared, so the load average is recorded with the numbers.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from lungai.nlb.blocks import BLOCK_TYPES
+from lungai.nlb.framing import INPUT_SIZE
 from lungai.nlb.networks import build_nlb_unet
 from lungai.timing import forward_times_ms
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=INPUT_SIZE)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)

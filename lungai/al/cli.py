@@ -35,7 +35,9 @@ def register(subparsers) -> None:
         default="batched",
         help="batched: encoder once, decoder samples in batches; loop: n full passes (reference)",
     )
-    score.add_argument("--max-batch", type=int, default=64, help="slice-samples per network call (memory bound)")
+    score.add_argument(
+        "--max-batch", type=int, help="slice-samples per network call (memory bound; default: from the slice size)"
+    )
     score.add_argument("--box", type=int, default=11, help="dilation box (voxels) for volume-level uncertainty")
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--out", required=True, help="output folder")

@@ -70,7 +70,7 @@ def score_pool(
     *,
     n_samples: int = 20,
     method: str = "batched",
-    max_batch: int = 64,
+    max_batch: int | None = None,
     seed: int = 0,
     box: int = 11,
     progress: ProgressCallback | None = None,

@@ -143,13 +143,14 @@ def _train(args: argparse.Namespace, ctx) -> int:
 
 
 def _evaluate(args: argparse.Namespace, ctx) -> int:
-    model = pipeline.load(args.weights, args.model, ctx.device, tta=args.tta)
+    model = pipeline.load(args.weights, args.model, ctx.device)
     result = pipeline.evaluate(
         args.data,
         args.out,
         model,
         orientation=args.orientation,
         held_out=args.held_out,
+        tta=args.tta,
         overwrite=args.overwrite,
         progress=ctx.progress,
         cancel=ctx.cancel,

@@ -212,12 +212,10 @@ class CHSNetResult:
     burden: BurdenResult
 
 
-def load(
-    weights: str | Path | None = None, model_id: str | None = None, device="auto", tta: bool = False
-) -> LoadedModel:
+def load(weights: str | Path | None = None, model_id: str | None = None, device="auto") -> LoadedModel:
     """The CHS-Net cascade (``network`` is a :class:`Cascade`) of a file, a registry id or the bundled model.
 
-    ``tta`` averages the infection probability over left-right flips (:class:`Cascade`)."""
+    Its ``network.tta`` (off) averages the infection probability over left-right flips (:func:`evaluate` option)."""
     loaded = load_for_module(DESCRIPTOR, weights, model_id, device)
     if loaded.architecture != "chsnet":
         raise CheckpointError(f"{loaded.source} holds a '{loaded.architecture}' stage; give a whole chsnet model.")
@@ -226,7 +224,6 @@ def load(
     if not isinstance(size, int):
         raise CheckpointError(f"The CHS-Net checkpoint {loaded.source} does not record its input_size.")
     loaded.network = Cascade.from_chsnet(loaded.network, size, loaded.device, lung_size=extra.get("lung_input_size"))
-    loaded.network.tta = tta
     return loaded
 
 
@@ -366,14 +363,17 @@ def evaluate(
     *,
     orientation: str = "transposed",
     held_out: bool = False,
+    tta: bool = False,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict:
     """Infection metrics of the hierarchical model on a labelled folder: ``metrics.json`` and ``per_slice.csv``.
 
-    ``held_out`` keeps only the slices the checkpoint lists as held out from its training."""
+    ``held_out`` keeps only the slices the checkpoint lists as held out from its training; ``tta`` averages the
+    infection stage over left-right flips."""
     out_dir = Path(out_dir)
+    model.network.tta = tta
     slices = load_medseg_folder(data, orientation)
     if held_out:
         names = set(held_out_names(model.header))

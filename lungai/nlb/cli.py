@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        max_crops=args.max_crops,
-        normal_empty_masks=args.normal_empty_masks,
+        inserted_per_normal=args.inserted_per_normal,
+        patience=args.patience,
         folds=args.folds,
         held_out_fold=args.held_out_fold,
     )
@@ -43,6 +43,9 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
         args.out,
         model,
         threshold=args.threshold,
+        fold=args.fold,
+        folds=args.folds,
+        seed=args.seed,
         overwrite=args.overwrite,
         progress=ctx.progress,
         cancel=ctx.cancel,
@@ -70,7 +73,9 @@ def register(subparsers) -> None:
     commands = nlb.add_subparsers(dest="nlb_command", metavar="COMMAND", required=True)
 
     defaults = pipeline.Training()
-    train = commands.add_parser("train", help="train on IQ-OTH/NCCD snapshots and LIDC nodule crops")
+    train = commands.add_parser(
+        "train", help="train on IQ-OTH/NCCD snapshots, with LIDC nodules inserted into normal ones"
+    )
     train.add_argument("--iqoth", required=True, help="folder in the iqoth_nccd layout (normal/ benign/ malignant/)")
     train.add_argument("--lidc", required=True, help="lidc_multireader.npz")
     train.add_argument("--out", required=True, help="output folder (log.csv, last.pt, metrics.json)")
@@ -86,16 +91,16 @@ def register(subparsers) -> None:
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--lr", type=float, default=defaults.lr)
     train.add_argument(
-        "--max-crops",
-        type=int,
-        default=defaults.max_crops,
-        help="at most this many LIDC crops for the segmentation head",
+        "--inserted-per-normal",
+        type=float,
+        default=defaults.inserted_per_normal,
+        help="slices with an inserted LIDC nodule per normal training snapshot and epoch",
     )
     train.add_argument(
-        "--normal-empty-masks",
-        action="store_true",
-        help="also train the segmentation head on normal snapshots with empty masks (whole slices "
-        "without neoplasm), so it learns to stay empty off nodules",
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="stop after this many epochs without a lower validation loss",
     )
     train.add_argument("--folds", type=int, default=defaults.folds)
     train.add_argument(
@@ -112,6 +117,13 @@ def register(subparsers) -> None:
     evaluate.add_argument("--data", required=True, help="folder with normal/ benign/ malignant/ images (all test data)")
     evaluate.add_argument("--out", required=True, help="output folder for metrics.json and predictions.csv")
     evaluate.add_argument("--threshold", type=float, default=0.5)
+    evaluate.add_argument(
+        "--fold",
+        type=int,
+        help="evaluate only this fold of the training split (the bundled model holds out fold 0 of 5, seed 0)",
+    )
+    evaluate.add_argument("--folds", type=int, default=defaults.folds)
+    evaluate.add_argument("--seed", type=int, default=defaults.seed)
     clitools.add_model_options(evaluate, DESCRIPTOR)
     clitools.add_overwrite_option(evaluate)
     evaluate.set_defaults(func=_evaluate)

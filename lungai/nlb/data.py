@@ -1,17 +1,16 @@
-"""Training and test data of NeoplasmNLB: CT snapshots for classification, LIDC nodule crops for segmentation.
+"""Training and test data of NeoplasmNLB: whole IQ-OTH/NCCD snapshots, and the same with real LIDC nodules inserted.
 
-Classification (``iqoth_nccd`` layout): a folder with sub-folders ``normal/`` (label 0, no neoplasm),
-``benign/`` and ``malignant/`` (label 1, neoplasm present); at least one of them must exist. Images (png, jpg,
-bmp, tif) are read as grey and mapped by :mod:`lungai.nlb.intensity`. IQ-OTH/NCCD has no patient ids, so
-folds are stratified by class only and slices of one patient can fall into different folds: reported numbers
-are optimistic for unseen patients.
+Classification (``iqoth_nccd`` layout): a folder with sub-folders ``normal/`` (label 0, no neoplasm), ``benign/`` and
+``malignant/`` (label 1, neoplasm present); at least one of them must exist. Images (png, jpg, bmp, tif) are read as
+grey, divided by 255 and framed to the network grid by :class:`lungai.nlb.framing.Framing` (a snapshot fills it).
+IQ-OTH/NCCD has no patient ids: folds are stratified by category only (:func:`lungai.splits.stratified_folds`) and
+slices of one patient can fall on both sides, so numbers on held-out snapshots are optimistic for unseen patients.
 
-Segmentation (``lidc_multireader.npz``): each 71 x 71 nodule crop (HU, native pixel spacing of about
-0.5-0.8 mm) with its *consensus mask* = pixels drawn by at least half of the crop's readers
-(votes >= ceil(n_readers / 2), so the union for one or two readers, two of three, two of four). The crop is
-windowed like any HU input and resized as a whole to 128 x 128 (x 1.8): the segmentation head is trained
-on the nodule in its own crop's context (a field of view of about 35-60 mm), not on whole slices. Folds are
-split by patient id.
+Segmentation has no masks in IQ-OTH/NCCD; :class:`WholeSliceDataset` gives the segmentation head whole slices with
+exact masks: normal snapshots are negatives (empty mask), and normal snapshots with a real LIDC-IDRI nodule inserted
+into their lungs (:mod:`lungai.nlb.insertion`) are positives (label 1, the inserted mask). Benign and malignant
+snapshots have no mask and train the classifier only. LIDC nodules are split by patient
+(:func:`lungai.splits.group_folds`).
 """
 
 from __future__ import annotations
@@ -24,8 +23,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from lungai.augmentation import sample_seed
 from lungai.errors import InputError
-from lungai.nlb.intensity import INPUT_SIZE, SquareResize, hu_to_unit, to_grey, to_unit
+from lungai.nlb.framing import SNAPSHOT_PIXEL_MM, SNAPSHOT_SIZE, Framing
+from lungai.nlb.insertion import Nodule, consensus_masks, insert_at_random, usable_nodules
+from lungai.nlb.regions import snapshot_field
 from lungai.registry import resources_dir
 
 CLASS_LABELS = {"normal": 0, "benign": 1, "malignant": 1}
@@ -67,6 +69,15 @@ def list_snapshots(root: str | Path) -> list[Snapshot]:
     return snapshots
 
 
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """(H, W) stays; (H, W, 3 or 4) colour -> (H, W) luma 0.299 R + 0.587 G + 0.114 B (alpha ignored)."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        rgb = image[..., :3].astype(np.float32)
+        return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return image
+
+
 def read_snapshot(path: str | Path) -> np.ndarray:
     """One image file as a grey (H, W) array (8-bit data unchanged, colour converted to grey)."""
     try:
@@ -77,118 +88,105 @@ def read_snapshot(path: str | Path) -> np.ndarray:
     return to_grey(array)
 
 
-def load_snapshots(snapshots: list[Snapshot], size: int = INPUT_SIZE) -> torch.Tensor:
-    """Images as network input (N, 1, size, size) in [0, 1]."""
-    tensors = []
-    for snapshot in snapshots:
-        unit, _ = to_unit(read_snapshot(snapshot.path))
-        tensors.append(SquareResize(*unit.shape, size).apply(unit[None]))
-    return torch.cat(tensors)
+def snapshot_unit(path: str | Path) -> np.ndarray:
+    """A snapshot's grey values / 255 as float32 (H, W)."""
+    return np.asarray(read_snapshot(path), dtype=np.float32) / 255.0
 
 
-def stratified_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index per sample, each class shuffled with ``seed`` and dealt round-robin."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    folds = np.empty(len(labels), dtype=int)
-    for value in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == value))
-        folds[members] = np.arange(len(members)) % n_folds
-    return folds
+def frame_snapshot(unit: np.ndarray) -> torch.Tensor:
+    """(H, W) snapshot in [0, 1] -> network input (1, S, S)."""
+    return Framing.snapshot(*unit.shape).apply(unit[None])[0]
 
 
-def group_folds(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index per sample such that all samples of a group (patient) share a fold."""
-    unique = np.unique(np.asarray(groups))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    fold_of_group = dict(zip(unique[order], np.arange(len(unique)) % n_folds))
-    return np.array([fold_of_group[g] for g in groups], dtype=int)
+def load_snapshots(snapshots: list[Snapshot]) -> torch.Tensor:
+    """Images as network input (N, 1, S, S) in [0, 1]."""
+    return torch.stack([frame_snapshot(snapshot_unit(s.path)) for s in snapshots])
 
 
-@dataclass
-class NoduleCrops:
-    images: torch.Tensor  # (N, 1, S, S) in [0, 1]
-    masks: torch.Tensor  # (N, 1, S, S) float 0/1, consensus of readers
-    patient_ids: np.ndarray
-
-
-def consensus_masks(masks: np.ndarray, n_readers: np.ndarray) -> np.ndarray:
-    """(N, R, H, W) reader masks -> (N, H, W) pixels marked by at least ceil(n / 2) of the n real readers."""
-    needed = np.ceil(np.asarray(n_readers) / 2).astype(int)
-    return masks.sum(axis=1) >= needed[:, None, None]
-
-
-def load_nodule_crops(path: str | Path, size: int = INPUT_SIZE, indices: np.ndarray | None = None) -> NoduleCrops:
-    """LIDC crops and consensus masks of ``lidc_multireader.npz`` resized to ``size`` (see module docstring)."""
+def load_nodules(path: str | Path) -> tuple[list[Nodule], np.ndarray]:
+    """The usable nodules of ``lidc_multireader.npz`` (:func:`lungai.nlb.insertion.usable_nodules`) and their
+    patient ids."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"LIDC crops not found: {path}")
     with np.load(path) as data:
-        select = slice(None) if indices is None else indices
-        hu = data["image_hu"][select]
-        consensus = consensus_masks(data["masks"][select], data["n_readers"][select])
-        patient_ids = data["patient_id"][select]
-    resize = SquareResize(hu.shape[1], hu.shape[2], size)
-    images = resize.apply(hu_to_unit(hu))
-    masks = (resize.apply(consensus.astype(np.float32)) > 0.5).float()
-    return NoduleCrops(images, masks, patient_ids)
+        hu, spacing, patients = data["image_hu"], data["pixel_spacing_mm"], data["patient_id"]
+        consensus = consensus_masks(data["masks"], data["n_readers"])
+    keep = np.flatnonzero(usable_nodules(hu, consensus, spacing))
+    return [Nodule(hu[i], consensus[i], float(spacing[i])) for i in keep], patients[keep]
 
 
-class NLBDataset(Dataset):
-    """Classification snapshots and segmentation crops in one dataset of dict samples.
+class WholeSliceDataset(Dataset):
+    """Real snapshots plus ``n_inserted`` normal snapshots with an inserted nodule, as dict samples.
 
-    Each sample: ``image`` (1, S, S), ``label`` (float), ``has_label`` (1 for snapshots), ``mask`` (1, S, S),
-    ``has_mask`` (1 for crops; with ``normal_empty_masks`` also for label-0 snapshots, whose empty mask is a
-    correct segmentation target: a whole slice without neoplasm). With ``flip=True`` images (and masks) are
-    flipped left-right at random.
+    Sample: ``image`` (1, S, S) in [0, 1], ``mask`` (1, S, S), ``label`` (float), ``has_mask`` (1 for normal
+    snapshots, whose empty mask is a correct target, and for inserted-nodule slices). Which normal snapshot, which
+    nodule and where it goes are drawn from ``(seed, epoch, index)``, so each epoch shows new positives and a resumed
+    run draws the same ones (call :meth:`set_epoch`; :class:`lungai.augmentation.AugmentedDataset` forwards it).
+
+    Args:
+        units: snapshots (H, W) in [0, 1], grey / 255 (:func:`snapshot_unit`).
+        labels: 0 normal, 1 neoplasm, per snapshot.
+        nodules: LIDC nodules to insert (training patients only).
+        n_inserted: inserted-nodule samples per epoch (0: none).
     """
 
     def __init__(
         self,
-        snapshots: torch.Tensor | None = None,
-        labels: np.ndarray | None = None,
-        crops: torch.Tensor | None = None,
-        masks: torch.Tensor | None = None,
-        *,
-        flip: bool = False,
-        normal_empty_masks: bool = False,
+        units: list[np.ndarray],
+        labels: np.ndarray,
+        nodules: list[Nodule],
+        n_inserted: int,
         seed: int = 0,
     ) -> None:
-        size = (snapshots if snapshots is not None else crops).shape[-1]
-        empty = torch.zeros(0, 1, size, size)
-        snapshots = snapshots if snapshots is not None else empty
-        crops = crops if crops is not None else empty
-        self.images = torch.cat([snapshots, crops])
-        self.masks = torch.cat([torch.zeros_like(snapshots), masks if masks is not None else empty])
-        n_snap = len(snapshots)
-        self.labels = torch.zeros(len(self.images))
-        if n_snap:
-            self.labels[:n_snap] = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-        self.has_label = (torch.arange(len(self.images)) < n_snap).float()
-        self.has_mask = 1.0 - self.has_label
-        if normal_empty_masks:
-            self.has_mask[:n_snap] = (self.labels[:n_snap] == 0).float()
-        self.flip = flip
-        self.generator = torch.Generator().manual_seed(seed)
+        self.units = units
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.nodules = nodules
+        self.normals = np.flatnonzero(self.labels == 0)
+        self.n_inserted = n_inserted if len(nodules) and len(self.normals) else 0
+        self.seed = seed
+        self.epoch = 0
+        self._regions: dict[int, np.ndarray] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.units) + self.n_inserted
+
+    def _region(self, index: int) -> np.ndarray:
+        if index not in self._regions:
+            unit = self.units[index]
+            pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(unit.shape)
+            self._regions[index] = snapshot_field(unit, pixel_mm).parenchyma
+        return self._regions[index]
+
+    def inserted(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``index``-th inserted-nodule slice of the current epoch: (image (H, W), mask (H, W))."""
+        rng = np.random.default_rng(sample_seed(self.seed, self.epoch, len(self.units) + index))
+        for _ in range(20):
+            normal = int(self.normals[rng.integers(len(self.normals))])
+            unit = self.units[normal]
+            nodule = self.nodules[rng.integers(len(self.nodules))]
+            result = insert_at_random(
+                unit, self._region(normal), nodule, SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(unit.shape), rng
+            )
+            if result is not None:
+                return result
+        raise InputError("no normal snapshot had room in its lungs for a nodule after 20 draws")
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, mask = self.images[index], self.masks[index]
-        if self.flip and torch.rand(1, generator=self.generator).item() < 0.5:
-            image, mask = image.flip(-1), mask.flip(-1)
+        if index < len(self.units):
+            unit, label = self.units[index], float(self.labels[index])
+            mask, has_mask = np.zeros(unit.shape, dtype=np.float32), float(label == 0)
+        else:
+            unit, mask = self.inserted(index - len(self.units))
+            label, has_mask = 1.0, 1.0
+        framing = Framing.snapshot(*unit.shape)
+        framed = framing.apply(np.stack([unit, mask.astype(np.float32)]))
         return {
-            "image": image,
-            "mask": mask,
-            "label": self.labels[index],
-            "has_label": self.has_label[index],
-            "has_mask": self.has_mask[index],
+            "image": framed[0],
+            "mask": (framed[1] >= 0.5).float(),
+            "label": torch.tensor(label),
+            "has_mask": torch.tensor(has_mask),
         }
-
-
-def subsample(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
-    """At most ``limit`` of ``indices`` chosen with ``seed`` (all when limit is None), sorted."""
-    if limit is None or len(indices) <= limit:
-        return np.sort(indices)
-    return np.sort(np.random.default_rng(seed).choice(indices, size=limit, replace=False))

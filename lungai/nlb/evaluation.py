@@ -17,8 +17,7 @@ from torch import nn
 
 from lungai.io import write_table_csv
 from lungai.metrics import classification_metrics, dice, iou
-from lungai.nlb.data import list_snapshots, load_snapshots
-from lungai.nlb.intensity import INPUT_SIZE
+from lungai.nlb.data import list_snapshots, read_snapshot
 from lungai.outputs import check_outputs
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
 
@@ -85,35 +84,68 @@ def evaluate_snapshot_folder(
     out_dir: str | Path,
     *,
     threshold: float = 0.5,
-    size: int = INPUT_SIZE,
+    seg_threshold: float = 0.5,
+    fold: int | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     overwrite: bool = False,
     about: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Classify every image of a folder in the ``iqoth_nccd`` layout; write ``metrics.json`` and
-    ``predictions.csv`` to ``out_dir`` and return the metrics."""
+    """Classify and segment every image of a folder in the ``iqoth_nccd`` layout (with ``fold``: only the
+    snapshots of that fold of :func:`lungai.splits.stratified_folds` by category, ``n_folds`` and ``seed``, the
+    split of :func:`lungai.nlb.training.make_split`); write ``metrics.json`` and ``predictions.csv`` to ``out_dir``
+    and return the metrics.
+
+    Per image the CSV also gives the segmented pixels (inside the body, on positive images: what the pipeline
+    reports) and the pixels the network marks outside the body before that restriction.
+    """
+    from lungai.nlb.pipeline import score_slices
+    from lungai.nlb.regions import findings_region
+    from lungai.splits import stratified_folds
+
     out_dir = Path(out_dir)
     metrics_path = out_dir / "metrics.json"
     check_outputs([metrics_path], overwrite)
     snapshots = list_snapshots(data_dir)
+    if fold is not None:
+        folds = stratified_folds(np.array([s.category for s in snapshots]), n_folds, seed)
+        snapshots = [s for s, f in zip(snapshots, folds) if f == fold]
     report(progress, 0.0, f"reading {len(snapshots)} images")
-    images = load_snapshots(snapshots, size)
-    probabilities, _ = predict(model, images, device=device, progress=progress, cancel=cancel)
+    rows = []
+    for k, snapshot in enumerate(snapshots):
+        check_cancel(cancel)
+        grey = read_snapshot(snapshot.path)
+        scores = score_slices(model, grey, threshold=threshold, seg_threshold=seg_threshold, device=device)
+        raw = score_slices(model, grey, threshold=0.0, seg_threshold=seg_threshold, device=device, restrict=False)
+        body = findings_region(grey[None]).body[0]
+        rows.append(
+            {
+                "file": str(snapshot.path.relative_to(Path(data_dir))),
+                "category": snapshot.category,
+                "label": snapshot.label,
+                "probability": round(float(scores.probabilities[0]), 6),
+                "decision": int(scores.decisions[0]),
+                "segmented_pixels": int(scores.labelmap.sum()),
+                "segmented_outside_body": int((scores.labelmap[0].astype(bool) & ~body).sum()),
+                "network_pixels_outside_body": int((raw.labelmap[0].astype(bool) & ~body).sum()),
+            }
+        )
+        report(progress, (k + 1) / len(snapshots), "classifying images")
+    probabilities = np.array([r["probability"] for r in rows])
     labels = np.array([s.label for s in snapshots])
-    metrics = {**classification_report(probabilities, labels, threshold), "data": str(data_dir), **(about or {})}
+    metrics = {
+        **classification_report(probabilities, labels, threshold),
+        "data": str(data_dir),
+        "fold": fold if fold is None else f"{fold} of {n_folds} (stratified by category, seed {seed})",
+        "seg_threshold": seg_threshold,
+        "images_segmented_outside_body": int(sum(r["segmented_outside_body"] > 0 for r in rows)),
+        "images_with_network_output_outside_body": int(sum(r["network_pixels_outside_body"] > 0 for r in rows)),
+        **(about or {}),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    rows = [
-        {
-            "file": str(s.path.relative_to(Path(data_dir))),
-            "category": s.category,
-            "label": s.label,
-            "probability": round(float(p), 6),
-            "decision": int(p >= threshold),
-        }
-        for s, p in zip(snapshots, probabilities)
-    ]
     write_table_csv(out_dir / "predictions.csv", rows, overwrite=overwrite)
     return metrics

@@ -11,8 +11,11 @@ Heads:
   (neoplasm present);
 * segmentation: the U-Net decoder -> 1 x 1 convolution -> one logit per pixel (neoplasm region).
 
-Default widths are small (8-16-32-64-128, about 0.5 M parameters) for the CPU budget; inputs are
-128 x 128 (see :mod:`lungai.nlb.intensity`), other sizes are padded to a multiple of 16 and cropped back.
+Levels are :class:`lungai.blocks.DoubleConv` (3 x 3 convolution, batch norm, ReLU, twice). Batch norm, not group
+norm: group norm normalises every image's own statistics away, and the globally pooled classification features then
+hardly differed between images (the classifier stayed at the class prior in our runs). Default widths are small
+(8-16-32-64-128, about 0.5 M parameters) for the CPU budget; inputs are 192 x 192 (:mod:`lungai.nlb.framing`), other
+sizes are padded to a multiple of 16 and cropped back.
 """
 
 from __future__ import annotations
@@ -22,34 +25,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from lungai.architectures import register_architecture
+from lungai.blocks import DoubleConv
 from lungai.nlb.blocks import BLOCK_TYPES, make_block
 
 
-class ConvBlock(nn.Sequential):
-    """Two 3 x 3 convolutions with batch norm and ReLU: (B, in, H, W) -> (B, out, H, W).
-
-    Batch norm, not group norm: group norm normalises every image's own statistics away, and the globally
-    pooled classification features then hardly differed between images (the classifier stayed at the class
-    prior in our runs). Its running statistics are those of the training mixture of snapshots and crops.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
-
-
 class UpBlock(nn.Module):
-    """Bilinear x2 upsampling, concatenation with the skip features, :class:`ConvBlock`."""
+    """Bilinear x2 upsampling, concatenation with the skip features, :class:`lungai.blocks.DoubleConv`."""
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = ConvBlock(in_channels + skip_channels, out_channels)
+        self.conv = DoubleConv(in_channels + skip_channels, out_channels)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -91,7 +76,7 @@ class NLBUNet(nn.Module):
         self.block_type = block_type
         self.multiple = 2 ** (len(widths) - 1)
         self.encoders = nn.ModuleList(
-            ConvBlock(c_in, c_out) for c_in, c_out in zip((in_channels,) + widths[:-1], widths)
+            DoubleConv(c_in, c_out) for c_in, c_out in zip((in_channels,) + widths[:-1], widths)
         )
         self.blocks = nn.ModuleList(
             make_block(block_type if level in attention_levels else "none", width, grid)

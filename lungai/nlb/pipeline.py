@@ -4,10 +4,14 @@ Score every axial slice of a CT (or one 2-D image) and segment the neoplasm on s
 
 Each slice is a snapshot: it is turned to the radiological view (anterior at the top, the patient's right on
 the left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction like
-:func:`lungai.plotting.radiological_view`), mapped to [0, 1] and 128 x 128 by :mod:`lungai.nlb.intensity`,
-and passed through the network. The segmentation probabilities are resized back to the slice's pixel grid,
-turned back to the volume's own orientation and thresholded; slices whose neoplasm probability is below the
-decision threshold get no segmentation.
+:func:`lungai.plotting.radiological_view`), mapped to [0, 1] and framed to the network grid like a snapshot by
+:mod:`lungai.nlb.intensity` (HU: the measured snapshot window, 1.87 mm pixels, the body centred), and passed through
+the network. The segmentation probabilities are mapped back to the slice's pixel grid, turned back to the volume's
+own orientation and thresholded. Findings are reported only inside the lungs (:mod:`lungai.nlb.regions`): on CT the
+segmentation is cut to the shared lung field, and a slice is positive only if its probability reaches the decision
+threshold *and* the segmentation locates the finding inside the lungs (a slice without lung, or whose finding lies
+outside the lungs, is never positive; its probability is still reported); on 8-bit snapshots, whose window hides
+the lungs' outline, the segmentation is cut to the body and the probability alone decides.
 
 A volume of one slice is a single snapshot (one row, one point in the plot). Non-axial volumes are refused:
 resample them to axial slices first.
@@ -31,24 +35,19 @@ from lungai.errors import InputError
 from lungai.io import read_segmentation, read_table_csv, read_volume, write_segmentation, write_table_csv
 from lungai.nlb import DESCRIPTOR
 from lungai.nlb.blocks import BLOCK_TYPES
-from lungai.nlb.bundle import LICENCE, cpu_latency_ms
+from lungai.nlb.bundle import LICENCE, cpu_latency_ms, held_out_sentence
 from lungai.nlb.data import IMAGE_SUFFIXES, read_snapshot
-from lungai.nlb.evaluation import (
-    classification_report,
-    evaluate_snapshot_folder,
-    predict,
-    seg_threshold_of,
-    segmentation_report,
-)
+from lungai.nlb.evaluation import evaluate_snapshot_folder, predict, seg_threshold_of
 from lungai.nlb.intensity import HU_WINDOW, INPUT_SIZE, prepare_slices, to_grey
 from lungai.nlb.networks import build_nlb_unet
-from lungai.nlb.training import load_data, make_folds, train_nlb, training_dataset
+from lungai.nlb.regions import findings_region
+from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb
 from lungai.outputs import staged_folder
 from lungai.plotting import radiological_view, save_line_chart, save_overlay_png
 from lungai.progress import CancelToken, ProgressCallback, report, subrange
 from lungai.registry import load_for_module, publish
 from lungai.segments import TERMINOLOGY_NEOPLASM, SegmentSpec
-from lungai.training import TrainConfig
+from lungai.training import TrainConfig, seed_everything
 from lungai.ugsnet.data import load_npz
 from lungai.volume import Volume
 
@@ -63,12 +62,16 @@ class SliceScores:
 
     probabilities: np.ndarray  # (Z,) neoplasm probability per slice
     threshold: float  # decision threshold on the probability
-    labelmap: np.ndarray  # (Z, H, W) uint8: 1 = neoplasm region (only on positive slices)
+    labelmap: np.ndarray  # (Z, H, W) uint8: 1 = neoplasm region (only on positive slices, only in the lungs)
     intensity: str  # "HU" or "8-bit": how the input was mapped to [0, 1]
+    # (Z,) bool: the slice may be reported positive (on CT: it shows lung and the segmentation located the finding
+    # inside the lungs); None: every slice may (snapshots, whose lungs are not known)
+    reportable: np.ndarray | None = None
 
     @property
     def decisions(self) -> np.ndarray:
-        return self.probabilities >= self.threshold
+        decisions = self.probabilities >= self.threshold
+        return decisions if self.reportable is None else decisions & self.reportable
 
     @property
     def most_likely_slice(self) -> int:
@@ -111,6 +114,7 @@ def score_slices(
     array: np.ndarray,
     direction: np.ndarray | None = None,
     *,
+    spacing: tuple[float, float, float] | None = None,
     threshold: float = 0.5,
     seg_threshold: float = 0.5,
     size: int = INPUT_SIZE,
@@ -118,24 +122,35 @@ def score_slices(
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    restrict: bool = True,
 ) -> SliceScores:
     """Classify and segment every slice of ``array`` ((Z, H, W) volume, (H, W) image or (H, W, 3|4) colour).
 
-    ``seg_threshold``: on the segmentation probability; use the model's calibrated value
-    (:func:`lungai.nlb.evaluation.seg_threshold_of` of its checkpoint header).
+    ``spacing``: (x, y, z) voxel size in mm, needed for CT in HU (framing and lung field). ``seg_threshold``: on the
+    segmentation probability; use the model's calibrated value (:func:`lungai.nlb.evaluation.seg_threshold_of` of
+    its checkpoint header). ``restrict=False`` returns the network's own output, not cut to the lungs (to measure
+    what the restriction removes).
     """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"the decision threshold must lie in [0, 1], got {threshold}")
     flips = _radiological_flips(direction) if direction is not None else (False, False)
-    images, resize, kind = prepare_slices(np.asarray(array), size)
-    images = torch.flip(images, [d for d, f in zip((-2, -1), flips) if f]) if any(flips) else images
+    array = to_grey(np.asarray(array))
+    array = array[None] if array.ndim == 2 else array
+    region = findings_region(array, spacing, direction)
+    pixel_mm = None if spacing is None else (float(spacing[1]), float(spacing[0]))
+    body = _flip(region.body, *flips)
+    images, framing, kind = prepare_slices(_flip(array, *flips), pixel_mm, body, size)
     probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)
-    positive = probabilities >= threshold
-    labelmap = np.zeros((len(probabilities), resize.height, resize.width), dtype=np.uint8)
+    has_lung = region.lungs.any(axis=(1, 2)) if restrict else np.ones(len(probabilities), dtype=bool)
+    allowed = region.lungs if restrict else np.ones_like(region.lungs)
+    positive = (probabilities >= threshold) & has_lung
+    labelmap = np.zeros((len(probabilities), framing.height, framing.width), dtype=np.uint8)
     if positive.any():
-        restored = resize.restore(torch.from_numpy(maps[positive])[:, None]).numpy()
-        labelmap[positive] = _flip(restored >= seg_threshold, *flips)
-    return SliceScores(probabilities, threshold, labelmap, kind)
+        restored = framing.restore(torch.from_numpy(maps[positive])[:, None]).numpy()
+        labelmap[positive] = _flip(restored >= seg_threshold, *flips) & allowed[positive]
+    if region.snapshot or not restrict:
+        return SliceScores(probabilities, threshold, labelmap, kind)
+    return SliceScores(probabilities, threshold, labelmap, kind, labelmap.any(axis=(1, 2)))
 
 
 def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
@@ -152,7 +167,7 @@ def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
             "the volume's slices are not axial; resample it to axial slices (for example with "
             "Slicer's Resample Scalar/Vector/DWI Volume) before scoring slices"
         )
-    return score_slices(model, volume.array, volume.direction, **kwargs)
+    return score_slices(model, volume.array, volume.direction, spacing=volume.spacing, **kwargs)
 
 
 def read_input(path: str | Path) -> Volume:
@@ -243,84 +258,72 @@ def read(out_dir: str | Path) -> SavedResult:
 
 @dataclass
 class Training(TrainOptions):
-    """``lungai nlb train``: IQ-OTH/NCCD snapshots (presence) and LIDC-IDRI crops (segmentation)."""
+    """``lungai nlb train``: whole IQ-OTH/NCCD snapshots, and normal ones with real LIDC-IDRI nodules inserted
+    (:mod:`lungai.nlb.training`). The defaults are the bundled model's recipe."""
 
     iqoth: str = ""
     lidc: str = ""
     block: str = "symmetry_localized"
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 16
     lr: float = 2e-3
-    max_crops: int = 200
-    normal_empty_masks: bool = False
-    folds: int = 2
+    inserted_per_normal: float = 0.5
+    patience: int = 3
+    folds: int = 5
     held_out_fold: int = 0  # -1: train on everything
 
 
 def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
-    """Train, evaluate the held-out fold (``metrics.json``), optionally publish under ``config.register``."""
+    """Train, evaluate the held-out fold (``metrics.json`` with the split), optionally publish under
+    ``config.register``."""
     if config.block not in BLOCK_TYPES:
         raise InputError(f"Unknown block type '{config.block}'; choose one of {', '.join(BLOCK_TYPES)}.")
     held_out = None if config.held_out_fold < 0 else config.held_out_fold
     out = Path(config.out)
     load_npz(config.lidc)  # a clear error for a file that is not a multi-reader .npz
-    folds = make_folds(config.iqoth, config.lidc, config.folds, config.seed)
-    data = load_data(folds, config.lidc, INPUT_SIZE)
+    data = NLBData.load(config.iqoth, config.lidc)
+    split = make_split(data.categories, data.nodule_patients, config.folds, held_out, config.seed)
     model_config = {"block_type": config.block, "widths": list(config.widths)}
-    data_text = (
-        f"IQ-OTH/NCCD snapshots + LIDC-IDRI crops (consensus masks, at most {config.max_crops})"
-        + ("; normal snapshots as empty segmentation targets; " if config.normal_empty_masks else "; ")
-        + (
-            "all data"
-            if held_out is None
-            else f"{config.folds}-fold split seed {config.seed}, fold {held_out} held out"
-        )
-    )
     device = resolve_device(config.device)
-    with staged_folder(out, expected=["last.pt", "metrics.json"]) as work:
+    with staged_folder(out, expected=["best.pt", "last.pt", "metrics.json"]) as work:
         schedule = TrainConfig(
             epochs=config.epochs,
             batch_size=config.batch_size,
             lr=config.lr,
             scheduler="cosine",
+            min_lr=config.lr / 50,
             seed=config.seed,
             device=str(device),
             out_dir=str(work),
+            monitor="loss",
+            monitor_mode="min",
+            patience=config.patience,
+            restore_best=True,
         )
-        result = train_nlb(
-            build_nlb_unet(**model_config),
+        seed_everything(config.seed)
+        model = build_nlb_unet(**model_config)
+        checkpoint, seg_threshold = train_nlb(
+            model,
             model_config,
-            training_dataset(folds, data, held_out, config.max_crops, config.normal_empty_masks),
+            data,
+            split,
             schedule,
-            training_data=data_text,
+            inserted_per_normal=config.inserted_per_normal,
             progress=subrange(progress, 0.0, 0.9),
             cancel=cancel,
         )
-        model, header = load_model(work / "last.pt", device, expected_model="nlb_unet")
-        metrics: dict = {}
-        if held_out is not None:
-            snap = folds.snapshot_folds == held_out
-            crop = folds.crop_folds == held_out
-            probabilities, _ = predict(model, data.snapshot_images[snap], device=device)
-            _, maps = predict(model, data.crops.images[crop], device=device)
-            cls = classification_report(probabilities, data.snapshot_labels[snap])
-            seg = segmentation_report(maps, data.crops.masks[crop, 0].numpy(), seg_threshold_of(header))
-            metrics = {
-                **{f"held_out_{k}": cls[k] for k in ("precision", "recall", "f1", "accuracy")},
-                "held_out_confusion_matrix": cls["confusion_matrix"],
-                "held_out_iou": seg["iou"],
-                "held_out_dice": seg["dice"],
-                "seg_threshold": seg_threshold_of(header),
-            }
-        (work / "metrics.json").write_text(json.dumps({**metrics, "folds": folds.describe()}, indent=2) + "\n")
-    outcome = TrainOutcome(out / "last.pt", metrics, result.history)
+        held = evaluate_split(model, data, split.test, split.test_nodules, seg_threshold, config.seed + 3)
+        metrics = {**{f"held_out_{k}": v for k, v in held.items()}, "seg_threshold": seg_threshold}
+        (work / "metrics.json").write_text(json.dumps({**metrics, "split": split.record}, indent=2) + "\n")
+    outcome = TrainOutcome(out / checkpoint.name, metrics, [])
     if config.register:
         outcome.registered = publish_weights(
             outcome.checkpoint,
             config.register,
             command=config.command,
             metrics={k: v for k, v in metrics.items() if not isinstance(v, list)},
+            held_out=split.record,
         )
     report(progress, 1.0, "done")
     return outcome
@@ -334,8 +337,10 @@ def publish_weights(
     metrics: dict[str, Any],
     description: str = "",
     timings: dict[str, Any] | None = None,
+    held_out: dict[str, Any] | None = None,
 ):
-    """Publish an ``nlb_unet`` checkpoint with its one-thread CPU latency per slice."""
+    """Publish an ``nlb_unet`` checkpoint with its one-thread CPU latency per slice; ``held_out`` (a split record
+    of :func:`lungai.nlb.training.make_split`) becomes the sentence ``metrics["held_out"]``."""
     model, header = load_model(checkpoint, expected_model="nlb_unet")
     variant = header["config"].get("block_type")
     return publish(
@@ -344,7 +349,7 @@ def publish_weights(
         module=DESCRIPTOR.slicer_module,
         licence=LICENCE,
         command=command,
-        metrics=metrics,
+        metrics={**metrics, **({"held_out": held_out_sentence(held_out)} if held_out else {})},
         description=description
         or f"U-Net with {variant} non-local blocks (seed 002): neoplasm probability per CT slice and its segmentation",
         timings={"cpu_ms_per_slice_1_thread": cpu_latency_ms(model), **(timings or {})},
@@ -357,11 +362,15 @@ def evaluate(
     model: LoadedModel,
     *,
     threshold: float = 0.5,
+    fold: int | None = None,
+    folds: int = 5,
+    seed: int = 0,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict:
-    """Classification metrics on a folder in the iqoth_nccd layout: ``metrics.json`` and ``predictions.csv``."""
+    """Classification metrics (and segmentation inside the body) on a folder in the iqoth_nccd layout, or on one
+    ``fold`` of it (the training split): ``metrics.json`` and ``predictions.csv``."""
     about = {"model": model.source, "block_type": model.header.get("config", {}).get("block_type")}
     with staged_folder(out_dir, overwrite, expected=["metrics.json", "predictions.csv"]) as work:
         return evaluate_snapshot_folder(
@@ -369,6 +378,10 @@ def evaluate(
             data,
             work,
             threshold=threshold,
+            seg_threshold=seg_threshold_of(model.header),
+            fold=fold,
+            n_folds=folds,
+            seed=seed,
             device=model.device,
             progress=progress,
             cancel=cancel,

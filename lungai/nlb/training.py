@@ -1,19 +1,23 @@
-"""Joint training of the classification and segmentation heads with the generic trainer (:mod:`lungai.training`).
+"""Training NeoplasmNLB on whole slices with the shared trainer (:mod:`lungai.training`) and recipe.
 
-Each batch mixes IQ-OTH/NCCD snapshots (classification targets only) and LIDC nodule crops (segmentation
-targets only), see :mod:`lungai.nlb.data`. Loss per batch:
-``BCE(class_logit, label)`` over the snapshots + ``seg_weight * (BCE + soft Dice)(seg_logits, mask)`` over the
-crops (and, with ``normal_empty_masks``, over the normal snapshots with empty masks); a term is left out when
-its samples are absent from the batch.
+Data (:mod:`lungai.nlb.data`): IQ-OTH/NCCD snapshots (classification targets; normal ones also empty segmentation
+targets) and normal snapshots with an inserted real LIDC-IDRI nodule (label 1 and the exact inserted mask), all
+framed to 192 x 192 (:mod:`lungai.nlb.framing`) and augmented by :mod:`lungai.augmentation` (left-right flips only:
+the snapshots are always anterior up; small rotations and scaling; intensity jitter and noise).
 
-Cross-validation protocol (:func:`make_folds`): IQ-OTH/NCCD snapshots in ``n_folds`` folds stratified by
-category (no patient ids exist), LIDC crops in ``n_folds`` folds by patient id, both shuffled with ``seed``.
-Training on fold k's complement uses at most ``max_crops`` crops (chosen with ``seed``) to fit the CPU budget.
+Loss per batch: ``BCE(class_logit, label)`` over all samples + ``seg_weight * DiceCE(seg_logits, mask)`` (MONAI
+``DiceCELoss``, sigmoid, Dice over the whole batch so that empty masks of normal slices count without a 0/0) over the
+samples with a mask; a term is left out when its samples are absent from the batch.
+
+Split (:func:`make_split`, every number in the returned record): snapshots in ``n_folds`` folds stratified by
+category (IQ-OTH/NCCD has no patient ids, so one patient's slices can fall on both sides), fold ``held_out`` is the
+test set; a tenth of the remaining snapshots is the validation set for early stopping and the segmentation threshold.
+LIDC nodules in ``n_folds`` folds by patient; the held-out fold's patients are never inserted during training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,51 +26,36 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lungai.augmentation import AugmentedDataset, AugmentSettings
 from lungai.checkpoint import load_model, save_checkpoint
-from lungai.nlb.data import (
-    NLBDataset,
-    NoduleCrops,
-    Snapshot,
-    group_folds,
-    list_snapshots,
-    load_nodule_crops,
-    load_snapshots,
-    stratified_folds,
-    subsample,
-)
-from lungai.nlb.evaluation import calibrate_seg_threshold, predict, seg_threshold_of
+from lungai.nlb.data import WholeSliceDataset, list_snapshots, load_nodules, snapshot_unit
+from lungai.nlb.evaluation import calibrate_seg_threshold, classification_report, predict, segmentation_report
 from lungai.progress import CancelToken, ProgressCallback
-from lungai.training import TrainConfig, TrainResult, train
+from lungai.splits import fold_indices, group_folds, stratified_folds, validation_split
+from lungai.training import TrainConfig, train
 
 MODEL_NAME = "nlb_unet"
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice per sample (smoothed by ``eps``), averaged; logits and target (B, 1, H, W)."""
-    prob = logits.sigmoid().flatten(1)
-    target = target.flatten(1)
-    dice = (2 * (prob * target).sum(1) + eps) / (prob.sum(1) + target.sum(1) + eps)
-    return (1 - dice).mean()
+AUGMENTATION = AugmentSettings(flip_axes=(1,), rotate_degrees=10.0, scale=0.1)
 
 
 class NLBTask:
-    """:class:`lungai.training.TrainTask` for :class:`lungai.nlb.networks.NLBUNet` on :class:`NLBDataset`."""
+    """:class:`lungai.training.TrainTask` for :class:`lungai.nlb.networks.NLBUNet` on :class:`WholeSliceDataset`."""
 
     def __init__(self, seg_weight: float = 1.0) -> None:
+        from monai.losses import DiceCELoss
+
         self.seg_weight = seg_weight
+        self.seg_loss = DiceCELoss(sigmoid=True, batch=True)
 
     def losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = model(batch["image"])
-        labelled, masked = batch["has_label"] > 0, batch["has_mask"] > 0
-        zero = out["class_logit"].sum() * 0.0
-        losses = {"class": zero, "seg": zero}
-        if labelled.any():
-            losses["class"] = F.binary_cross_entropy_with_logits(
-                out["class_logit"][labelled], batch["label"][labelled].float()
-            )
-        if masked.any():
-            logits, mask = out["seg_logits"][masked], batch["mask"][masked]
-            losses["seg"] = F.binary_cross_entropy_with_logits(logits, mask) + soft_dice_loss(logits, mask)
+        losses = {"class": F.binary_cross_entropy_with_logits(out["class_logit"], batch["label"].float())}
+        masked = batch["has_mask"] > 0
+        losses["seg"] = (
+            self.seg_loss(out["seg_logits"][masked], batch["mask"][masked])
+            if masked.any()
+            else out["seg_logits"].sum() * 0.0
+        )
         return losses
 
     def training_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -75,126 +64,125 @@ class NLBTask:
 
     def validation_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         losses = self.losses(model, batch)
-        return {"loss": float(losses["class"] + self.seg_weight * losses["seg"])}
+        return {"loss": float(losses["class"] + self.seg_weight * losses["seg"]), "class_loss": float(losses["class"])}
 
 
 @dataclass
-class Folds:
-    snapshots: list[Snapshot]
-    snapshot_folds: np.ndarray
-    crop_patient_ids: np.ndarray
-    crop_folds: np.ndarray
-    n_folds: int
-    seed: int
+class Split:
+    """Indices into the snapshot list and the nodule list; ``test``/``test_nodules`` empty when nothing is held out."""
 
-    def describe(self) -> dict[str, Any]:
-        """Counts per fold, for the record next to the results."""
-        labels = np.array([s.label for s in self.snapshots])
-        return {
-            "seed": self.seed,
-            "n_folds": self.n_folds,
-            "folds": [
-                {
-                    "fold": k,
-                    "snapshots": int((self.snapshot_folds == k).sum()),
-                    "snapshots_with_neoplasm": int(labels[self.snapshot_folds == k].sum()),
-                    "crops": int((self.crop_folds == k).sum()),
-                    "crop_patients": int(len(np.unique(self.crop_patient_ids[self.crop_folds == k]))),
-                }
-                for k in range(self.n_folds)
-            ],
-        }
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    train_nodules: np.ndarray
+    test_nodules: np.ndarray
+    record: dict[str, Any] = field(default_factory=dict)
 
 
-def make_folds(iqoth_dir: str | Path, lidc_path: str | Path, n_folds: int = 2, seed: int = 0) -> Folds:
-    snapshots = list_snapshots(iqoth_dir)
-    categories = np.array([s.category for s in snapshots])
-    with np.load(lidc_path) as data:
-        patient_ids = data["patient_id"]
-    return Folds(
-        snapshots,
-        stratified_folds(categories, n_folds, seed),
-        patient_ids,
-        group_folds(patient_ids, n_folds, seed),
-        n_folds,
-        seed,
-    )
+def make_split(
+    categories: np.ndarray, nodule_patients: np.ndarray, n_folds: int, held_out: int | None, seed: int
+) -> Split:
+    """The split of the module docstring (``held_out`` None: everything but the validation tenth trains)."""
+    categories, nodule_patients = np.asarray(categories), np.asarray(nodule_patients)
+    snapshot_folds = stratified_folds(categories, n_folds, seed)
+    nodule_folds = group_folds(nodule_patients, n_folds, seed)
+    if held_out is None:
+        rest, test = np.arange(len(categories)), np.array([], dtype=int)
+        train_nodules, test_nodules = np.arange(len(nodule_patients)), np.array([], dtype=int)
+    else:
+        rest, test = fold_indices(snapshot_folds, held_out)
+        train_nodules, test_nodules = fold_indices(nodule_folds, held_out)
+    fit, validation = validation_split(np.arange(len(rest)), 0.1, seed)
+    train_idx, val_idx = rest[fit], rest[validation]
+    record = {
+        "snapshots": "IQ-OTH/NCCD, folds stratified by category (no patient ids: slices of one patient can be on "
+        "both sides)",
+        "n_folds": n_folds,
+        "held_out_fold": held_out,
+        "seed": seed,
+        "train_snapshots": int(len(train_idx)),
+        "validation_snapshots": int(len(val_idx)),
+        "test_snapshots": int(len(test)),
+        "test_snapshots_with_neoplasm": int((categories[test] != "normal").sum()),
+        "nodules": "LIDC-IDRI, folds by patient",
+        "train_nodules": int(len(train_nodules)),
+        "train_nodule_patients": int(len(np.unique(nodule_patients[train_nodules]))),
+        "test_nodules": int(len(test_nodules)),
+        "test_nodule_patients": int(len(np.unique(nodule_patients[test_nodules]))),
+    }
+    return Split(train_idx, val_idx, test, train_nodules, test_nodules, record)
 
 
 @dataclass
-class LoadedData:
-    """All snapshots and crops of a :class:`Folds` as network input, loaded once."""
+class NLBData:
+    """Everything a run reads, loaded once: snapshot grey / 255, labels, categories, nodules and their patients."""
 
-    snapshot_images: torch.Tensor
-    snapshot_labels: np.ndarray
-    crops: NoduleCrops
+    units: list[np.ndarray]
+    labels: np.ndarray
+    categories: np.ndarray
+    nodules: list
+    nodule_patients: np.ndarray
 
+    @classmethod
+    def load(cls, iqoth_dir: str | Path, lidc_path: str | Path) -> NLBData:
+        snapshots = list_snapshots(iqoth_dir)
+        nodules, patients = load_nodules(lidc_path)
+        return cls(
+            [snapshot_unit(s.path) for s in snapshots],
+            np.array([s.label for s in snapshots]),
+            np.array([s.category for s in snapshots]),
+            nodules,
+            patients,
+        )
 
-def load_data(folds: Folds, lidc_path: str | Path, size: int) -> LoadedData:
-    return LoadedData(
-        load_snapshots(folds.snapshots, size),
-        np.array([s.label for s in folds.snapshots]),
-        load_nodule_crops(lidc_path, size),
-    )
-
-
-def training_dataset(
-    folds: Folds, data: LoadedData, held_out: int | None, max_crops: int | None, normal_empty_masks: bool = False
-) -> NLBDataset:
-    """Training data: every fold but ``held_out`` (all data when None), at most ``max_crops`` crops; see
-    :class:`NLBDataset` for ``normal_empty_masks``."""
-    snap_idx = np.flatnonzero(folds.snapshot_folds != held_out)
-    crop_idx = subsample(np.flatnonzero(folds.crop_folds != held_out), max_crops, folds.seed)
-    return NLBDataset(
-        data.snapshot_images[snap_idx],
-        data.snapshot_labels[snap_idx],
-        data.crops.images[crop_idx],
-        data.crops.masks[crop_idx],
-        flip=True,
-        normal_empty_masks=normal_empty_masks,
-        seed=folds.seed,
-    )
+    def dataset(self, snapshots: np.ndarray, nodules: np.ndarray, inserted_per_normal: float, seed: int):
+        """:class:`WholeSliceDataset` of the given snapshots, inserting the given nodules into its normal ones."""
+        labels = self.labels[snapshots]
+        n_inserted = int(round(inserted_per_normal * int((labels == 0).sum())))
+        return WholeSliceDataset(
+            [self.units[i] for i in snapshots], labels, [self.nodules[i] for i in nodules], n_inserted, seed
+        )
 
 
-def train_nlb(
-    model: nn.Module,
-    model_config: dict[str, Any],
-    dataset: NLBDataset,
-    config: TrainConfig,
-    *,
-    training_data: str,
-    seg_weight: float = 1.0,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> TrainResult:
-    """Train with the generic trainer, no validation set (fixed budget: the last epoch is kept), then
-    calibrate the segmentation threshold on the training crops into ``last.pt`` (:func:`calibrate_checkpoint`)."""
-    result = train(
-        model,
-        NLBTask(seg_weight),
-        dataset,
-        None,
-        config,
-        model_name=MODEL_NAME,
-        model_config=model_config,
-        training_data=training_data,
-        progress=progress,
-        cancel=cancel,
-    )
-    if result.last_checkpoint is not None:
-        calibrate_checkpoint(result.last_checkpoint, dataset)
-    return result
+def evaluate_split(
+    model: nn.Module, data: NLBData, snapshots: np.ndarray, nodules: np.ndarray, seg_threshold: float, seed: int
+) -> dict[str, Any]:
+    """Classification on the real snapshots and segmentation Dice on one inserted-nodule copy of each normal one
+    (nodules drawn from ``nodules``, placement from ``seed``); empty when ``snapshots`` is empty."""
+    if len(snapshots) == 0:
+        return {}
+    dataset = data.dataset(snapshots, nodules, 1.0, seed)
+    n_real = len(dataset.units)
+    samples = [dataset[i] for i in range(len(dataset))]
+    images = torch.stack([s["image"] for s in samples])
+    probabilities, maps = predict(model, images)
+    cls = classification_report(probabilities[:n_real], dataset.labels)
+    metrics = {k: cls[k] for k in ("precision", "recall", "f1", "accuracy", "confusion_matrix", "n")}
+    if len(samples) > n_real:
+        masks = torch.stack([s["mask"][0] for s in samples[n_real:]]).numpy() > 0
+        seg = segmentation_report(maps[n_real:], masks, seg_threshold)
+        normals = dataset.labels == 0
+        metrics.update(
+            inserted_dice=seg["dice"],
+            inserted_iou=seg["iou"],
+            inserted_n=seg["n"],
+            inserted_detected=float((probabilities[n_real:] >= 0.5).mean()),
+            normal_pixels_segmented=float((maps[:n_real][normals] >= seg_threshold).mean()),
+        )
+    return metrics
 
 
-def calibrate_checkpoint(path: str | Path, dataset: NLBDataset) -> float:
-    """Store in the checkpoint's header ``extra.seg_threshold`` the threshold with the best mean Dice on the
-    dataset's segmentation crops (training data only); returns it."""
-    model, header = load_model(path, expected_model=MODEL_NAME)
-    crops = dataset.has_label == 0
-    if not crops.any():
-        return seg_threshold_of(header)
-    _, maps = predict(model, dataset.images[crops])
-    threshold = calibrate_seg_threshold(maps, dataset.masks[crops, 0].numpy() > 0)
+def calibrate_checkpoint(path: str | Path, model: nn.Module, data: NLBData, split: Split, seed: int) -> float:
+    """Store in the checkpoint's ``extra.seg_threshold`` the threshold with the best mean Dice on inserted nodules
+    in the validation snapshots (training nodules); returns it."""
+    _, header = load_model(path, expected_model=MODEL_NAME)
+    dataset = data.dataset(split.validation, split.train_nodules, 1.0, seed)
+    n_real = len(dataset.units)
+    samples = [dataset[i] for i in range(n_real, len(dataset))]
+    threshold = 0.5
+    if samples:
+        _, maps = predict(model, torch.stack([s["image"] for s in samples]))
+        threshold = calibrate_seg_threshold(maps, torch.stack([s["mask"][0] for s in samples]).numpy() > 0)
     save_checkpoint(
         path,
         model,
@@ -206,3 +194,54 @@ def calibrate_checkpoint(path: str | Path, dataset: NLBDataset) -> float:
         extra={**header.get("extra", {}), "seg_threshold": threshold},
     )
     return threshold
+
+
+def train_nlb(
+    model: nn.Module,
+    model_config: dict[str, Any],
+    data: NLBData,
+    split: Split,
+    config: TrainConfig,
+    *,
+    inserted_per_normal: float = 1.0,
+    seg_weight: float = 1.0,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[Path, float]:
+    """Train, keep the epoch with the lowest validation loss, calibrate its segmentation threshold.
+
+    Returns (checkpoint path, segmentation threshold). ``config.out_dir`` must be set.
+    """
+    train_set = AugmentedDataset(
+        data.dataset(split.train, split.train_nodules, inserted_per_normal, config.seed),
+        mask_keys=("mask",),
+        settings=AUGMENTATION,
+        seed=config.seed,
+    )
+    val_set = data.dataset(split.validation, split.train_nodules, inserted_per_normal, config.seed + 1)
+    held_out = split.record["held_out_fold"]
+    training_data = (
+        f"IQ-OTH/NCCD snapshots ({split.record['train_snapshots']} training, {split.record['validation_snapshots']} "
+        f"validation) + {split.record['train_nodules']} LIDC-IDRI nodules inserted into normal snapshots; "
+        + (
+            "all folds"
+            if held_out is None
+            else f"held out: snapshot fold {held_out} of {split.record['n_folds']} (stratified by category, "
+            f"seed {split.record['seed']}; no patient ids) and the LIDC patients of nodule fold {held_out}"
+        )
+    )
+    result = train(
+        model,
+        NLBTask(seg_weight),
+        train_set,
+        val_set,
+        config,
+        model_name=MODEL_NAME,
+        model_config=model_config,
+        training_data=training_data,
+        progress=progress,
+        cancel=cancel,
+    )
+    checkpoint = result.best_checkpoint or result.last_checkpoint
+    threshold = calibrate_checkpoint(checkpoint, model, data, split, config.seed + 2)
+    return Path(checkpoint), threshold

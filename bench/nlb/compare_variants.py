@@ -1,0 +1,96 @@
+"""The paper's comparison of non-local block variants (seed 002, Tables I and II) with the bundled model's recipe.
+
+Every variant is trained exactly as the bundled model (``lungai nlb train``: whole-slice training on IQ-OTH/NCCD
+snapshots with inserted LIDC nodules, 192 px, same split, seed and budget; only ``--block`` differs), then measured
+on the held-out fold: classification of the real snapshots (precision, recall, F1), segmentation Dice of held-out
+LIDC nodules inserted into held-out normal snapshots, parameters and one-thread CPU latency per 192 x 192 slice.
+Finished runs are kept in ``--work`` and skipped when the script runs again.
+
+Regenerate (from the repository root; each variant costs one bundled-model training, about 30 CPU minutes)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/compare_variants.py --iqoth ../shared/data/iqoth_nccd \
+        --lidc ../shared/data/lidc_multireader.npz --work /tmp/nlb_variants --out bench/nlb
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from lungai.checkpoint import load_model
+from lungai.cli import main as lungai_main
+from lungai.nlb.bundle import cpu_latency_ms
+
+VARIANTS = ("none", "basic", "localized", "symmetry", "symmetry_localized")
+COLUMNS = ("precision", "recall", "f1", "accuracy", "inserted_dice", "inserted_detected")
+
+
+def train_variant(args: argparse.Namespace, variant: str) -> dict:
+    run = Path(args.work) / variant
+    if not (run / "metrics.json").exists():
+        command = ["--device", "cpu", "--progress", "none", "nlb", "train", "--iqoth", args.iqoth, "--lidc"]
+        command += [args.lidc, "--out", str(run), "--block", variant, "--epochs", str(args.epochs)]
+        command += ["--inserted-per-normal", str(args.inserted_per_normal), "--patience", str(args.patience)]
+        if lungai_main(command) != 0:
+            raise SystemExit(f"training {variant} failed")
+    metrics = json.loads((run / "metrics.json").read_text())
+    model, _ = load_model(run / "best.pt", expected_model="nlb_unet")
+    return {
+        "variant": variant,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "ms_per_slice": cpu_latency_ms(model),
+        **{key: round(metrics[f"held_out_{key}"], 4) for key in COLUMNS},
+        "test_snapshots": metrics["split"]["test_snapshots"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iqoth", required=True)
+    parser.add_argument("--lidc", required=True)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--inserted-per-normal", type=float, default=0.5)
+    parser.add_argument("--patience", type=int, default=3)
+    args = parser.parse_args()
+    rows = [train_variant(args, variant) for variant in args.variants]
+    out = Path(args.out)
+    with open(out / "variants.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "# NeoplasmNLB: non-local block variants at the bundled model's budget",
+        "",
+        "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/compare_variants.py "
+        + " ".join(sys.argv[1:])
+        + "`",
+        "",
+        f"Each variant: `lungai nlb train` with {args.epochs} epochs (early stopping, patience {args.patience}), "
+        f"{args.inserted_per_normal} inserted-nodule slices per normal snapshot and epoch, 5 folds, fold 0 held out, "
+        "seed 0. Held out: IQ-OTH/NCCD snapshot fold 0 (stratified by category; no patient ids, so a patient's "
+        "other slices may be in training) and LIDC patients of nodule fold 0 (never inserted during training), "
+        f"their nodules inserted into the held-out normal snapshots for the Dice. Latency: one thread, load average "
+        f"{os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| block | parameters | ms per slice | precision | recall | F1 | Dice (inserted) | inserted detected |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['variant']} | {r['parameters']:,} | {r['ms_per_slice']} | {r['precision']:.3f} | "
+            f"{r['recall']:.3f} | {r['f1']:.3f} | {r['inserted_dice']:.3f} | {r['inserted_detected']:.3f} |"
+            for r in rows
+        ),
+        "",
+    ]
+    (out / "variants.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
