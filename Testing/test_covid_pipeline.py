@@ -543,14 +543,9 @@ def test_bundled_lungs_match_the_reference_on_slices_the_lung_stage_never_saw(bu
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 12 acceptance not met by the bundled chsnet-covid: 1.2 % of the lungs on slices 22-33 "
-    "(0.95 % on the whole scan) are marked as infection on this normal CT; the infection stage has no normal "
-    "training data. Remove this mark when a retrained model passes.",
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="the retrained bundled CHS-Net (128 px, held-out infection Dice 0.58) marks more than 0.5 % of the "
-    "normal chest CT's lungs as infection; target not met (issue 13 item 3)",
+    reason="issue 12 acceptance not met by the bundled chsnet-covid (retrained 08:04, held-out infection Dice "
+    "0.578): more than 0.5 % of the lungs on slices 22-33 of this normal CT are marked as infection; the "
+    "infection stage has no normal training data. Remove this mark when a retrained model passes.",
 )
 def test_bundled_model_marks_at_most_half_a_percent_of_a_normal_scan_as_infection(bundled_result):
     from lungai.covid.data import TEST_SLICES
