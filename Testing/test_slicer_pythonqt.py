@@ -55,20 +55,24 @@ def chest_ct_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chest_slab_file(tmp_path_factory):
-    """Sixteen slices of the bundled chest CT through both lungs: a real run that stays short on a loaded machine."""
-    import dataclasses
-
+def nodule_files(tmp_path_factory):
+    """A bundled LIDC-IDRI nodule (3 slices around it) and its point, as the UGS-Net module exports them."""
     from lungai.io import write_volume
-    from lungai.sample_data import chest_ct
+    from lungai.ugsnet.sample import crop_volume, load_sample
 
-    ct = chest_ct()
-    slab = dataclasses.replace(ct, array=ct.array[9:25].copy())
-    return write_volume(slab, tmp_path_factory.mktemp("slab") / "slab.nrrd")
+    folder = tmp_path_factory.mktemp("nodule")
+    volume, point = crop_volume(load_sample(), 5, slices=3)
+    (folder / "points.csv").write_text("r,a,s\n" + ",".join(f"{v:.4f}" for v in point) + "\n")
+    return write_volume(volume, folder / "ct.nrrd"), folder / "points.csv", volume.shape
 
 
 def run_scenario(
-    scenario: str, tmp_path: Path, slicer_home: Path, volume: Path | str = "", program: Path | str = ""
+    scenario: str,
+    tmp_path: Path,
+    slicer_home: Path,
+    volume: Path | str = "",
+    program: Path | str = "",
+    points: Path | str = "",
 ) -> dict:
     verdict_path = tmp_path / "verdict.json"
     environment = {
@@ -82,6 +86,7 @@ def run_scenario(
         "LUNGAI_TEST_VOLUME": str(volume),
         "LUNGAI_TEST_SLICER_HOME": str(slicer_home),
         "LUNGAI_TEST_PROGRAM": str(program),
+        "LUNGAI_TEST_POINTS": str(points),
     }
     host = subprocess.run(
         [str(TOOL / "run-pythonqt"), str(REPO / "Testing" / "pythonqt" / "job_scenario.py")],
@@ -108,17 +113,18 @@ def test_info_finishes_once_and_releases_the_process(tmp_path, slicer_home):
     assert not verdict["work_dir_left"]
 
 
-def test_module_command_reports_progress_and_imports_results(tmp_path, slicer_home, chest_slab_file):
-    verdict = run_scenario("segment", tmp_path, slicer_home, chest_slab_file)
+def test_module_command_reports_progress_and_imports_results(tmp_path, slicer_home, nodule_files):
+    volume, points, shape = nodule_files
+    verdict = run_scenario("segment", tmp_path, slicer_home, volume, points=points)
     events = kinds(verdict)
     assert events.count("finished") == 1 and "error" not in events, verdict["events"]
     assert events[-1] == "finished" and events.count("progress") >= 2
     fractions = [event[1] for event in verdict["events"] if event[0] == "progress"]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     result = verdict["events"][-1][1]
-    assert result["segments"] == ["Right lung", "Left lung", "Infection"]
-    assert result["shape"][-3:] == [16, 128, 128]
-    assert result["rows"] >= 2
+    assert result["segments"] == ["Nodule 1", "Nodule 1 high confidence", "Nodule 1 low confidence"]
+    assert result["shape"][-3:] == list(shape)
+    assert result["rows"] == 1
     assert not verdict["work_dir_left"]
 
 

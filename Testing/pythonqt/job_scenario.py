@@ -30,7 +30,10 @@ def arguments(work_dir):
         return ["info"]
     if scenario == "failing":
         return ["covid", "segment", "--volume", str(work_dir / "missing.nrrd"), "--out", str(out_dir)]
-    return ["--device", "cpu", "covid", "segment", "--volume", volume, "--out", str(out_dir)]
+    if scenario == "cancel":  # MC-dropout scoring of the chest CT: long enough to cancel at its first progress
+        return ["--device", "cpu", "al", "score", "--volume", volume, "--samples", "20", "--out", str(out_dir)]
+    points = os.environ["LUNGAI_TEST_POINTS"]
+    return ["--device", "cpu", "ugsnet", "segment", "--volume", volume, "--points", points, "--out", str(out_dir)]
 
 
 def import_results(work_dir):
@@ -38,8 +41,8 @@ def import_results(work_dir):
         return {"files": []}
     from lungai.io import read_segmentation, read_table_csv
 
-    labelmap, specs = read_segmentation(out_dir / "segmentation.seg.nrrd")
-    rows = read_table_csv(out_dir / "burden.csv")
+    labelmap, specs = read_segmentation(out_dir / "nodules.seg.nrrd")
+    rows = read_table_csv(out_dir / "nodules.csv")
     return {"segments": [spec.name for spec in specs], "shape": list(labelmap.array.shape), "rows": len(rows)}
 
 
