@@ -60,7 +60,7 @@ COMMANDS = {
         {"--volume": "volume", "--weights": "weights", "--out": "out_folder"},
     ),
     "nlb train": (
-        ["--iqoth", "iqoth", "--lidc", "npz", "--out", "OUT", "--epochs", "1", "--max-crops", "2"],
+        ["--iqoth", "iqoth", "--lidc", "npz", "--out", "OUT", "--epochs", "1"],
         {"--iqoth": "folder", "--lidc": "npz", "--out": "out_folder"},
     ),
     "nlb evaluate": (
