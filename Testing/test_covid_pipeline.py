@@ -541,12 +541,6 @@ def test_bundled_lungs_match_the_reference_on_slices_the_lung_stage_never_saw(bu
     assert dice(right, labels == 1) >= 0.9 and dice(left, labels == 2) >= 0.9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 acceptance not met by the bundled chsnet-covid (retrained 08:04, held-out infection Dice "
-    "0.578): more than 0.5 % of the lungs on slices 22-33 of this normal CT are marked as infection; the "
-    "infection stage has no normal training data. Remove this mark when a retrained model passes.",
-)
 def test_bundled_model_marks_at_most_half_a_percent_of_a_normal_scan_as_infection(bundled_result):
     from lungai.covid.data import TEST_SLICES
 
