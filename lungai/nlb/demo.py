@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lungai.demo import DemoSection
+from lungai.intensity import IQOTH_NCCD_WINDOW
 from lungai.io import write_table_csv
 from lungai.nlb.data import bundled_sample_dir
 from lungai.nlb.evaluation import evaluate_snapshot_folder
@@ -52,7 +53,13 @@ def run_demo(
         f"{summary['positive_slices']} slice(s) reached the threshold {summary['threshold']:g}; the most likely is "
         f"slice {summary['most_likely_slice']} (p = {summary['max_probability']:.2f}). The bundled IQ-OTH/NCCD "
         f"snapshots (held out from training) are classified in the second table. HU are shown to the network "
-        f"through the window (-600, 400) HU."
+        f"through the window {IQOTH_NCCD_WINDOW[0]:g} to {IQOTH_NCCD_WINDOW[1]:g} HU measured on those snapshots."
+    )
+    reading = (
+        "Do not read anything clinical into this section. The per-slice probability is a research output: on this "
+        "normal scan every slice should stay below the threshold, and the slices above it are false positives. "
+        "The segmentation of this demo model is not usable: it marks most of the lung field (see the picture), so "
+        "it does not locate a finding."
     )
     return DemoSection(
         "NeoplasmNLB: neoplasm probability per slice",
@@ -60,4 +67,5 @@ def run_demo(
         images=[paths[PLOT_PNG], paths[OVERLAY_PNG]],
         files=[paths[SEGMENTATION], paths[SLICES_CSV], folder / "snapshots" / "metrics.json"],
         tables=[paths[SLICES_CSV], folder / "snapshots" / "predictions.csv", snapshot_table],
+        reading=reading,
     )
