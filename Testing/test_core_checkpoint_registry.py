@@ -2,6 +2,8 @@
 
 import json
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -142,3 +144,12 @@ def test_bundled_registry_entries_are_valid():
         assert entry.available, f"{entry.id}: {entry.path} missing or changed"
         model, header = registry.load_registered_model(entry.id)
         assert header["model_name"] == entry.architecture
+
+
+def test_registry_lists_models_without_torch():
+    """Slicer lists the models when a module opens: reading the registry must not import torch (seconds)."""
+    code = "import sys\nsys.modules['torch'] = None\nfrom lungai.registry import load_registry\n"
+    code += "print(len(load_registry()))"
+    listed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert int(listed.stdout) >= 4

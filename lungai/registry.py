@@ -23,14 +23,13 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from lungai.checkpoint import load_checkpoint, load_model, write_weights_only
 from lungai.contract import LoadedModel
-from lungai.device import resolve_device
 from lungai.errors import CheckpointError, LungAIError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 REGISTRY_FILE = "models.json"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -168,6 +167,8 @@ def load_registered_model(model_id: str, device: Any = "cpu") -> tuple[nn.Module
             f"The weights of '{model_id}' ({entry.path}) do not match the registry's sha256: the file was changed "
             "or damaged."
         )
+    from lungai.checkpoint import load_model  # torch only when weights are read: Slicer lists models without it
+
     return load_model(entry.path, device, expected_model=entry.architecture)
 
 
@@ -210,6 +211,8 @@ def publish(
     bundled = folder.resolve() == bundled_models_dir().resolve()
     if not bundled and any(e.id == model_id for e in _read(bundled_models_dir())):
         raise LungAIError(f"'{model_id}' is a bundled model; publish under another id.")
+    from lungai.checkpoint import load_checkpoint, load_model, write_weights_only
+
     checkpoint = load_checkpoint(weights)
     load_model(weights)  # the weights must rebuild their architecture
     header = checkpoint.header
@@ -276,6 +279,9 @@ def load_for_module(descriptor, weights: str | Path | None = None, model_id: str
     """
     if weights and model_id:
         raise LungAIError("Give either weights (--weights FILE) or a registered model (--model ID), not both.")
+    from lungai.checkpoint import load_model
+    from lungai.device import resolve_device
+
     torch_device = resolve_device(device) if not hasattr(device, "type") else device
     if weights:
         model, header = load_model(weights, torch_device)
