@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,22 +34,4 @@ def held_out_sentence(record: dict[str, Any]) -> str:
         "set has no patient ids, so a patient's other slices may be in training); segmentation on "
         f"{record['test_nodules']} LIDC-IDRI nodules of {record['test_nodule_patients']} patients never used in "
         "training, inserted into the held-out normal snapshots (simulated)"
-    )
-
-
-def register_checkpoint(
-    checkpoint: str | Path,
-    model_id: str,
-    *,
-    command: str,
-    metrics: dict[str, Any],
-    description: str = "",
-    timings: dict[str, Any] | None = None,
-):
-    """Publish a NeoplasmNLB checkpoint (see :func:`lungai.nlb.pipeline.publish_weights`; for the bundled
-    registry run with ``LUNGAI_USER_MODELS=Resources/Models``)."""
-    from lungai.nlb.pipeline import publish_weights
-
-    return publish_weights(
-        checkpoint, model_id, command=command, metrics=metrics, description=description, timings=timings
     )
