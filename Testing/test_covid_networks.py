@@ -14,6 +14,8 @@ from lungai.covid.blocks import (
     SpectralDepthAttention,
     SpectralSpatialAttention,
     SSDAttention,
+    max_pool_2x2,
+    max_pool_3x3_same,
 )
 from lungai.covid.losses import bce_dice_loss, soft_dice_loss
 from lungai.covid.raiunet import PAPER_WIDTHS, CHSNet, RAIUNet
@@ -56,6 +58,35 @@ def test_spectral_lowpass_keeps_size_and_removes_high_frequencies():
     filtered = spectral_lowpass2d(torch.tensor(low + high)[None, None])[0, 0].numpy()
     assert filtered.shape == (16, 16)
     np.testing.assert_allclose(filtered, low, atol=1e-10)
+
+
+def test_spectral_lowpass_equals_the_2d_fft_band_limit_and_trains_after_inference_mode():
+    """The separable form against the 2-D FFT definition (numpy), on sizes even and odd."""
+    rng = np.random.default_rng(1)
+    for shape in [(16, 16), (12, 20), (9, 7)]:
+        image = rng.normal(size=(2, 3, *shape))
+        spectrum = np.fft.rfft2(image)
+        rows = np.abs(np.fft.fftfreq(shape[0])) < 0.25
+        cols = np.fft.rfftfreq(shape[1]) < 0.25
+        expected = np.fft.irfft2(spectrum * (rows[:, None] & cols[None, :]), s=shape)
+        np.testing.assert_allclose(spectral_lowpass2d(torch.tensor(image)).numpy(), expected, atol=1e-10)
+    x = torch.rand(2, 3, 12, 20)
+    with torch.inference_mode():  # the cached operators are built here first ...
+        spectral_lowpass2d(x), spectral_pool2d(x, (6, 10)), global_spectral_pool(x, (1,))
+    leaf = x.clone().requires_grad_()  # ... and still serve training
+    (
+        spectral_lowpass2d(leaf).sum() + spectral_pool2d(leaf, (6, 10)).sum() + global_spectral_pool(leaf).sum()
+    ).backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (9, 14), (1, 5)])
+def test_max_pools_equal_pytorch_pooling(shape):
+    x = torch.randn(2, 3, *shape)
+    x[0, 0] = 0.0  # ties, as after a ReLU
+    assert torch.equal(max_pool_3x3_same(x), F.max_pool2d(x, 3, stride=1, padding=1))
+    if min(shape) >= 2:
+        assert torch.equal(max_pool_2x2(x), F.max_pool2d(x, 2))
 
 
 def numpy_band_energy(values: np.ndarray, axes: tuple[int, ...], band: int = 3) -> np.ndarray:
