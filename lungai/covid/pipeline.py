@@ -81,9 +81,10 @@ class BurdenResult:
 
 def _lps_x(volume: Volume) -> np.ndarray:
     """LPS x (mm, + towards patient left) of every voxel, ``(z, y, x)``."""
-    k, j, i = np.indices(volume.shape, dtype=np.float32)
-    m = volume.ijk_to_lps()
-    return m[0, 0] * i + m[0, 1] * j + m[0, 2] * k + m[0, 3]
+    k, j, i = (np.arange(n, dtype=np.float32) for n in volume.shape)
+    m = volume.ijk_to_lps().astype(np.float32)
+    x = (m[0, 0] * i + m[0, 3])[None, None, :] + (m[0, 1] * j)[None, :, None]  # one full array, not four
+    return x + (m[0, 2] * k)[:, None, None]
 
 
 def split_lungs(lungs: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
