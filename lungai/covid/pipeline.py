@@ -163,10 +163,10 @@ def segment_volume(
         raise InputError(f"Expected a 3-D CT volume, got an array of shape {volume.array.shape}.")
     validate_ct(volume)
     check_axial(volume)
-    display = to_display(hu_to_unit(volume.array), volume)
-    results = cascade.segment(list(display), progress, cancel)
-    lungs = from_display(np.stack([r.lung for r in results]) > THRESHOLD, volume)
-    infection = from_display(np.stack([r.infection for r in results]) > THRESHOLD, volume)
+    results = cascade.segment(list(to_display(hu_to_unit(volume.array), volume)), progress, cancel)
+    lungs = from_display(np.stack([r.lung > THRESHOLD for r in results]), volume)
+    infection = from_display(np.stack([r.infection > THRESHOLD for r in results]), volume)
+    del results  # two float maps per slice: 630 MB on a 512 x 512 x 300 CT, no longer needed
     lungs, infection = constrain(lungs, infection, lung_field(volume), volume.array)
     right, left = split_lungs(lungs, volume)
     if not (right.any() or left.any()):
