@@ -139,3 +139,26 @@ def test_cropped_medseg_snapshots_keep_the_doctors_infection_in_body_and_lung_fi
         kept += kept_mask.sum()
     assert in_body / total >= 0.9  # measured 0.954
     assert kept / total >= 0.8  # measured 0.856: whole components touching the aerated lung field
+
+
+def test_slice_operations_on_the_mask_box_equal_the_whole_slice():
+    """_per_slice cuts each slice to its mask's box (grown by the structure): same result as the whole slice."""
+    from lungai.lungfield import _disc, _per_slice
+
+    rng = np.random.default_rng(0)
+    mask = ndimage.binary_opening(rng.random((12, 90, 110)) > 0.55, np.ones((1, 3, 3)))
+    mask[:, :4] |= rng.random((12, 4, 110)) > 0.3  # touching the image border
+    mask[3], mask[4, 40, 50], mask[5] = False, True, True
+    for operation, structure in [
+        (ndimage.binary_closing, _disc(10.0, (1.5, 1.5))),
+        (ndimage.binary_opening, _disc(3.0, (0.8, 1.2))),
+        (ndimage.binary_dilation, np.ones((3, 3), dtype=bool)),
+        (ndimage.binary_fill_holes, None),
+    ]:
+        whole = np.zeros_like(mask)
+        for k, plane in enumerate(mask):
+            pad = 0 if structure is None else max(structure.shape)
+            padded = np.pad(plane, pad)
+            result = operation(padded) if structure is None else operation(padded, structure=structure)
+            whole[k] = result[pad : pad + plane.shape[0], pad : pad + plane.shape[1]]
+        assert np.array_equal(_per_slice(operation, mask, structure), whole), operation.__name__

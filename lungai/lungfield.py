@@ -83,15 +83,24 @@ def _disc(radius_mm: float, pixel_mm: tuple[float, float]) -> np.ndarray:
 
 
 def _per_slice(operation, mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    """Apply a 2-D binary ``operation`` to every slice of a (z, y, x) mask, padding so borders do not bite."""
+    """Apply a 2-D binary ``operation`` to every slice of a (z, y, x) mask, padding so borders do not bite.
+
+    Each slice is cut to the bounding box of its mask grown by the structure's size (one pixel without a
+    structure): the operations here (openings, closings, dilations by ``structure``, hole filling) do not reach
+    further, so the result is the same as on the whole slice, at a fraction of the cost for small masks."""
     out = np.zeros_like(mask, dtype=bool)
-    pad = 0 if structure is None else max(structure.shape)
+    pad = 1 if structure is None else max(structure.shape)
+    rows_any, cols_any = mask.any(axis=2), mask.any(axis=1)
     for k, plane in enumerate(mask):
-        if not plane.any():
+        rows, cols = np.flatnonzero(rows_any[k]), np.flatnonzero(cols_any[k])
+        if rows.size == 0:
             continue
-        padded = np.pad(plane, pad) if pad else plane
-        result = operation(padded) if structure is None else operation(padded, structure=structure)
-        out[k] = result[pad:-pad, pad:-pad] if pad else result
+        crop = np.pad(plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], pad)  # crop[i, j] = plane[i + y0, j + x0]
+        result = operation(crop) if structure is None else operation(crop, structure=structure)
+        y0, x0 = rows[0] - pad, cols[0] - pad
+        top, left = max(y0, 0), max(x0, 0)
+        bottom, right = min(rows[-1] + 1 + pad, plane.shape[0]), min(cols[-1] + 1 + pad, plane.shape[1])
+        out[k, top:bottom, left:right] = result[top - y0 : bottom - y0, left - x0 : right - x0]
     return out
 
 
@@ -284,8 +293,8 @@ def _upsample(field: LungField, factors: tuple[int, ...], shape: tuple[int, ...]
     labels[field.airways] = 2
     labels[field.right] = 3
     labels[field.left] = 4
-    for axis, f in enumerate(factors):
-        labels = np.repeat(labels, f, axis=axis) if f > 1 else labels
+    (z, y, x), (fz, fy, fx) = labels.shape, factors
+    labels = np.broadcast_to(labels[:, None, :, None, :, None], (z, fz, y, fy, x, fx)).reshape(z * fz, y * fy, x * fx)
     labels = labels[: shape[0], : shape[1], : shape[2]]
     right, left = labels == 3, labels == 4
     return LungField(labels > 0, right | left, labels == 2, right, left)

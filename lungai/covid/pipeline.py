@@ -92,7 +92,7 @@ def split_lungs(lungs: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarr
     labels, count = ndimage.label(lungs)
     if count == 0:
         return np.zeros_like(lungs, dtype=bool), np.zeros_like(lungs, dtype=bool)
-    sizes = ndimage.sum(lungs, labels, index=np.arange(1, count + 1))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     edge = np.zeros(lungs.shape, dtype=bool)
     edge[:, [0, -1], :] = True
     edge[:, :, [0, -1]] = True
