@@ -297,3 +297,25 @@ def test_cascade_channel_mode_feeds_two_channels():
     assert model(torch.rand(1, 1, 32, 32))["infection"].shape == (1, 1, 32, 32)
     with pytest.raises(ValueError, match="lung_input"):
         CHSNet(lung_input="both")
+
+
+def test_folded_batchnorm_copy_gives_the_same_logits_and_leaves_the_network_alone():
+    from lungai.covid.folding import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = CHSNet(lung={"widths": TINY}, infection={"widths": TINY}, lung_input="channel").train()
+    with torch.no_grad():
+        for _ in range(3):  # running statistics away from their defaults
+            model(torch.rand(4, 1, 32, 32) * 2 + 0.5)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    x = torch.rand(3, 1, 32, 32)
+    with torch.inference_mode():
+        reference, result = model(x), folded(x)
+    for key in ("lung", "infection"):
+        scale = float(reference[key].abs().max())
+        torch.testing.assert_close(result[key], reference[key], rtol=1e-4, atol=1e-4 * scale)
+    norms = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 4
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

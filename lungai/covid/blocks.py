@@ -67,6 +67,8 @@ class DepthwiseSeparableConv2d(nn.Module):
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.depthwise is None:  # a 1x1 depthwise scale folded into the pointwise weights (lungai.covid.folding)
+            return self.pointwise(x)
         if self.depthwise.kernel_size == (1, 1):
             return self.pointwise(x * self.depthwise.weight.view(1, -1, 1, 1))
         return self.pointwise(self.depthwise(x))

@@ -40,6 +40,7 @@ from lungai.covid.bundle import doctor_split, held_out_names, measure, registry_
 from lungai.covid.cascade import THRESHOLD, Cascade
 from lungai.covid.data import load_medseg_folder
 from lungai.covid.evaluation import infection_metrics
+from lungai.covid.folding import fold_batchnorm
 from lungai.covid.intensity import hu_to_unit
 from lungai.covid.orientation import check_axial, from_display, to_display
 from lungai.covid.raiunet import PAPER_WIDTHS
@@ -224,7 +225,8 @@ def load(weights: str | Path | None = None, model_id: str | None = None, device=
     size = extra.get("input_size")
     if not isinstance(size, int):
         raise CheckpointError(f"The CHS-Net checkpoint {loaded.source} does not record its input_size.")
-    loaded.network = Cascade.from_chsnet(loaded.network, size, loaded.device, lung_size=extra.get("lung_input_size"))
+    network = fold_batchnorm(loaded.network)  # inference only: BatchNorms folded into the convolutions
+    loaded.network = Cascade.from_chsnet(network, size, loaded.device, lung_size=extra.get("lung_input_size"))
     return loaded
 
 
