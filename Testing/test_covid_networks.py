@@ -319,3 +319,12 @@ def test_folded_batchnorm_copy_gives_the_same_logits_and_leaves_the_network_alon
     norms = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(norms) < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 4
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_inception_convolution_without_autograd_equals_the_concatenating_path():
+    torch.manual_seed(0)
+    block = InceptionConv(3, 5).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        fast = block(x)
+    assert torch.equal(fast, block(x).detach())  # autograd on: the torch.cat path

@@ -147,8 +147,20 @@ class InceptionConv(nn.Module):
         self.fuse = ConvBNReLU(4 * out_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [branch(x) for branch in self.branches] + [self.pool(x)]
-        return self.fuse(torch.cat(features, dim=1))
+        branches = [*self.branches, self.pool]
+        if torch.is_grad_enabled():
+            return self.fuse(torch.cat([branch(x) for branch in branches], dim=1))
+        # Without autograd each branch's final ReLU writes straight into its channels of the fusion input: the same
+        # numbers without the concatenation's copy (7 % of CHS-Net's CPU time, bench/e2e).
+        c = self.fuse[0].in_channels // len(branches)
+        features = x.new_empty(x.shape[0], c * len(branches), *x.shape[2:])
+        for i, branch in enumerate(branches):
+            *linear, _relu = branch
+            y = x
+            for layer in linear:
+                y = layer(y)
+            torch.clamp_min(y, 0.0, out=features[:, i * c : (i + 1) * c])
+        return self.fuse(features)
 
 
 class ResidualInceptionBlock(nn.Module):
