@@ -94,9 +94,10 @@ class _ChunkedAttention(torch.autograd.Function):
     v (B, C, M) -> (B, C, N). The (N x M) score matrix is never held whole: each chunk of queries gets its
     (n x M) scores, softmax and product with v; backward recomputes the chunk's softmax (as FlashAttention,
     Dao et al. 2022) and forms the exact gradients from it. Same result as the explicit matrix to float
-    rounding; on one CPU thread about 5x faster than ``F.scaled_dot_product_attention`` for 4096 tokens and
-    d = 1 or 4 (its fused kernel is tuned for wide heads), and 3x faster than ``softmax @ v`` for narrow v
-    because the product is taken as v p^T, the layout the output map needs."""
+    rounding. On one CPU thread, 4096 tokens, batch 8: forward 4.9x (d = 1, C = 4) and 2.9x (d = 4, C = 32)
+    faster than ``F.scaled_dot_product_attention``, forward + backward 6.7x and 2.3x (its fused kernel is made
+    for wide heads); the product with v is taken as v p^T, the layout the output map needs, 3x faster than
+    ``p @ v`` for C = 4."""
 
     @staticmethod
     def forward(ctx, q, k, v, scale, chunk):
