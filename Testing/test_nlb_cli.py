@@ -12,8 +12,16 @@ from lungai.checkpoint import load_model, save_checkpoint
 from lungai.cli import main
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.nlb.blocks import BLOCK_TYPES
-from lungai.nlb.data import WholeSliceDataset, bundled_sample_dir, list_snapshots, load_nodules, snapshot_unit
+from lungai.nlb.data import (
+    WholeSliceDataset,
+    bundled_sample_dir,
+    frame_snapshot,
+    list_snapshots,
+    load_nodules,
+    snapshot_unit,
+)
 from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
+from lungai.nlb.networks import SEG_PRIOR
 from lungai.nlb.regions import findings_region
 from lungai.nlb.training import NLBTask
 from lungai.volume import Volume
@@ -23,9 +31,13 @@ TINY = {"block_type": "localized", "widths": [4, 8, 8], "attention_levels": [1, 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
+    """An untrained tiny model whose segmentation head marks every pixel (bias +4 instead of the 1 % prior), so that
+    what the pipeline reports is decided by its restriction to the lungs and the body."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("nlb_cli") / "tiny.pt"
-    return save_checkpoint(path, build_architecture("nlb_unet", TINY), model_name="nlb_unet", config=TINY)
+    model = build_architecture("nlb_unet", TINY)
+    torch.nn.init.constant_(model.seg_head.bias, 4.0)
+    return save_checkpoint(path, model, model_name="nlb_unet", config=TINY)
 
 
 @pytest.mark.parametrize("block_type", BLOCK_TYPES)
@@ -275,3 +287,12 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
     assert "no patient ids" in entry.metrics["held_out"] and "--folds 2" in entry.command
     registered, _ = load_registered_model("nlb_test")
     assert all(torch.equal(a, b) for a, b in zip(registered.state_dict().values(), model.state_dict().values()))
+
+
+def test_segmentation_head_starts_at_the_neoplasm_prior_not_at_one_half():
+    torch.manual_seed(0)
+    model = build_architecture("nlb_unet", {"block_type": "symmetry_localized"}).eval()
+    snapshot = frame_snapshot(snapshot_unit(list_snapshots(bundled_sample_dir())[0].path))[None]
+    with torch.no_grad():
+        probability = model(snapshot)["seg_logits"].sigmoid()
+    assert float(probability.median()) == pytest.approx(SEG_PRIOR, rel=0.5) and float(probability.max()) < 0.5
