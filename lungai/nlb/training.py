@@ -190,14 +190,17 @@ def evaluate_split(
 
 
 def calibrate_checkpoint(path: str | Path, model: nn.Module, data: NLBData, split: Split, seed: int) -> float:
-    """Store in the checkpoint's ``extra.seg_threshold`` the threshold with the best mean Dice on inserted nodules
-    in the validation snapshots (training nodules); returns it."""
+    """Store in the checkpoint's ``extra.seg_threshold`` the threshold with the best mean Dice over the validation
+    snapshots' normal slices (empty masks: Dice 1 when nothing is marked, else 0) and their copies with an inserted
+    nodule (training nodules); returns it. Counting the normal slices keeps the threshold from buying nodule Dice
+    with false marks on normal lungs (issue 12: at most 0.1 % of a normal CT may be segmented)."""
     _, header = load_model(path, expected_model=MODEL_NAME)
     dataset = data.dataset(split.validation, split.train_nodules, 1.0, seed)
     n_real = len(dataset.units)
-    samples = [dataset[i] for i in range(n_real, len(dataset))]
+    normals = [i for i in range(n_real) if dataset.labels[i] == 0]
+    samples = [dataset[i] for i in normals + list(range(n_real, len(dataset)))]
     threshold = 0.5
-    if samples:
+    if len(samples) > len(normals):
         _, maps = predict(model, torch.stack([s["image"] for s in samples]))
         threshold = calibrate_seg_threshold(maps, torch.stack([s["mask"][0] for s in samples]).numpy() > 0)
     save_checkpoint(
