@@ -14,6 +14,8 @@ from lungai.covid.blocks import (
     SpectralDepthAttention,
     SpectralSpatialAttention,
     SSDAttention,
+    max_pool_2x2,
+    max_pool_3x3_same,
 )
 from lungai.covid.losses import bce_dice_loss, soft_dice_loss
 from lungai.covid.raiunet import PAPER_WIDTHS, CHSNet, RAIUNet
@@ -56,6 +58,35 @@ def test_spectral_lowpass_keeps_size_and_removes_high_frequencies():
     filtered = spectral_lowpass2d(torch.tensor(low + high)[None, None])[0, 0].numpy()
     assert filtered.shape == (16, 16)
     np.testing.assert_allclose(filtered, low, atol=1e-10)
+
+
+def test_spectral_lowpass_equals_the_2d_fft_band_limit_and_trains_after_inference_mode():
+    """The separable form against the 2-D FFT definition (numpy), on sizes even and odd."""
+    rng = np.random.default_rng(1)
+    for shape in [(16, 16), (12, 20), (9, 7)]:
+        image = rng.normal(size=(2, 3, *shape))
+        spectrum = np.fft.rfft2(image)
+        rows = np.abs(np.fft.fftfreq(shape[0])) < 0.25
+        cols = np.fft.rfftfreq(shape[1]) < 0.25
+        expected = np.fft.irfft2(spectrum * (rows[:, None] & cols[None, :]), s=shape)
+        np.testing.assert_allclose(spectral_lowpass2d(torch.tensor(image)).numpy(), expected, atol=1e-10)
+    x = torch.rand(2, 3, 12, 20)
+    with torch.inference_mode():  # the cached operators are built here first ...
+        spectral_lowpass2d(x), spectral_pool2d(x, (6, 10)), global_spectral_pool(x, (1,))
+    leaf = x.clone().requires_grad_()  # ... and still serve training
+    (
+        spectral_lowpass2d(leaf).sum() + spectral_pool2d(leaf, (6, 10)).sum() + global_spectral_pool(leaf).sum()
+    ).backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (9, 14), (1, 5)])
+def test_max_pools_equal_pytorch_pooling(shape):
+    x = torch.randn(2, 3, *shape)
+    x[0, 0] = 0.0  # ties, as after a ReLU
+    assert torch.equal(max_pool_3x3_same(x), F.max_pool2d(x, 3, stride=1, padding=1))
+    if min(shape) >= 2:
+        assert torch.equal(max_pool_2x2(x), F.max_pool2d(x, 2))
 
 
 def numpy_band_energy(values: np.ndarray, axes: tuple[int, ...], band: int = 3) -> np.ndarray:
@@ -266,3 +297,34 @@ def test_cascade_channel_mode_feeds_two_channels():
     assert model(torch.rand(1, 1, 32, 32))["infection"].shape == (1, 1, 32, 32)
     with pytest.raises(ValueError, match="lung_input"):
         CHSNet(lung_input="both")
+
+
+def test_folded_batchnorm_copy_gives_the_same_logits_and_leaves_the_network_alone():
+    from lungai.covid.folding import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = CHSNet(lung={"widths": TINY}, infection={"widths": TINY}, lung_input="channel").train()
+    with torch.no_grad():
+        for _ in range(3):  # running statistics away from their defaults
+            model(torch.rand(4, 1, 32, 32) * 2 + 0.5)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    x = torch.rand(3, 1, 32, 32)
+    with torch.inference_mode():
+        reference, result = model(x), folded(x)
+    for key in ("lung", "infection"):
+        scale = float(reference[key].abs().max())
+        torch.testing.assert_close(result[key], reference[key], rtol=1e-4, atol=1e-4 * scale)
+    norms = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 4
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_inception_convolution_without_autograd_equals_the_concatenating_path():
+    torch.manual_seed(0)
+    block = InceptionConv(3, 5).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        fast = block(x)
+    assert torch.equal(fast, block(x).detach())  # autograd on: the torch.cat path

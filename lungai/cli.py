@@ -20,15 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import monai
-import numpy
-import SimpleITK
-import torch
-
 import lungai
 from lungai import modules
 from lungai.architectures import available_architectures
-from lungai.demo import run_demo
 from lungai.device import resolve_device
 from lungai.errors import LungAIError
 from lungai.progress import Cancelled, CancelToken, TqdmProgress, print_line
@@ -63,6 +57,11 @@ class CLIContext:
 
 
 def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
+    import monai  # imported here only: MONAI takes seconds to import and no other command needs it at start-up
+    import numpy
+    import SimpleITK
+    import torch
+
     print(
         f"lungai {lungai.__version__} | Python {platform.python_version()} | torch {torch.__version__} | "
         f"monai {monai.__version__} | numpy {numpy.__version__} | SimpleITK {SimpleITK.Version_VersionString()}"
@@ -88,6 +87,8 @@ def _info(args: argparse.Namespace, ctx: CLIContext) -> int:
 
 
 def _demo(args: argparse.Namespace, ctx: CLIContext) -> int:
+    from lungai.demo import run_demo  # every module's pictures: only for the demo
+
     index = run_demo(
         Path(args.out), device=ctx.device, overwrite=args.overwrite, progress=ctx.progress, cancel=ctx.cancel
     )

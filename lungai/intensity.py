@@ -10,7 +10,9 @@ LUNG_WINDOW = (-1350.0, 150.0)  # level -600, width 1500 HU
 def window_to_unit(array: np.ndarray, window: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
     """Map ``window`` = (low, high) linearly to [0, 1], clipping outside."""
     low, high = window
-    return np.clip((np.asarray(array, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
+    unit = np.subtract(array, np.float32(low), dtype=np.float32)  # one new array, the rest in place
+    unit /= np.float32(high - low)
+    return np.clip(unit, 0.0, 1.0, out=unit)
 
 
 def window_to_uint8(array: np.ndarray, window: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:

@@ -28,6 +28,14 @@ Steps on a CT volume (:func:`lung_field`; :func:`lung_field_2d` does the same on
    slice by slice (vessels and small opacities belong to the lung field), then airways and anything
    outside the body are removed again.
 
+**Grid.** On a volume the steps run on a coarser grid when the voxels are fine (:func:`field_factors`: whole
+multiples of the voxel, about :data:`FIELD_GRID_MM`, z kept for thick slices): the HU are block-averaged (what a
+coarser reconstruction shows) and the masks are given back on the input grid by nearest neighbour. Every step
+above is about millimetres, not voxels, so the field is the same (on CTChest4 resampled to 0.87 mm pixels, lung
+Dice 0.99 against the field at full resolution, ``Testing/test_lungfield.py``), and on a 512 x 512 x 300 CT it
+takes seconds instead of nearly two minutes (most of it the 10 mm closing, whose cost grows with the pixel count
+times the disc's area).
+
 Measured on the bundled CTChest4 against its reference lung segmentation (``Testing/test_lungfield.py``):
 lung Dice 0.983, volume +0.06 %, right and left Dice 0.980 and 0.982, trachea and main bronchi excluded,
 no body voxel in the air around or behind the patient.
@@ -49,6 +57,7 @@ DEFAULT_FOV_MM = 350.0  # field of view assumed for a slice whose pixel size is 
 _SIDE_SHARE = 0.2  # a lung component with at least this share on each side of the midline is both lungs
 _CUT_BORDER_SHARE = 0.75  # a low-density region along less of the image border than this is a cut lung
 _LEAK_GROWTH = 2.0  # airway area growing more than this between consecutive slices is a leak
+FIELD_GRID_MM = (1.5, 1.5, 2.5)  # (x, y, z): the volume field's grid is about this coarse where voxels are finer
 
 
 @dataclass
@@ -74,15 +83,24 @@ def _disc(radius_mm: float, pixel_mm: tuple[float, float]) -> np.ndarray:
 
 
 def _per_slice(operation, mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    """Apply a 2-D binary ``operation`` to every slice of a (z, y, x) mask, padding so borders do not bite."""
+    """Apply a 2-D binary ``operation`` to every slice of a (z, y, x) mask, padding so borders do not bite.
+
+    Each slice is cut to the bounding box of its mask grown by the structure's size (one pixel without a
+    structure): the operations here (openings, closings, dilations by ``structure``, hole filling) do not reach
+    further, so the result is the same as on the whole slice, at a fraction of the cost for small masks."""
     out = np.zeros_like(mask, dtype=bool)
-    pad = 0 if structure is None else max(structure.shape)
+    pad = 1 if structure is None else max(structure.shape)
+    rows_any, cols_any = mask.any(axis=2), mask.any(axis=1)
     for k, plane in enumerate(mask):
-        if not plane.any():
+        rows, cols = np.flatnonzero(rows_any[k]), np.flatnonzero(cols_any[k])
+        if rows.size == 0:
             continue
-        padded = np.pad(plane, pad) if pad else plane
-        result = operation(padded) if structure is None else operation(padded, structure=structure)
-        out[k] = result[pad:-pad, pad:-pad] if pad else result
+        crop = np.pad(plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], pad)  # crop[i, j] = plane[i + y0, j + x0]
+        result = operation(crop) if structure is None else operation(crop, structure=structure)
+        y0, x0 = rows[0] - pad, cols[0] - pad
+        top, left = max(y0, 0), max(x0, 0)
+        bottom, right = min(rows[-1] + 1 + pad, plane.shape[0]), min(cols[-1] + 1 + pad, plane.shape[1])
+        out[k, top:bottom, left:right] = result[top - y0 : bottom - y0, left - x0 : right - x0]
     return out
 
 
@@ -238,8 +256,48 @@ def _field(
 
 def _lps_x(shape: tuple[int, ...], spacing: tuple[float, ...], direction: np.ndarray) -> np.ndarray:
     """LPS x (mm, + towards patient left; origin irrelevant) of every voxel of a (z, y, x) grid."""
-    k, j, i = np.indices(shape, dtype=np.float32)
-    return direction[0, 0] * spacing[0] * i + direction[0, 1] * spacing[1] * j + direction[0, 2] * spacing[2] * k
+    k, j, i = (np.arange(n, dtype=np.float32) for n in shape)
+    x = (direction[0, 0] * spacing[0] * i)[None, None, :] + (direction[0, 1] * spacing[1] * j)[None, :, None]
+    return (x + (direction[0, 2] * spacing[2] * k)[:, None, None]).astype(np.float32)
+
+
+def field_factors(spacing: tuple[float, ...], grid_mm: tuple[float, ...] | None = FIELD_GRID_MM) -> tuple[int, ...]:
+    """Whole (z, y, x) factors that bring voxels of ``spacing`` = (x, y, z) mm near ``grid_mm`` = (x, y, z)
+    (never below 1; all 1 for ``grid_mm`` None: the input's own grid)."""
+    if grid_mm is None:
+        return (1, 1, 1)
+    return tuple(max(1, int(round(g / float(s)))) for g, s in zip(grid_mm[::-1], spacing[::-1]))
+
+
+def _block_mean(hu: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """Mean of every ``factors`` block of a (z, y, x) array, float32; the last block of an axis repeats its edge."""
+    out = np.pad(hu, [(0, -n % f) for n, f in zip(hu.shape, factors)], mode="edge")
+    for axis, f in enumerate(factors):
+        if f > 1:
+            index = [slice(None)] * 3
+            index[axis] = slice(0, None, f)
+            total = out[tuple(index)].astype(np.float32)
+            for offset in range(1, f):
+                index[axis] = slice(offset, None, f)
+                total += out[tuple(index)]
+            out = total / np.float32(f)
+    return out.astype(np.float32, copy=False)
+
+
+def _upsample(field: LungField, factors: tuple[int, ...], shape: tuple[int, ...]) -> LungField:
+    """``field`` of a coarse grid back on the (z, y, x) ``shape`` grid, nearest neighbour.
+
+    The masks are nested (airways, right and left inside the body; lungs = right | left), so one label map
+    carries them all through the repeat."""
+    labels = field.body.astype(np.uint8)
+    labels[field.airways] = 2
+    labels[field.right] = 3
+    labels[field.left] = 4
+    (z, y, x), (fz, fy, fx) = labels.shape, factors
+    labels = np.broadcast_to(labels[:, None, :, None, :, None], (z, fz, y, fy, x, fx)).reshape(z * fz, y * fy, x * fx)
+    labels = labels[: shape[0], : shape[1], : shape[2]]
+    right, left = labels == 3, labels == 4
+    return LungField(labels > 0, right | left, labels == 2, right, left)
 
 
 def lung_field(
@@ -250,13 +308,15 @@ def lung_field(
     opening_mm: float = 3.0,
     min_lung_fraction: float = 0.1,
     direction: np.ndarray | None = None,
+    grid_mm: tuple[float, float, float] | None = FIELD_GRID_MM,
 ) -> LungField:
     """Body, lungs (right, left) and airways of an axial CT volume in HU, ``(z, y, x)`` with k increasing
     towards the head (as in an LPS-ordered scan).
 
     ``volume_hu`` is a :class:`~lungai.volume.Volume` (its spacing and direction are used) or an array with
     ``spacing`` = (x, y, z) mm and optional ``direction`` (columns: i, j, k axes in LPS; identity when
-    omitted).
+    omitted). The steps run on a grid about ``grid_mm`` = (x, y, z) mm where the voxels are finer (module
+    docstring, **Grid**; None: on the input's own grid); the masks always have the input's shape.
     """
     if isinstance(volume_hu, Volume):
         hu, spacing, direction = volume_hu.array, volume_hu.spacing, volume_hu.direction
@@ -268,11 +328,15 @@ def lung_field(
         raise ValueError(f"lung_field expects a (z, y, x) volume, got shape {hu.shape}")
     direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
     from_top = bool(direction[2, 2] >= 0)  # k grows towards the head: the trachea is on the last slices
+    shape = hu.shape
+    factors = field_factors(spacing, grid_mm)
+    spacing = tuple(float(s) * f for s, f in zip(spacing, factors[::-1]))
+    hu = _block_mean(hu, factors) if factors != (1, 1, 1) else hu.astype(np.float32)
     ordered = hu if from_top else hu[::-1]
-    lps_x = _lps_x(hu.shape, tuple(spacing), direction)
+    lps_x = _lps_x(hu.shape, spacing, direction)
     field = _field(
-        ordered.astype(np.float32),
-        (float(spacing[1]), float(spacing[0])),
+        ordered,
+        (spacing[1], spacing[0]),
         lps_x if from_top else lps_x[::-1],
         closing_mm,
         gas_hu,
@@ -281,10 +345,8 @@ def lung_field(
         single_slice=False,
     )
     if not from_top:
-        field = LungField(
-            *(mask[::-1].copy() for mask in (field.body, field.lungs, field.airways, field.right, field.left))
-        )
-    return field
+        field = _map(field, lambda mask: mask[::-1].copy())
+    return _upsample(field, factors, shape) if factors != (1, 1, 1) else field
 
 
 def lung_field_2d(

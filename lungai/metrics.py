@@ -15,13 +15,6 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from monai.metrics import (
-    compute_average_surface_distance,
-    compute_dice,
-    compute_hausdorff_distance,
-    compute_iou,
-    compute_surface_dice,
-)
 
 
 def _pair(pred: np.ndarray, ref: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,11 +42,15 @@ def _monai_surface_warnings_silenced() -> Iterator[None]:
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    from monai.metrics import compute_dice  # MONAI imports take seconds: only where a metric is computed
+
     y_pred, y = _pair(pred, ref)
     return float(compute_dice(y_pred, y, include_background=True, ignore_empty=False))
 
 
 def iou(pred: np.ndarray, ref: np.ndarray) -> float:
+    from monai.metrics import compute_iou
+
     y_pred, y = _pair(pred, ref)
     return float(compute_iou(y_pred, y, include_background=True, ignore_empty=False))
 
@@ -63,6 +60,8 @@ def nsd(pred: np.ndarray, ref: np.ndarray, tolerance_mm: float = 1.0, spacing: S
 
     MONAI's pooled formula: (|S_p within tol of S_r| + |S_r within tol of S_p|) / (|S_p| + |S_r|).
     """
+    from monai.metrics import compute_surface_dice
+
     y_pred, y = _pair(pred, ref)
     with _monai_surface_warnings_silenced():
         value = compute_surface_dice(
@@ -75,6 +74,8 @@ def hausdorff(
     pred: np.ndarray, ref: np.ndarray, percentile: float | None = None, spacing: Sequence[float] | None = None
 ) -> float:
     """Symmetric Hausdorff distance (``percentile=95`` gives HD95), in mm when spacing is given."""
+    from monai.metrics import compute_hausdorff_distance
+
     y_pred, y = _pair(pred, ref)
     if not y_pred.any() or not y.any():
         return float("nan")
@@ -88,6 +89,8 @@ def hausdorff(
 
 def mean_surface_distance(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None = None) -> float:
     """Symmetric mean surface distance, in mm when spacing is given."""
+    from monai.metrics import compute_average_surface_distance
+
     y_pred, y = _pair(pred, ref)
     if not y_pred.any() or not y.any():
         return float("nan")
@@ -159,5 +162,7 @@ def classification_metrics(predicted: Sequence[int], truth: Sequence[int]) -> di
 def validation_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
     """The trainers' validation Dice: hard Dice (logits > 0) per sample, an empty prediction of an empty target
     counting 1, averaged over the batch (MONAI ``compute_dice`` on (B, C, ...) tensors)."""
+    from monai.metrics import compute_dice
+
     prediction = (logits.detach() > 0).to(target.dtype)
     return float(compute_dice(prediction, target, include_background=True, ignore_empty=False).mean())

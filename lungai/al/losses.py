@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceLoss
 
 
 def weighted_soft_dice_loss(
@@ -17,6 +16,8 @@ def weighted_soft_dice_loss(
     computed. ``eps`` (added to numerator and denominator) keeps the loss defined when a batch has no annotated or
     no foreground voxel: the loss is then 0 with zero gradient. Tensors are (B, C, ...) of the same shape.
     """
+    from monai.losses import DiceLoss  # MONAI imports take seconds: only when training
+
     w = weight.to(probability.dtype)
     dice = DiceLoss(batch=True, smooth_nr=eps, smooth_dr=eps)
     return dice(w * probability, w * target.to(probability.dtype))

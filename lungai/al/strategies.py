@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from lungai.errors import InputError
 
@@ -43,6 +42,8 @@ def slice_candidates(
     first or last slice higher than its single neighbour is a candidate when ``include_end_slices`` (the
     profile is padded with -inf); otherwise the ends never are. Plateaus count once (their middle slice).
     """
+    from scipy.signal import find_peaks  # scipy.signal imports scipy.stats (a second): only where used
+
     p = np.asarray(profile, dtype=np.float64)
     if p.ndim != 1 or p.size == 0:
         raise InputError(f"a slice profile must be a non-empty 1-D sequence, got shape {p.shape}")

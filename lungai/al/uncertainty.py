@@ -64,14 +64,19 @@ def predictive_entropy(mean_probability: np.ndarray | torch.Tensor, axis: int = 
     """Eq. 1: ``-sum_c p_c ln p_c`` of the MC-mean probabilities, with ``0 ln 0 = 0``.
 
     ``axis`` is the class axis. A class axis of length 1 holds a sigmoid foreground probability ``p``: the
-    two-class entropy ``-p ln p - (1 - p) ln(1 - p)`` (maximal, ln 2, at p = 0.5).
+    two-class entropy ``-p ln p - (1 - p) ln(1 - p)`` (maximal, ln 2, at p = 0.5). Computed in float32 for
+    float32 input (entropies are at most ln C, so float32 carries them to about 1e-7) and in float64 otherwise;
+    numpy input gives a float32 array, tensors keep their dtype.
     """
-    p = torch.as_tensor(mean_probability, dtype=torch.float64)
+    p = torch.as_tensor(mean_probability)
+    p = p if p.dtype == torch.float32 else p.to(torch.float64)
     if p.shape[axis] == 1:
-        p = torch.cat([p, 1.0 - p], dim=axis)
-    entropy = -torch.special.xlogy(p, p).sum(dim=axis)
+        q = 1.0 - p
+        entropy = -(torch.special.xlogy(p, p).add_(torch.special.xlogy(q, q))).squeeze(axis)
+    else:
+        entropy = -torch.special.xlogy(p, p).sum(dim=axis)
     if isinstance(mean_probability, np.ndarray):
-        return entropy.numpy().astype(np.float32)
+        return entropy.numpy().astype(np.float32, copy=False)
     return entropy.to(mean_probability.dtype)
 
 

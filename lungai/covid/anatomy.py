@@ -38,8 +38,9 @@ def constrain(
         aerated = field.lungs & ~infection
         baseline = float(np.median(hu[aerated if aerated.any() else field.lungs]))
         index = np.arange(1, count + 1)
-        touches = ndimage.maximum(field.lungs, labels, index) > 0
-        medians = ndimage.median(hu, labels, index)
+        inside = labels > 0  # statistics over the components' voxels only (ndimage sorts whatever it is given)
+        touches = ndimage.maximum(field.lungs[inside], labels[inside], index) > 0
+        medians = ndimage.median(hu[inside], labels[inside], index)
         good = index[touches & (np.asarray(medians) >= baseline + OPACITY_MARGIN_HU)]
         kept = np.isin(labels, good)
     return (lungs & field.lungs) | kept, kept

@@ -44,6 +44,8 @@ __all__ = [
     "SSDAttention",
     "SpectralDepthAttention",
     "SpectralSpatialAttention",
+    "max_pool_2x2",
+    "max_pool_3x3_same",
 ]
 
 SPATIAL_AXES = (-2, -1)
@@ -65,9 +67,28 @@ class DepthwiseSeparableConv2d(nn.Module):
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.depthwise is None:  # a 1x1 depthwise scale folded into the pointwise weights (lungai.covid.folding)
+            return self.pointwise(x)
         if self.depthwise.kernel_size == (1, 1):
             return self.pointwise(x * self.depthwise.weight.view(1, -1, 1, 1))
         return self.pointwise(self.depthwise(x))
+
+
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)`` as the maximum of four strided views (the same numbers, several times faster on a
+    CPU). ``(N, C, H, W) -> (N, C, H // 2, W // 2)``."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    top = torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2])
+    return torch.maximum(top, torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]))
+
+
+def max_pool_3x3_same(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 3, stride=1, padding=1)`` as a running maximum over rows then columns of shifted views
+    (max is separable; the same numbers, over 10x faster than PyTorch's stride-1 pooling on a CPU).
+    ``(N, C, H, W) -> (N, C, H, W)``."""
+    padded = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+    rows = torch.maximum(torch.maximum(padded[..., :-2, :], padded[..., 1:-1, :]), padded[..., 2:, :])
+    return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
 
 
 class HybridPool2d(nn.Module):
@@ -87,7 +108,7 @@ class HybridPool2d(nn.Module):
         out_channels = out_channels or in_channels
         self.mode = mode
         self.spectral = spectral
-        self.max_pool = nn.MaxPool2d(2) if mode == "valid" else nn.MaxPool2d(3, stride=1, padding=1)
+        self.max_pool = max_pool_2x2 if mode == "valid" else max_pool_3x3_same
         branches = 2 if spectral else 1
         self.fuse = nn.Conv2d(branches * in_channels, out_channels, 1, bias=False)
 
@@ -126,8 +147,20 @@ class InceptionConv(nn.Module):
         self.fuse = ConvBNReLU(4 * out_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [branch(x) for branch in self.branches] + [self.pool(x)]
-        return self.fuse(torch.cat(features, dim=1))
+        branches = [*self.branches, self.pool]
+        if torch.is_grad_enabled():
+            return self.fuse(torch.cat([branch(x) for branch in branches], dim=1))
+        # Without autograd each branch's final ReLU writes straight into its channels of the fusion input: the same
+        # numbers without the concatenation's copy (7 % of CHS-Net's CPU time, bench/e2e).
+        c = self.fuse[0].in_channels // len(branches)
+        features = x.new_empty(x.shape[0], c * len(branches), *x.shape[2:])
+        for i, branch in enumerate(branches):
+            *linear, _relu = branch
+            y = x
+            for layer in linear:
+                y = layer(y)
+            torch.clamp_min(y, 0.0, out=features[:, i * c : (i + 1) * c])
+        return self.fuse(features)
 
 
 class ResidualInceptionBlock(nn.Module):

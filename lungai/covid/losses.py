@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from monai.losses import DiceCELoss, DiceLoss
 
 
 def soft_dice_loss(probabilities: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -13,6 +12,8 @@ def soft_dice_loss(probabilities: torch.Tensor, target: torch.Tensor, smooth: fl
     ``smooth`` (not in the paper) keeps the loss defined, and 0, for an empty target predicted empty (slices
     without infection).
     """
+    from monai.losses import DiceLoss  # MONAI imports take seconds: only when training
+
     return DiceLoss(squared_pred=True, smooth_nr=smooth, smooth_dr=smooth)(
         probabilities, target.to(probabilities.dtype)
     )
@@ -28,6 +29,8 @@ def bce_dice_loss(
     swamp the Dice term, which is in [0, 1], so the paper's 1/2 : 1/2 weighting only makes sense
     for the mean).
     """
+    from monai.losses import DiceCELoss
+
     loss = DiceCELoss(
         sigmoid=True,
         squared_pred=True,

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import gaussian_kde
 
 from lungai import metrics
 from lungai.plotting import overlay_rgb
@@ -81,6 +80,8 @@ def hu_density_curves(
     values: dict[str, np.ndarray], grid: np.ndarray | None = None, max_samples: int = 20000, seed: int = 0
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Gaussian kernel density of HU per region (Fig. 8) on ``grid`` (default -1100..500 HU)."""
+    from scipy.stats import gaussian_kde  # scipy.stats takes a second to import: only where it is used
+
     grid = np.linspace(-1100, 500, 321) if grid is None else grid
     rng = np.random.default_rng(seed)
     curves = {}

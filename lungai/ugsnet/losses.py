@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from monai.losses import DiceLoss
 from torch.nn import functional as F
 
 from lungai.ugsnet.data import reader_validity
@@ -28,6 +27,8 @@ def per_sample_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def per_sample_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """1 - soft Dice per sample, (2 sum(p t) + s) / (sum p + sum t + s): (B, 1, H, W) x2 -> (B,) (MONAI's
     ``DiceLoss`` on sigmoid probabilities, unreduced)."""
+    from monai.losses import DiceLoss  # MONAI imports take seconds: only when training
+
     dice = DiceLoss(sigmoid=True, smooth_nr=smooth, smooth_dr=smooth, reduction="none")
     return dice(logits, target.to(logits.dtype)).flatten(1).mean(1)
 

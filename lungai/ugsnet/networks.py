@@ -38,6 +38,10 @@ class AttentionUNetBackbone(nn.Module):
 
     Max-pool down, nearest-upsample + 3x3 conv up, double 3x3 conv per level; with ``attention`` each skip
     connection passes an additive attention gate (Attention U-Net), without it this is the plain U-Net.
+    As seed 001 Sec. III-A says of its Attention U-Net [5], "each up-sampling layer is composed of two
+    convolutional layers and an attention block": with the up-convolution this is 1.35x the floating-point work
+    of MONAI's ``AttentionUnet`` of the same widths (one merge convolution per decoder level, a strided
+    transposed up-convolution), measured in bench/ugsnet/cost.md.
     """
 
     def __init__(self, in_channels: int = 1, features: Sequence[int] = PAPER_FEATURES, attention: bool = True):
