@@ -210,8 +210,9 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     chosen = [snapshots[0], snapshots[-1]]  # one benign, one normal (sorted by category)
     nodules, _ = load_nodules(data / "lidc_multireader.npz")
     dataset = WholeSliceDataset(
-        [snapshot_unit(s.path) for s in chosen], np.array([s.label for s in chosen]), nodules[:5], n_inserted=2
+        [snapshot_unit(s.path) for s in chosen], np.array([s.label for s in chosen]), nodules[:100], n_inserted=2
     )
+    assert dataset[2]["mask"].sum() > 0 and dataset[3]["mask"].sum() > 0  # window-visible nodules were inserted
     batch = {k: torch.stack([dataset[i][k] for i in range(len(dataset))]) for k in dataset[0]}
     batch = {k: v[..., ::3, ::3] if v.ndim == 4 else v for k, v in batch.items()}  # 64 x 64 keeps the test fast
     torch.manual_seed(0)
@@ -219,6 +220,18 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     task = NLBTask()
     losses = task.losses(model, batch)
     assert losses["class"] > 0 and losses["seg"] > 0
+    # the class weight scales the positives' share of the class loss only (model in eval: same outputs twice)
+    model.eval()
+    positives = {k: v[batch["label"] == 1] for k, v in batch.items()}
+    negatives = {k: v[batch["label"] == 0] for k, v in batch.items()}
+    weighted = NLBTask(class_pos_weight=0.25)
+    assert float(weighted.losses(model, positives)["class"]) == pytest.approx(
+        0.25 * float(task.losses(model, positives)["class"])
+    )
+    assert float(weighted.losses(model, negatives)["class"]) == pytest.approx(
+        float(task.losses(model, negatives)["class"])
+    )
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     with torch.no_grad():
         first = float(task.training_step(model, batch))
