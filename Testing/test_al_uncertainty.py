@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lungai.al.networks import ALUNet, FastDropout
+from lungai.al.networks import ALUNet, FastDropout, keep_mask
 from lungai.al.uncertainty import (
     mc_dropout_mode,
     mc_mean_probabilities,
@@ -159,6 +159,16 @@ def test_fast_dropout_matches_torch_dropout_statistics():
     y.sum().backward()
     torch.testing.assert_close(x.grad, kept.float() / 0.75)
     assert torch.equal(layer.eval()(x), x)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.1])  # 8-bit fields (p a multiple of 1/256), 16-bit fields
+def test_keep_masks_are_bernoulli_as_booleans_and_as_numbers(p):
+    for dtype in (torch.bool, torch.float32):
+        mask = keep_mask((500, 1000), p, dtype=dtype)
+        assert mask.dtype == dtype and set(mask.unique().tolist()) <= {0, 1}
+        assert abs(float(mask.float().mean()) - (1 - p)) < 0.003
+        neighbours = (mask[:, 1:].float() * mask[:, :-1].float()).mean()  # fields of one word are independent
+        assert abs(float(neighbours) - (1 - p) ** 2) < 0.003
 
 
 def test_batched_entropy_equals_loop_within_mc_noise_floor(chest_ct):

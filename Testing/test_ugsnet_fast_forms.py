@@ -74,3 +74,30 @@ def test_chunked_attention_runs_without_autograd():
         expected = attend_with_sdpa(block, x)
     assert torch.allclose(got, expected, atol=1e-5)
     assert math.isfinite(float(got.abs().max()))
+
+
+def upsample_conv_with_strided_copies(conv, x: torch.Tensor) -> torch.Tensor:
+    """The former NearestUpsampleConv2d.forward: phase kernels indexed by the output phase (a, b), four strided
+    copies into the interleaved output."""
+    b, _, h, w = x.shape
+    fold = conv.weight.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])
+    kernels = torch.einsum("ary,oiyx,bcx->aboirc", fold, conv.weight, fold).reshape(-1, conv.in_channels, 2, 2)
+    phases = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernels).view(b, 2, 2, conv.out_channels, h + 1, w + 1)
+    out = phases.new_empty(b, conv.out_channels, h, 2, w, 2)
+    for row in (0, 1):
+        for col in (0, 1):
+            out[:, :, :, row, :, col] = phases[:, row, col, :, row : row + h, col : col + w]
+    return out.view(b, conv.out_channels, 2 * h, 2 * w)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (3, 16, 8, 8)])
+def test_pixel_shuffled_upsample_conv_matches_the_former_strided_copies(shape):
+    conv = blocks.NearestUpsampleConv2d(shape[1], 4)
+    x = torch.randn(*shape, requires_grad=True)
+    got, expected = conv(x), upsample_conv_with_strided_copies(conv, x)
+    assert got.shape == expected.shape == (shape[0], 4, 2 * shape[2], 2 * shape[3])
+    assert torch.allclose(got, expected, atol=1e-6)
+    grad = torch.randn_like(got)
+    grads = torch.autograd.grad(got, [x, conv.weight], grad)
+    expected_grads = torch.autograd.grad(expected, [x, conv.weight], grad)
+    assert all(torch.allclose(g, e, atol=1e-5) for g, e in zip(grads, expected_grads))

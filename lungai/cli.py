@@ -140,8 +140,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reuse_freed_memory() -> None:
+    """Keep freed large blocks in the process heap (glibc only; elsewhere nothing happens).
+
+    glibc gives every freed block of more than 32 MB back to the system, so each full-volume array of a command
+    (a 512 x 512 x 300 CT: 80-320 MB per mask or float map) is page-faulted and zeroed afresh. With ``mmap``
+    allocation off and a high trim threshold the heap reuses them: ``covid segment`` on that CT spent 9.5 instead
+    of 4.8 s of system time (bench/e2e), at about 0.6 GB more peak memory (freed blocks stay mapped).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's mallopt parameters
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(m_mmap_max, 0)
+        libc.mallopt(m_trim_threshold, 2**31 - 1)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _reuse_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = CLIContext(device=args.device, progress_style=args.progress, argv=argv)

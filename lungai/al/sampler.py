@@ -60,6 +60,8 @@ class _Level(nn.Module):
         super().__init__()
         scale, shift = _bn_affine(decoder.fuse_norm[0])
         kernel = subpixel_kernel(decoder.up, decoder.conv_up) * scale.repeat_interleave(4).view(-1, 1, 1, 1)
+        c_out = decoder.conv_up.out_channels  # output channels reordered from q * 4 + a * 2 + b to (a * 2 + b) * c + q
+        kernel = kernel.view(c_out, 4, *kernel.shape[1:]).transpose(0, 1).reshape(kernel.shape)
         self.register_buffer("kernel", (kernel * input_scale).contiguous(memory_format=_CHANNELS_LAST))
         self.register_buffer("fuse_scale", scale.view(1, -1, 1, 1))
         self.register_buffer("fuse_shift", shift.view(1, -1, 1, 1))
@@ -79,10 +81,22 @@ class _Level(nn.Module):
 
     def forward(self, x: torch.Tensor, constant: torch.Tensor, k: int, dropout: bool) -> torch.Tensor:
         """(k * b, c_in, h, w) dropped input, (b, c, 2h, 2w) constant -> (k * b, c, 2h, 2w) dropped output."""
-        y = F.pixel_shuffle(F.conv2d(x, self.kernel, padding=1), 2)
+        y = _pixel_shuffle(F.conv2d(x, self.kernel, padding=1))
         y.view(k, -1, *y.shape[1:]).add_(constant)
         y = F.conv2d(y.relu_(), self.conv_weight, self.conv_bias, padding=1).relu_()
         return _drop_(y, self.p, dropout)
+
+
+def _pixel_shuffle(y: torch.Tensor) -> torch.Tensor:
+    """``(N, 4c, h, w)`` with channel ``(a * 2 + b) * c + q`` -> ``(N, c, 2h, 2w)`` with ``out[:, q, 2i + a, 2j + b]
+    = y[:, (a * 2 + b) * c + q, i, j]``: a pixel shuffle whose sub-pixel index is the slow channel index, so on the
+    channels-last layout it moves whole ``c``-channel pixels (one copy, 3x faster than ``F.pixel_shuffle`` there)."""
+    n, channels, h, w = y.shape
+    c = channels // 4
+    if y.is_contiguous(memory_format=torch.channels_last):
+        pixels = y.permute(0, 2, 3, 1).reshape(n, h, w, 2, 2, c).permute(0, 1, 3, 2, 4, 5)
+        return pixels.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+    return y.view(n, 2, 2, c, h, w).permute(0, 3, 4, 1, 5, 2).reshape(n, c, 2 * h, 2 * w)
 
 
 def _drop_(x: torch.Tensor, p: float, dropout: bool) -> torch.Tensor:
@@ -91,7 +105,7 @@ def _drop_(x: torch.Tensor, p: float, dropout: bool) -> torch.Tensor:
     gives eval-mode (no dropout) outputs."""
     if p > 0:
         physical = x.permute(0, 2, 3, 1) if x.is_contiguous(memory_format=_CHANNELS_LAST) else x
-        physical.mul_(keep_mask(physical.shape, p, x.device) if dropout else 1.0 - p)
+        physical.mul_(keep_mask(physical.shape, p, x.device, x.dtype) if dropout else 1.0 - p)
     return x
 
 

@@ -30,7 +30,9 @@ class NearestUpsampleConv2d(nn.Conv2d):
 
     Each output pixel (2i + a, 2j + b) sees a 2 x 2 neighbourhood of input pixels, so the 3x3 kernel folds into
     four 2 x 2 phase kernels (rows and columns of the kernel that fall on the same input pixel are summed):
-    16 instead of 36 multiply-adds per input pixel and channel pair, the same output to float rounding.
+    16 instead of 36 multiply-adds per input pixel and channel pair, the same output to float rounding. The four
+    phase maps are interleaved by one ``pixel_shuffle`` (and a crop, a view), not four strided copies whose
+    backward passes zero-fill and add four full-size gradients (bench/ugsnet/cost.md).
     (B, C_in, H, W) -> (B, C_out, 2H, 2W).
     """
 
@@ -38,20 +40,18 @@ class NearestUpsampleConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, 3, padding=1, bias=False)
 
     def phase_kernels(self) -> torch.Tensor:
-        """(4 C_out, C_in, 2, 2): for phase (a, b), kernel rows/columns summed onto input offsets (a - 1, a)."""
-        fold = self.weight.new_tensor([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]])  # (phase, offset, tap)
-        kernels = torch.einsum("ary,oiyx,bcx->aboirc", fold, self.weight, fold)
+        """(C_out * 4, C_in, 2, 2) in ``pixel_shuffle`` order (o, p, q): the kernel of the map shifted by one
+        output pixel, whose row phase p = 0 is the odd output rows 2i - 1 (kernel rows 0, 1 on input row i - 1,
+        row 2 on row i) and p = 1 the even rows 2i (row 0 on input row i - 1, rows 1, 2 on row i); columns alike."""
+        fold = self.weight.new_tensor([[[1, 1, 0], [0, 0, 1]], [[1, 0, 0], [0, 1, 1]]])  # (phase, offset, tap)
+        kernels = torch.einsum("pry,oiyx,qcx->opqirc", fold, self.weight, fold)
         return kernels.reshape(4 * self.out_channels, self.in_channels, 2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
+        h, w = x.shape[-2:]
         phases = F.conv2d(F.pad(x, (1, 1, 1, 1)), self.phase_kernels())  # (B, 4 C_out, H + 1, W + 1)
-        phases = phases.view(b, 2, 2, self.out_channels, h + 1, w + 1)
-        out = phases.new_empty(b, self.out_channels, h, 2, w, 2)
-        for row in (0, 1):
-            for col in (0, 1):
-                out[:, :, :, row, :, col] = phases[:, row, col, :, row : row + h, col : col + w]
-        return out.view(b, self.out_channels, 2 * h, 2 * w)
+        # one interleaving copy: the phases form the output shifted by one pixel, (B, C_out, 2H + 2, 2W + 2)
+        return F.pixel_shuffle(phases, 2)[:, :, 1 : 2 * h + 1, 1 : 2 * w + 1]
 
 
 class UpConv(nn.Sequential):
