@@ -12,8 +12,16 @@ from lungai.checkpoint import load_model, save_checkpoint
 from lungai.cli import main
 from lungai.io import read_segmentation, read_table_csv, write_volume
 from lungai.nlb.blocks import BLOCK_TYPES
-from lungai.nlb.data import WholeSliceDataset, bundled_sample_dir, list_snapshots, load_nodules, snapshot_unit
+from lungai.nlb.data import (
+    WholeSliceDataset,
+    bundled_sample_dir,
+    frame_snapshot,
+    list_snapshots,
+    load_nodules,
+    snapshot_unit,
+)
 from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
+from lungai.nlb.networks import SEG_PRIOR
 from lungai.nlb.regions import findings_region
 from lungai.nlb.training import NLBTask
 from lungai.volume import Volume
@@ -23,9 +31,13 @@ TINY = {"block_type": "localized", "widths": [4, 8, 8], "attention_levels": [1, 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
+    """An untrained tiny model whose segmentation head marks every pixel (bias +4 instead of the 1 % prior), so that
+    what the pipeline reports is decided by its restriction to the lungs and the body."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("nlb_cli") / "tiny.pt"
-    return save_checkpoint(path, build_architecture("nlb_unet", TINY), model_name="nlb_unet", config=TINY)
+    model = build_architecture("nlb_unet", TINY)
+    torch.nn.init.constant_(model.seg_head.bias, 4.0)
+    return save_checkpoint(path, model, model_name="nlb_unet", config=TINY)
 
 
 @pytest.mark.parametrize("block_type", BLOCK_TYPES)
@@ -198,8 +210,9 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     chosen = [snapshots[0], snapshots[-1]]  # one benign, one normal (sorted by category)
     nodules, _ = load_nodules(data / "lidc_multireader.npz")
     dataset = WholeSliceDataset(
-        [snapshot_unit(s.path) for s in chosen], np.array([s.label for s in chosen]), nodules[:5], n_inserted=2
+        [snapshot_unit(s.path) for s in chosen], np.array([s.label for s in chosen]), nodules[:100], n_inserted=2
     )
+    assert dataset[2]["mask"].sum() > 0 and dataset[3]["mask"].sum() > 0  # window-visible nodules were inserted
     batch = {k: torch.stack([dataset[i][k] for i in range(len(dataset))]) for k in dataset[0]}
     batch = {k: v[..., ::3, ::3] if v.ndim == 4 else v for k, v in batch.items()}  # 64 x 64 keeps the test fast
     torch.manual_seed(0)
@@ -207,6 +220,18 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     task = NLBTask()
     losses = task.losses(model, batch)
     assert losses["class"] > 0 and losses["seg"] > 0
+    # the class weight scales the positives' share of the class loss only (model in eval: same outputs twice)
+    model.eval()
+    positives = {k: v[batch["label"] == 1] for k, v in batch.items()}
+    negatives = {k: v[batch["label"] == 0] for k, v in batch.items()}
+    weighted = NLBTask(class_pos_weight=0.25)
+    assert float(weighted.losses(model, positives)["class"]) == pytest.approx(
+        0.25 * float(task.losses(model, positives)["class"])
+    )
+    assert float(weighted.losses(model, negatives)["class"]) == pytest.approx(
+        float(task.losses(model, negatives)["class"])
+    )
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     with torch.no_grad():
         first = float(task.training_step(model, batch))
@@ -275,3 +300,12 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
     assert "no patient ids" in entry.metrics["held_out"] and "--folds 2" in entry.command
     registered, _ = load_registered_model("nlb_test")
     assert all(torch.equal(a, b) for a, b in zip(registered.state_dict().values(), model.state_dict().values()))
+
+
+def test_segmentation_head_starts_at_the_neoplasm_prior_not_at_one_half():
+    torch.manual_seed(0)
+    model = build_architecture("nlb_unet", {"block_type": "symmetry_localized"}).eval()
+    snapshot = frame_snapshot(snapshot_unit(list_snapshots(bundled_sample_dir())[0].path))[None]
+    with torch.no_grad():
+        probability = model(snapshot)["seg_logits"].sigmoid()
+    assert float(probability.median()) == pytest.approx(SEG_PRIOR, rel=0.5) and float(probability.max()) < 0.5

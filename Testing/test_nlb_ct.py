@@ -8,6 +8,7 @@ from conftest import shared_data_dir
 from lungai.lungfield import lung_field
 from lungai.nlb.data import load_nodules
 from lungai.nlb.evaluation import seg_threshold_of
+from lungai.nlb.framing import SNAPSHOT_WINDOW
 from lungai.nlb.pipeline import DEFAULT_MODEL_ID, score_volume
 from lungai.nlb.regions import findings_region
 from lungai.nlb.simulation import insert_into_ct, score_inserted
@@ -39,6 +40,13 @@ def test_inserted_nodules_lie_inside_the_lungs_and_change_only_their_neighbourho
     # nodule tissue is denser than the lung it replaces, and the geometry of the volume is kept
     assert inserted.volume.array[inserted.masks].mean() > chest_ct.array[inserted.masks].mean() + 200
     assert inserted.volume.spacing == chest_ct.spacing and np.allclose(inserted.volume.origin, chest_ct.origin)
+    # which nodules the snapshot window shows at the CT's 3.05 mm pixels: those with enough of the mask above -50 HU
+    assert inserted.visible.shape == inserted.nodule_slices.shape and 0 < inserted.visible.sum() < len(inserted.visible)
+    low = SNAPSHOT_WINDOW[0]
+    shown = [(inserted.volume.array[k][inserted.masks[k]] > low).mean() for k in inserted.nodule_slices]
+    assert np.mean([s for s, v in zip(shown, inserted.visible) if v]) > np.mean(
+        [s for s, v in zip(shown, inserted.visible) if not v]
+    )
 
 
 KNOWN_GAP = (

@@ -5,9 +5,17 @@ import pytest
 import torch
 from conftest import shared_data_dir
 from PIL import Image
+from scipy import ndimage
 
 from lungai.errors import InputError
-from lungai.nlb.data import WholeSliceDataset, frame_snapshot, list_snapshots, load_nodules, snapshot_unit
+from lungai.nlb.data import (
+    WholeSliceDataset,
+    degrade_resolution,
+    frame_snapshot,
+    list_snapshots,
+    load_nodules,
+    snapshot_unit,
+)
 from lungai.nlb.framing import INPUT_PIXEL_MM, INPUT_SIZE, SNAPSHOT_WINDOW, Framing, hu_to_unit
 from lungai.nlb.insertion import (
     MARGIN_MM,
@@ -16,6 +24,7 @@ from lungai.nlb.insertion import (
     insert_at_random,
     insert_nodule,
     resample_nodule,
+    shows_in_window,
     usable_nodules,
 )
 from lungai.nlb.intensity import prepare_slices, to_unit
@@ -125,9 +134,13 @@ def test_insertion_blends_only_inside_the_soft_border_and_only_brightens(lidc):
     assert changed.any() and not (changed & ~near).any()  # nothing changes away from the nodule
     # the nodule's own tissue shows in the snapshot window (mean HU inside the mask above the lower bound)
     assert out[mask].mean() > 0.1
-    # the border is blended, not cut: pixels just outside the mask take intermediate values
-    ring = near & ~mask & changed
-    assert ring.any() and np.all(out[ring] < out[mask].max())
+    # the border is blended, not cut: pixels just outside the mask take intermediate values (in HU; in the snapshot
+    # window such partial-volumed border pixels lie below -50 HU and stay black, as on a scanner)
+    lung = np.full((80, 80), -850.0, dtype=np.float32)
+    out_hu, mask_hu = insert_nodule(lung, nodule, 1.4, (40, 30), in_hu=True)
+    assert np.array_equal(mask_hu, mask)
+    ring = near & ~mask & (out_hu > lung + 1)
+    assert ring.any() and np.all(out_hu[ring] < out_hu[mask].max())
 
 
 def test_placement_keeps_the_whole_nodule_inside_the_region(lidc):
@@ -192,3 +205,42 @@ def test_whole_slice_dataset_inserts_real_nodules_into_normal_snapshots(tmp_path
     assert [s.label for s in list_snapshots(tmp_path)] == [0]
     with pytest.raises(InputError, match="normal/, benign/"):
         list_snapshots(tmp_path / "normal")
+
+
+def test_resolution_degradation_blurs_the_image_only_and_keeps_the_mask_aligned():
+    snapshots = list_snapshots(shared_data_dir() / "iqoth_nccd")
+    units = [snapshot_unit(s.path) for s in snapshots if s.category == "normal"][:2]
+    unit = units[0]
+    assert degrade_resolution(unit, 1.4, 1.4) is unit  # not coarser: unchanged
+    coarse = degrade_resolution(unit, 1.4, 3.0)
+    assert coarse.shape == unit.shape and abs(coarse.mean() - unit.mean()) < 0.01  # no shift, no drift
+    # fine detail (neighbour differences) is lost, coarse structure kept
+    assert np.abs(np.diff(coarse, axis=1)).mean() < 0.7 * np.abs(np.diff(unit, axis=1)).mean()
+    assert np.corrcoef(coarse.ravel(), unit.ravel())[0, 1] > 0.9
+    nodules, _ = load_nodules(shared_data_dir() / "lidc_multireader.npz")
+    plain = WholeSliceDataset(units, np.zeros(2), nodules[:200], n_inserted=2, seed=0)
+    degraded = WholeSliceDataset(units, np.zeros(2), nodules[:200], n_inserted=2, seed=0, degrade_prob=1.0)
+    for index in range(4):
+        a, b = plain[index], degraded[index]
+        assert torch.equal(a["mask"], b["mask"]) and a["label"] == b["label"]  # same draw, same exact mask
+        assert not torch.equal(a["image"], b["image"])
+    # the blurred nodule still sits on its mask: brighter there than in the lung around it
+    sample = degraded[2]
+    inside = sample["mask"][0] > 0
+    ring = torch.from_numpy(ndimage.binary_dilation(inside.numpy(), iterations=4)) & ~inside
+    assert sample["image"][0][inside].mean() > sample["image"][0][ring].mean()
+
+
+def test_only_nodules_the_snapshot_window_shows_are_inserted(lidc):
+    solid = np.full((71, 71), -850.0, dtype=np.float32)
+    yy, xx = np.mgrid[:71, :71]
+    disc_mask = (yy - 35) ** 2 + (xx - 35) ** 2 <= 10**2
+    solid[disc_mask] = 30.0
+    ground_glass = np.where(disc_mask, -550.0, -850.0).astype(np.float32)
+    assert shows_in_window(Nodule(solid, disc_mask, 0.7), 1.4)
+    assert not shows_in_window(Nodule(ground_glass, disc_mask, 0.7), 1.4)  # black in the (-50, 265) HU window
+    nodules, _ = load_nodules(shared_data_dir() / "lidc_multireader.npz")
+    dataset = WholeSliceDataset([np.zeros((64, 64), np.float32)], np.zeros(1), nodules[:300], n_inserted=0)
+    assert 0 < len(dataset.nodules) < 300 and all(shows_in_window(n, 1.4) for n in dataset.nodules)
+    unfiltered = WholeSliceDataset([np.zeros((64, 64), np.float32)], np.zeros(1), nodules[:300], 0, visible_only=False)
+    assert len(unfiltered.nodules) == 300

@@ -32,6 +32,7 @@ def held_out_sentence(record: dict[str, Any]) -> str:
         f"other slices of the same collection: {record['test_snapshots']} IQ-OTH/NCCD snapshots of fold "
         f"{record['held_out_fold']} of {record['n_folds']} (stratified by category, seed {record['seed']}; the data "
         "set has no patient ids, so a patient's other slices may be in training); segmentation on "
-        f"{record['test_nodules']} LIDC-IDRI nodules of {record['test_nodule_patients']} patients never used in "
-        "training, inserted into the held-out normal snapshots (simulated)"
+        f"the nodules of {record['test_nodule_patients']} LIDC-IDRI patients never used in training "
+        f"({record['test_nodules']} nodules, of which those the snapshot window shows, as in training: "
+        "lungai.nlb.insertion.shows_in_window), inserted into the held-out normal snapshots (simulated)"
     )

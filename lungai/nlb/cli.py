@@ -25,6 +25,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         inserted_per_normal=args.inserted_per_normal,
+        degrade_prob=args.degrade_prob,
         patience=args.patience,
         folds=args.folds,
         held_out_fold=args.held_out_fold,
@@ -95,6 +96,12 @@ def register(subparsers) -> None:
         type=float,
         default=defaults.inserted_per_normal,
         help="slices with an inserted LIDC nodule per normal training snapshot and epoch",
+    )
+    train.add_argument(
+        "--degrade-prob",
+        type=float,
+        default=defaults.degrade_prob,
+        help="share of training slices resampled to coarser pixels and back, as on CT with large pixels (0: none)",
     )
     train.add_argument(
         "--patience",

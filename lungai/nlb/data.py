@@ -8,9 +8,17 @@ slices of one patient can fall on both sides, so numbers on held-out snapshots a
 
 Segmentation has no masks in IQ-OTH/NCCD; :class:`WholeSliceDataset` gives the segmentation head whole slices with
 exact masks: normal snapshots are negatives (empty mask), and normal snapshots with a real LIDC-IDRI nodule inserted
-into their lungs (:mod:`lungai.nlb.insertion`) are positives (label 1, the inserted mask). Benign and malignant
+into their lungs (:mod:`lungai.nlb.insertion`) are positives (label 1, the inserted mask); only nodules that the
+snapshot window shows are inserted (:func:`lungai.nlb.insertion.shows_in_window`: 30 % of LIDC nodules are
+ground-glass or part-solid and entirely black in this window). Benign and malignant
 snapshots have no mask and train the classifier only. LIDC nodules are split by patient
 (:func:`lungai.splits.group_folds`).
+
+Resolution (:func:`degrade_resolution`, training only): CT is often reconstructed coarser than the snapshots' 1.40 mm
+(``CTChest4``: 3.05 mm pixels), so on CT the framing upsamples the slice and every structure, an inserted nodule
+too, looks blurrier than in any snapshot. With probability ``degrade_prob`` a training sample (real or inserted,
+so that blur never tells the classes apart) is resampled to pixels of a size drawn in :data:`DEGRADE_MM` and back
+to its own grid, image only (the mask stays exact, as on CT, where the inserted mask is known exactly).
 """
 
 from __future__ import annotations
@@ -21,16 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from lungai.augmentation import sample_seed
 from lungai.errors import InputError
 from lungai.nlb.framing import SNAPSHOT_PIXEL_MM, SNAPSHOT_SIZE, Framing
-from lungai.nlb.insertion import Nodule, consensus_masks, insert_at_random, usable_nodules
+from lungai.nlb.insertion import Nodule, consensus_masks, insert_at_random, shows_in_window, usable_nodules
 from lungai.nlb.regions import snapshot_field
 from lungai.registry import resources_dir
 
 CLASS_LABELS = {"normal": 0, "benign": 1, "malignant": 1}
+DEGRADE_MM = (SNAPSHOT_PIXEL_MM, 3.5)  # pixel sizes of the resolution augmentation (CTChest4: 3.05 mm)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -103,6 +113,20 @@ def load_snapshots(snapshots: list[Snapshot]) -> torch.Tensor:
     return torch.stack([frame_snapshot(snapshot_unit(s.path)) for s in snapshots])
 
 
+def degrade_resolution(unit: np.ndarray, pixel_mm: float, coarse_mm: float) -> np.ndarray:
+    """(H, W) image of ``pixel_mm`` pixels -> the same grid after resampling to ``coarse_mm`` pixels (area average,
+    antialiased) and back (bilinear): what a scan reconstructed at ``coarse_mm`` shows. Unchanged when
+    ``coarse_mm <= pixel_mm``."""
+    if coarse_mm <= pixel_mm:
+        return unit
+    height, width = unit.shape
+    factor = pixel_mm / coarse_mm
+    small = max(2, int(round(height * factor))), max(2, int(round(width * factor)))
+    tensor = torch.as_tensor(np.asarray(unit, dtype=np.float32))[None, None]
+    tensor = F.interpolate(tensor, size=small, mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
 def load_nodules(path: str | Path) -> tuple[list[Nodule], np.ndarray]:
     """The usable nodules of ``lidc_multireader.npz`` (:func:`lungai.nlb.insertion.usable_nodules`) and their
     patient ids."""
@@ -127,8 +151,10 @@ class WholeSliceDataset(Dataset):
     Args:
         units: snapshots (H, W) in [0, 1], grey / 255 (:func:`snapshot_unit`).
         labels: 0 normal, 1 neoplasm, per snapshot.
-        nodules: LIDC nodules to insert (training patients only).
+        nodules: LIDC nodules to insert (training patients only); with ``visible_only`` only those the snapshot
+            window shows at the snapshots' pixel size (:func:`lungai.nlb.insertion.shows_in_window`).
         n_inserted: inserted-nodule samples per epoch (0: none).
+        degrade_prob: probability of :func:`degrade_resolution` per sample (training only; 0: never).
     """
 
     def __init__(
@@ -138,13 +164,16 @@ class WholeSliceDataset(Dataset):
         nodules: list[Nodule],
         n_inserted: int,
         seed: int = 0,
+        degrade_prob: float = 0.0,
+        visible_only: bool = True,
     ) -> None:
         self.units = units
         self.labels = np.asarray(labels, dtype=np.float32)
-        self.nodules = nodules
+        self.nodules = [n for n in nodules if shows_in_window(n, SNAPSHOT_PIXEL_MM)] if visible_only else nodules
         self.normals = np.flatnonzero(self.labels == 0)
         self.n_inserted = n_inserted if len(nodules) and len(self.normals) else 0
         self.seed = seed
+        self.degrade_prob = degrade_prob
         self.epoch = 0
         self._regions: dict[int, np.ndarray] = {}
 
@@ -182,6 +211,11 @@ class WholeSliceDataset(Dataset):
         else:
             unit, mask = self.inserted(index - len(self.units))
             label, has_mask = 1.0, 1.0
+        if self.degrade_prob > 0:
+            rng = np.random.default_rng([sample_seed(self.seed, self.epoch, index), 1])
+            if rng.random() < self.degrade_prob:
+                pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(unit.shape)
+                unit = degrade_resolution(unit, pixel_mm, float(rng.uniform(*DEGRADE_MM)))
         framing = Framing.snapshot(*unit.shape)
         framed = framing.apply(np.stack([unit, mask.astype(np.float32)]))
         return {

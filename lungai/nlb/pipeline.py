@@ -269,6 +269,7 @@ class Training(TrainOptions):
     batch_size: int = 16
     lr: float = 2e-3
     inserted_per_normal: float = 0.5
+    degrade_prob: float = 0.5
     patience: int = 3
     folds: int = 5
     held_out_fold: int = 0  # -1: train on everything
@@ -310,6 +311,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             split,
             schedule,
             inserted_per_normal=config.inserted_per_normal,
+            degrade_prob=config.degrade_prob,
             progress=subrange(progress, 0.0, 0.9),
             cancel=cancel,
         )

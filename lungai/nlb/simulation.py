@@ -5,6 +5,8 @@ into a real CT in HU (:mod:`lungai.nlb.insertion` with ``in_hu``: resampled to t
 placed inside the shared lung field with a margin), on every other slice that has room in its lungs. The slices in
 between stay as they were and are the negatives of the same scan. Each nodule lies on one slice (a 10 mm slice holds
 most of a nodule under 10 mm; larger ones would show on neighbouring slices too, which this check leaves out).
+Every nodule slice records whether the snapshot window shows that nodule at the CT's pixel size
+(:func:`lungai.nlb.insertion.shows_in_window`): a network that sees CT through that window cannot find the others.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lungai.lungfield import lung_field
-from lungai.nlb.insertion import Nodule, insert_at_random
+from lungai.nlb.insertion import Nodule, insert_at_random, shows_in_window
 from lungai.volume import Volume
 
 
@@ -26,6 +28,7 @@ class InsertedCT:
     masks: np.ndarray
     nodule_slices: np.ndarray  # slice indices with a nodule
     diameters_mm: np.ndarray  # per nodule slice
+    visible: np.ndarray  # per nodule slice: the snapshot window shows it at the CT's pixel size (shows_in_window)
 
 
 def insert_into_ct(volume: Volume, nodules: list[Nodule], seed: int = 0, every: int = 2) -> InsertedCT:
@@ -37,7 +40,7 @@ def insert_into_ct(volume: Volume, nodules: list[Nodule], seed: int = 0, every: 
     lungs = lung_field(volume).lungs
     array = volume.array.astype(np.float32)
     masks = np.zeros(array.shape, dtype=bool)
-    slices, diameters = [], []
+    slices, diameters, visible = [], [], []
     for k in range(seed % every, array.shape[0], every):
         if not lungs[k].any():
             continue
@@ -48,8 +51,9 @@ def insert_into_ct(volume: Volume, nodules: list[Nodule], seed: int = 0, every: 
         array[k], masks[k] = result
         slices.append(k)
         diameters.append(nodule.diameter_mm)
+        visible.append(shows_in_window(nodule, float(volume.spacing[0])))
     inserted = volume.like(np.round(array).astype(volume.array.dtype))
-    return InsertedCT(inserted, masks, np.array(slices, dtype=int), np.array(diameters))
+    return InsertedCT(inserted, masks, np.array(slices, dtype=int), np.array(diameters), np.array(visible, dtype=bool))
 
 
 def score_inserted(model, inserted: InsertedCT, *, threshold: float, seg_threshold: float) -> list[dict]:
@@ -61,6 +65,7 @@ def score_inserted(model, inserted: InsertedCT, *, threshold: float, seg_thresho
 
     scores = score_volume(model, inserted.volume, threshold=threshold, seg_threshold=seg_threshold)
     diameters = dict(zip(inserted.nodule_slices.tolist(), inserted.diameters_mm.tolist()))
+    visible = dict(zip(inserted.nodule_slices.tolist(), inserted.visible.tolist()))
     rows = []
     for k, (probability, decision) in enumerate(zip(scores.probabilities, scores.decisions)):
         nodule = k in diameters
@@ -69,6 +74,7 @@ def score_inserted(model, inserted: InsertedCT, *, threshold: float, seg_thresho
                 "slice": k,
                 "nodule": int(nodule),
                 "diameter_mm": round(diameters[k], 1) if nodule else "",
+                "visible": int(visible[k]) if nodule else "",
                 "probability": round(float(probability), 4),
                 "positive": int(decision),
                 "dice": round(float(dice(scores.labelmap[k] > 0, inserted.masks[k])), 4) if nodule else "",
