@@ -14,12 +14,15 @@ TINY = {"block_type": "symmetry_localized", "widths": [4, 8, 8], "attention_leve
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
+    """Untrained tiny model; its segmentation head marks every pixel (bias +4 instead of the 1 % prior) so that the
+    segmentation the Lib imports is decided by the pipeline's restriction to the lungs."""
     torch.manual_seed(0)
     model = build_nlb_unet(**TINY)
     with torch.no_grad():  # leave the identity start so the blocks take part in the result
         for block in model.blocks:
             if hasattr(block, "gate"):
                 block.gate.fill_(0.5)
+        model.seg_head.bias.fill_(4.0)
     path = tmp_path_factory.mktemp("nlb") / "tiny.pt"
     return save_checkpoint(path, model, model_name="nlb_unet", config=TINY)
 
