@@ -3,7 +3,8 @@
 L = alpha_1 L_MCM + alpha_2 Phi_a + alpha_3 Phi_b (Eq. 4), alpha = (0.5, 0.5, 1.0) by default;
 L_MCM = BCE(union', union) + BCE(intersection', intersection) (Eq. 2);
 Phi_a, Phi_b = mean over the real annotations GT_j of a per-annotation loss of GT'_Uni and X_S (Eq. 3):
-BCE in the journal (``fusion="bce"``), 1 - Dice in seed 000 (``fusion="dice"``, soft Dice per sample).
+BCE in the journal (``fusion="bce"``), 1 - Dice in seed 000 (``fusion="dice"``, soft Dice per sample), or their
+sum (``fusion="dicebce"``, our CPU-budget recipe's choice, the DiceCE of the plain baseline).
 Eq. 3 writes E{sum_j ...}: we read it as the mean over a sample's real annotations, then over the batch,
 so a crop with 2 readers weighs as much as one with 4. ``annotations="random"`` is UGS-Net-V1: Phi uses
 one annotation drawn at random among the real ones instead of all of them.
@@ -33,13 +34,22 @@ def per_sample_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: flo
     return dice(logits, target.to(logits.dtype)).flatten(1).mean(1)
 
 
+def per_sample_dice_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + (1 - soft Dice) per sample (our recipe's choice, not the papers': the Dice term keeps small nodules
+    from being under-segmented at the 0.5 threshold): (B, 1, H, W) x2 -> (B,)."""
+    return per_sample_bce(logits, target) + per_sample_dice_loss(logits, target)
+
+
+FUSION_LOSSES = {"bce": per_sample_bce, "dice": per_sample_dice_loss, "dicebce": per_sample_dice_bce}
+
+
 def annotation_fusion_loss(
     logits: torch.Tensor, masks: torch.Tensor, n_readers: torch.Tensor, fusion: str = "bce"
 ) -> torch.Tensor:
     """Multiple Annotation Fusion Loss Phi (Eq. 3): per sample, the mean of the loss between ``logits``
     (B, 1, H, W) and each real mask in ``masks`` (B, R, H, W); padded slots (index >= n_readers) are ignored.
     Returns the batch mean (scalar)."""
-    loss_fn = {"bce": per_sample_bce, "dice": per_sample_dice_loss}[fusion]
+    loss_fn = FUSION_LOSSES[fusion]
     b, r = masks.shape[:2]
     valid = reader_validity(n_readers, r).float()  # (B, R)
     if torch.any(valid.sum(1) == 0):
@@ -73,8 +83,8 @@ class UGSNetLoss:
     annotations: str = "all"  # "all": fusion loss (UGS-Net); "random": one random annotation (UGS-Net-V1)
 
     def __post_init__(self):
-        if self.fusion not in ("bce", "dice"):
-            raise ValueError(f"fusion must be 'bce' or 'dice', got {self.fusion!r}")
+        if self.fusion not in FUSION_LOSSES:
+            raise ValueError(f"fusion must be one of {sorted(FUSION_LOSSES)}, got {self.fusion!r}")
         if self.annotations not in ("all", "random"):
             raise ValueError(f"annotations must be 'all' or 'random', got {self.annotations!r}")
 

@@ -283,3 +283,31 @@ def build_unet(in_channels: int = 1, features: Sequence[int] = PAPER_FEATURES) -
 @register_architecture("ugsnet_attention_unet")
 def build_attention_unet(in_channels: int = 1, features: Sequence[int] = PAPER_FEATURES) -> SegmentationNet:
     return SegmentationNet(in_channels, features, attention=True)
+
+
+class MonaiUNet(nn.Module):
+    """MONAI's ``UNet`` (residual units, strided convolutions) with lungai's dict output ``{"final": logits}``: the
+    plain baseline of issue 13 (channels 16-32-64-128-256, strides 2, two residual units)."""
+
+    def __init__(self, in_channels: int = 1, features: Sequence[int] = (16, 32, 64, 128, 256), num_res_units: int = 2):
+        super().__init__()
+        from monai.networks.nets import UNet
+
+        self.net = UNet(
+            spatial_dims=2,
+            in_channels=in_channels,
+            out_channels=1,
+            channels=tuple(int(f) for f in features),
+            strides=(2,) * (len(features) - 1),
+            num_res_units=num_res_units,
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"final": self.net(x)}
+
+
+@register_architecture("ugsnet_monai_unet")
+def build_monai_unet(
+    in_channels: int = 1, features: Sequence[int] = (16, 32, 64, 128, 256), num_res_units: int = 2
+) -> MonaiUNet:
+    return MonaiUNet(in_channels, features, num_res_units)

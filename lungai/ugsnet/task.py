@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from lungai.architectures import build_architecture
 from lungai.metrics import validation_dice
-from lungai.ugsnet.losses import UGSNetLoss
+from lungai.ugsnet.losses import FUSION_LOSSES, UGSNetLoss
 
 # The CPU budget trains UGS-Net with 8x pooled keys/values in the self-attention. The paper's attention attends to
 # all positions (attention_pool=1, the architecture's default, used by --paper-schedule); on 64 x 64 maps it costs
@@ -31,6 +31,7 @@ MODELS = {
     "ugsnet_v1": "ugsnet_v1",
     "unet": "ugsnet_unet",
     "attention_unet": "ugsnet_attention_unet",
+    "monai_unet": "ugsnet_monai_unet",
 }
 
 
@@ -76,15 +77,23 @@ class UGSNetTask:
 
 @dataclass
 class Label1Task:
-    """Single-annotation baseline: BCE between the final logits and Label1."""
+    """Single-annotation baseline: ``loss`` (a key of :data:`lungai.ugsnet.losses.FUSION_LOSSES`: BCE as seed 001
+    Sec. IV-B, Dice, or their sum) between the final logits and Label1."""
+
+    loss: str = "bce"
+
+    def _loss(self, logits: torch.Tensor, label1: torch.Tensor) -> torch.Tensor:
+        if self.loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits, label1)
+        return FUSION_LOSSES[self.loss](logits, label1).mean()
 
     def training_step(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(model(batch["image"])["final"], batch["label1"])
+        return self._loss(model(batch["image"])["final"], batch["label1"])
 
     def validation_step(self, model: nn.Module, batch: dict) -> dict[str, float]:
         logits = model(batch["image"])["final"]
         return {
-            "loss": float(F.binary_cross_entropy_with_logits(logits, batch["label1"])),
+            "loss": float(self._loss(logits, batch["label1"]).detach()),
             "dice": validation_dice(logits, batch["label1"]),
         }
 
@@ -94,6 +103,8 @@ def make_task(kind: str, fusion: str = "bce", alphas: tuple[float, float, float]
         return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="all"))
     if kind == "ugsnet_v1":
         return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="random"))
-    if kind in ("unet", "attention_unet"):
-        return Label1Task()
+    if kind in ("unet", "attention_unet", "monai_unet"):
+        if fusion not in FUSION_LOSSES:
+            raise ValueError(f"loss must be one of {sorted(FUSION_LOSSES)}, got {fusion!r}")
+        return Label1Task(fusion)
     raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")

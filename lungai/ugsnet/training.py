@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from lungai.augmentation import AugmentedDataset, AugmentSettings
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.training import TrainConfig, TrainResult, train
 from lungai.ugsnet.data import CropDataset, CropSet, patient_folds
@@ -31,12 +32,35 @@ PAPER_TRAIN = TrainConfig(
     sgdr_t0=50,
     monitor="dice",
 )
+# Applied after the crop's own random flip and 90-degree turn (CropDataset): small rotations and scalings (nodules
+# have no preferred orientation or exact size), the image's own contrast and intensity jitter in CT units
+# (lungai.augmentation), every reader mask and the MCM targets moved with the image.
+AUGMENTATION = AugmentSettings(flip_prob=0.0, rotate_degrees=15.0, scale=0.1)
+MASK_KEYS = ("masks", "label1", "union", "intersection")
+AUGMENTATIONS = ("dihedral", "monai")
+
 BUDGET_TRAIN = TrainConfig(epochs=10, batch_size=16, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="dice")
 
 
+def nested_patient_folds(patient_id: np.ndarray, n_readers: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold per crop, by patient. Patients with at least one crop of >= 2 readers keep the fold that
+    :func:`lungai.ugsnet.data.patient_folds` gives them among those patients alone (the paper's data,
+    ``--min-readers 2``); patients with only single-reader crops are dealt over the folds among themselves. So fold K
+    of the crops with >= 1 reader is fold K of the crops with >= 2 readers plus other patients, never a patient of
+    another fold, whatever ``min_readers`` a run uses."""
+    patient_id = np.asarray(patient_id).astype(str)
+    multi = np.isin(patient_id, np.unique(patient_id[np.asarray(n_readers) >= 2]))
+    folds = np.empty(len(patient_id), dtype=int)
+    for group in (multi, ~multi):
+        if group.any():
+            folds[group] = patient_folds(patient_id[group], n_folds, seed)
+    return folds
+
+
 def split_by_patient(crops: CropSet, test_fold: int | None, n_folds: int = 5, seed: int = 0):
-    """(train rows, test rows) for ``test_fold``; ``None`` trains on everything (no test rows)."""
-    folds = patient_folds(crops.patient_id, n_folds, seed)
+    """(train rows, test rows) for ``test_fold`` (folds of :func:`nested_patient_folds`); ``None`` trains on
+    everything (no test rows)."""
+    folds = nested_patient_folds(crops.patient_id, crops.n_readers, n_folds, seed)
     if test_fold is None:
         return np.arange(len(crops)), np.array([], dtype=int)
     if not 0 <= test_fold < n_folds:
@@ -55,14 +79,20 @@ def train_model(
     attention_pool: int = BUDGET_ATTENTION_POOL,
     training_data: str = "",
     val_rows: np.ndarray | None = None,
+    augmentation: str = "dihedral",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[torch.nn.Module, TrainResult]:
     """Train model ``kind`` (see :data:`lungai.ugsnet.task.MODELS`) on ``crops[train_rows]``; ``attention_pool``
-    as in :func:`lungai.ugsnet.task.model_config`."""
+    as in :func:`lungai.ugsnet.task.model_config`. ``augmentation``: ``"dihedral"`` random flips and 90-degree
+    turns of each crop (:class:`lungai.ugsnet.data.CropDataset`); ``"monai"`` those then :data:`AUGMENTATION`."""
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
     torch.manual_seed(config.seed)
     model = build_model(kind, features, attention_pool)
     train_set = CropDataset(crops.subset(train_rows), augment=True, seed=config.seed)
+    if augmentation == "monai":
+        train_set = AugmentedDataset(train_set, mask_keys=MASK_KEYS, settings=AUGMENTATION, seed=config.seed)
     val_set = CropDataset(crops.subset(val_rows)) if val_rows is not None and len(val_rows) else None
     result = train(
         model,
