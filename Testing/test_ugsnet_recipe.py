@@ -94,3 +94,37 @@ def test_baseline_losses_and_the_monai_unet(arrays):
     expected = (per_sample_bce.flatten(1).mean(1) + dice).mean()
     assert dice_bce.item() == pytest.approx(expected.item(), rel=1e-5)
     assert not math.isnan(make_task("monai_unet", "dice").validation_step(model, batch)["dice"])
+
+
+def test_final_target_label1_scores_the_final_output_against_the_crops_own_reader_only():
+    torch.manual_seed(1)
+    outputs = {name: torch.randn(2, 1, 8, 8) for name in ("final", "union", "intersection", "uni")}
+    masks = (torch.rand(2, 4, 8, 8) > 0.5).float()
+    readers = torch.tensor([3, 2])
+    batch = {"masks": masks, "n_readers": readers, "union": masks[:, :1], "intersection": masks[:, :1]}
+    paper, parts = UGSNetLoss(fusion="dicebce")(outputs, batch)
+    own, own_parts = UGSNetLoss(fusion="dicebce", final_target="label1")(outputs, batch)
+    expected_phi_b = annotation_fusion_loss(outputs["final"], masks[:, :1], torch.ones_like(readers), "dicebce")
+    assert own_parts["phi_b"] == pytest.approx(expected_phi_b.item(), rel=1e-6)
+    assert own_parts["phi_a"] == pytest.approx(parts["phi_a"]) and own_parts["loss_mcm"] == pytest.approx(
+        parts["loss_mcm"]
+    )
+    assert own.item() == pytest.approx(paper.item() - parts["phi_b"] + own_parts["phi_b"], rel=1e-6)
+    with pytest.raises(ValueError, match="final_target"):
+        UGSNetLoss(final_target="union")
+
+
+def test_test_time_flips_average_the_flipped_predictions(arrays):
+    from lungai.ugsnet.inference import predict_probabilities
+
+    rows = np.nonzero(arrays["n_readers"] >= 2)[0][:3]
+    images = prepare_crops({k: v[rows] for k, v in arrays.items()}).image_hu
+    torch.manual_seed(0)
+    model = build_model("monai_unet", (4, 8, 16, 32, 64)).eval()
+    plain = predict_probabilities(model, images)["final"]
+    flipped = predict_probabilities(model, images[:, ::-1, ::-1].copy())["final"][:, ::-1, ::-1]
+    lr = predict_probabilities(model, images[:, :, ::-1].copy())["final"][:, :, ::-1]
+    ud = predict_probabilities(model, images[:, ::-1].copy())["final"][:, ::-1]
+    tta = predict_probabilities(model, images, tta=True)["final"]
+    np.testing.assert_allclose(tta, (plain + flipped + lr + ud) / 4, atol=1e-5)
+    assert not np.allclose(tta, plain, atol=1e-4)

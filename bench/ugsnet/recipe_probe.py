@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--train-min-readers", type=int, default=2)
     parser.add_argument("--augmentation", default="dihedral")
+    parser.add_argument("--final-target", default="annotations")
     parser.add_argument("--curve", action="store_true", help="score the test fold after every epoch (diagnosis only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -80,6 +81,7 @@ def main() -> None:
         attention_pool=args.pool,
         val_rows=test_rows if args.curve else None,
         augmentation=args.augmentation,
+        final_target=args.final_target,
     )
     train_seconds = time.perf_counter() - started
     test = crops.subset(test_rows)

@@ -8,9 +8,10 @@ from lungai import clitools
 from lungai.io import read_volume
 from lungai.training import TrainConfig
 from lungai.ugsnet import DESCRIPTOR, pipeline
+from lungai.ugsnet.losses import FUSION_LOSSES
 from lungai.ugsnet.networks import DEMO_FEATURES
 from lungai.ugsnet.task import BUDGET_ATTENTION_POOL, MODELS
-from lungai.ugsnet.training import BUDGET_TRAIN, PAPER_TRAIN
+from lungai.ugsnet.training import AUGMENTATIONS, BUDGET_TRAIN, PAPER_TRAIN
 
 
 def register(subparsers) -> None:
@@ -41,7 +42,23 @@ def register(subparsers) -> None:
         help="seed 001's SGDR, lr 1e-5, momentum 0.9, weight decay 1e-4, batch 32, 200 epochs",
     )
     train.add_argument(
-        "--fusion", default="bce", choices=["bce", "dice"], help="fusion loss: journal BCE or seed 000 Dice"
+        "--fusion",
+        default="bce",
+        choices=sorted(FUSION_LOSSES),
+        help="per-annotation loss: journal BCE, seed 000 Dice, or their sum (dicebce); the baselines' loss on Label1",
+    )
+    train.add_argument(
+        "--final-target",
+        default="annotations",
+        choices=["annotations", "label1"],
+        help="UGS-Net's final output learns every real annotation (Eq. 3) or the crop's own reader (Label1)",
+    )
+    train.add_argument(
+        "--augmentation",
+        default="dihedral",
+        choices=list(AUGMENTATIONS),
+        help="dihedral: random flips and 90-degree turns; monai: those plus small rotations, scalings and "
+        "intensity jitter (lungai.augmentation)",
     )
     train.add_argument(
         "--attention-pool",
@@ -60,6 +77,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--data", required=True, help="multi-reader .npz (format of lidc_multireader.npz)")
     evaluate.add_argument("--out", required=True, help="folder for metrics.json, per_crop.csv and figures")
     evaluate.add_argument("--min-readers", type=int, default=1, help="evaluate crops with at least this many readers")
+    evaluate.add_argument("--tta", action="store_true", help="average each crop over flips (left-right, up-down, both)")
     clitools.add_model_options(evaluate, DESCRIPTOR)
     clitools.add_overwrite_option(evaluate)
     evaluate.set_defaults(func=_evaluate)
@@ -105,6 +123,8 @@ def _train(args, ctx) -> int:
         fold=args.fold,
         fusion=args.fusion,
         min_readers=args.min_readers,
+        augmentation=args.augmentation,
+        final_target=args.final_target,
         attention_pool=args.attention_pool or (1 if args.paper_schedule else BUDGET_ATTENTION_POOL),
         schedule=schedule,
     )
@@ -123,6 +143,7 @@ def _evaluate(args, ctx) -> int:
         model,
         min_readers=args.min_readers,
         overwrite=args.overwrite,
+        tta=args.tta,
         progress=ctx.progress,
         cancel=ctx.cancel,
     )

@@ -159,15 +159,20 @@ def evaluate_crops(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     overlays: int = 8,
+    tta: bool = False,
 ) -> dict:
-    """Predict ``crops``, write ``metrics.json``, ``per_crop.csv``, ``hu_density.png`` and MCM overlays."""
+    """Predict ``crops`` (``tta``: averaged over flips), write ``metrics.json``, ``per_crop.csv``,
+    ``hu_density.png`` and MCM overlays."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    probabilities = predict_probabilities(model, crops.image_hu, device=device, progress=progress, cancel=cancel)
+    probabilities = predict_probabilities(
+        model, crops.image_hu, device=device, tta=tta, progress=progress, cancel=cancel
+    )
     regions = confidence_masks(probabilities)
     rows = per_crop_scores(regions.final, crops)
     hu = region_hu(crops.image_hu, regions, crops)
     result = {
         "crops": len(crops),
+        "test_time_flips": bool(tta),
         "scores_of_final": summarise(rows),
         "hu": hu_summary(hu),
         "nsd": f"MONAI surface Dice, tolerance {NSD_TOLERANCE_MM} mm (1 pixel of the 64 x 64 input)",

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
+from lungai.tta import flip_average
 from lungai.ugsnet.preprocess import normalise_hu
 
 
@@ -29,17 +30,20 @@ def predict_probabilities(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 32,
+    tta: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict[str, np.ndarray]:
-    """Sigmoid outputs of every head of ``model`` for HU crops (N, H, W) on the input grid -> {head: (N, H, W)}."""
+    """Sigmoid outputs of every head of ``model`` for HU crops (N, H, W) on the input grid -> {head: (N, H, W)};
+    ``tta``: the mean over the crop as given and flipped left-right, up-down and both (:mod:`lungai.tta`)."""
     model.eval().to(device)
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images_hu), batch_size):
         check_cancel(cancel)
         x = torch.from_numpy(normalise_hu(images_hu[start : start + batch_size])[:, None]).to(device)
-        for name, logits in model(x).items():
-            outputs.setdefault(name, []).append(torch.sigmoid(logits)[:, 0].float().cpu().numpy())
+        probabilities = flip_average(model, x) if tta else {k: torch.sigmoid(v) for k, v in model(x).items()}
+        for name, probability in probabilities.items():
+            outputs.setdefault(name, []).append(probability[:, 0].float().cpu().numpy())
         report(progress, min(1.0, (start + batch_size) / len(images_hu)), "segmenting nodules")
     return {name: np.concatenate(parts) for name, parts in outputs.items()}
 

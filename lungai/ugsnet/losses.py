@@ -81,12 +81,17 @@ class UGSNetLoss:
     alpha_final: float = 1.0
     fusion: str = "bce"
     annotations: str = "all"  # "all": fusion loss (UGS-Net); "random": one random annotation (UGS-Net-V1)
+    # Target of the final output X_S: "annotations" as Eq. 3 (the same annotations as Phi_a), or "label1", the
+    # crop's own reader, the target of the baselines and of the evaluation (our CPU-budget recipe's choice).
+    final_target: str = "annotations"
 
     def __post_init__(self):
         if self.fusion not in FUSION_LOSSES:
             raise ValueError(f"fusion must be one of {sorted(FUSION_LOSSES)}, got {self.fusion!r}")
         if self.annotations not in ("all", "random"):
             raise ValueError(f"annotations must be 'all' or 'random', got {self.annotations!r}")
+        if self.final_target not in ("annotations", "label1"):
+            raise ValueError(f"final_target must be 'annotations' or 'label1', got {self.final_target!r}")
 
     def __call__(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
         masks, n_readers = batch["masks"], batch["n_readers"]
@@ -102,5 +107,7 @@ class UGSNetLoss:
             one = torch.ones_like(n_readers)
             phi_a = annotation_fusion_loss(outputs["uni"], single, one, self.fusion)
             phi_b = annotation_fusion_loss(outputs["final"], single, one, self.fusion)
+        if self.final_target == "label1":
+            phi_b = annotation_fusion_loss(outputs["final"], masks[:, :1], torch.ones_like(n_readers), self.fusion)
         total = self.alpha_mcm * mcm + self.alpha_uni * phi_a + self.alpha_final * phi_b
         return total, {"loss_mcm": float(mcm.detach()), "phi_a": float(phi_a.detach()), "phi_b": float(phi_b.detach())}

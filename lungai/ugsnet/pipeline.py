@@ -20,6 +20,7 @@ found at the point (nothing predicted, or only air) are reported per nodule in `
 from __future__ import annotations
 
 import csv
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -399,6 +400,8 @@ class Training(TrainOptions):
     min_readers: int = 2
     attention_pool: int = BUDGET_ATTENTION_POOL  # UGS-Net self-attention key/value pooling (1: full, the paper)
     schedule: TrainConfig = field(default_factory=lambda: replace(BUDGET_TRAIN))
+    augmentation: str = "dihedral"  # see lungai.ugsnet.training.train_model
+    final_target: str = "annotations"  # UGS-Net final output's target: "annotations" (Eq. 3) or "label1"
 
 
 def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
@@ -413,6 +416,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
         f"patient folds != {config.fold}"
     )
     device = resolve_device(config.device)
+    started = time.perf_counter()
     with staged_folder(out_dir, expected=["last.pt", "log.csv"]) as work:
         schedule = replace(config.schedule, device=str(device), seed=config.seed, out_dir=str(work))
         model, result = train_model(
@@ -423,6 +427,8 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             config=schedule,
             fusion=config.fusion,
             attention_pool=config.attention_pool,
+            augmentation=config.augmentation,
+            final_target=config.final_target,
             training_data=data_note,
             progress=subrange(progress, 0.0, 0.9),
             cancel=cancel,
@@ -440,17 +446,38 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
     checkpoint = out_dir / Path(result.last_checkpoint).name
     outcome = TrainOutcome(checkpoint, test, result.history)
     if config.register:
+        timings = {
+            "train_seconds": round(sum(row["seconds"] for row in result.history), 1),
+            "train_and_test_wall_seconds": round(time.perf_counter() - started, 1),
+            "torch_threads": torch.get_num_threads(),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        }
         outcome.registered = publish_weights(
-            config.register, checkpoint, config.kind, test, config.schedule.epochs, command=config.command
+            config.register,
+            checkpoint,
+            config.kind,
+            test,
+            config.schedule.epochs,
+            command=config.command,
+            timings=timings,
+            held_out=f"patients of fold {config.fold} of 5",
         )
     report(progress, 1.0, "done")
     return outcome
 
 
 def publish_weights(
-    model_id: str, checkpoint: Path, kind: str, test: dict, epochs: int, command: str = "", timings: dict | None = None
+    model_id: str,
+    checkpoint: Path,
+    kind: str,
+    test: dict,
+    epochs: int,
+    command: str = "",
+    timings: dict | None = None,
+    held_out: str = "patients of the test fold",
 ):
-    """Publish trained weights with their held-out scores (the bundled model: LUNGAI_USER_MODELS=Resources/Models)."""
+    """Publish trained weights with their held-out scores (the bundled model: LUNGAI_USER_MODELS=Resources/Models).
+    ``held_out`` names the test crops' patients for the entry's description."""
     metrics = {k: round(v, 4) for k, v in test.get("scores_of_final", {}).items()}
     metrics.update({k: round(v, 1) for k, v in test.get("hu", {}).items() if k.startswith("mean_hu")})
     metrics["test_crops"] = test.get("crops", 0)
@@ -463,8 +490,9 @@ def publish_weights(
         metrics=metrics,
         timings=timings,
         command=command,
-        description=f"{kind}, widths {features}, {epochs} epochs on CPU (demo budget); "
-        "metrics on held-out patients (test fold)",
+        description=f"{kind}, widths {features}, {epochs} epochs on CPU; metrics held out by patient: the "
+        f"{test.get('crops', 0)} crops (>= 2 readers) of the {held_out} (lungai.ugsnet.training.nested_patient_folds, "
+        "seed 0), patients never seen in training; Dice at threshold 0.5 without test-time flips",
     )
 
 
@@ -475,15 +503,19 @@ def evaluate(
     *,
     min_readers: int = 1,
     overwrite: bool = False,
+    tta: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict:
-    """Scores of ``model`` on every crop of a multi-reader ``.npz`` (all test data), written into ``out_dir``."""
+    """Scores of ``model`` on every crop of a multi-reader ``.npz`` (all test data), written into ``out_dir``;
+    ``tta`` averages each crop's prediction over flips."""
     out_dir = Path(out_dir)
     check_outputs([out_dir / "metrics.json"], overwrite)
     crops = prepare_crops(load_npz(data), min_readers=min_readers)
     with staged_folder(out_dir, overwrite) as work:
-        result = evaluate_crops(model.network, crops, work, device=model.device, progress=progress, cancel=cancel)
+        result = evaluate_crops(
+            model.network, crops, work, device=model.device, tta=tta, progress=progress, cancel=cancel
+        )
         result["model"] = {"name": model.architecture, "weights": model.source}
         evaluation.write_json(work / "metrics.json", result)
     return result

@@ -98,11 +98,18 @@ class Label1Task:
         }
 
 
-def make_task(kind: str, fusion: str = "bce", alphas: tuple[float, float, float] = (0.5, 0.5, 1.0)):
+def make_task(
+    kind: str,
+    fusion: str = "bce",
+    alphas: tuple[float, float, float] = (0.5, 0.5, 1.0),
+    final_target: str = "annotations",
+):
+    """Training task of ``kind``; ``fusion`` is the per-annotation loss (baselines: their loss on Label1) and
+    ``final_target`` the UGS-Nets' target of the final output (see :class:`lungai.ugsnet.losses.UGSNetLoss`)."""
     if kind == "ugsnet":
-        return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="all"))
+        return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="all", final_target=final_target))
     if kind == "ugsnet_v1":
-        return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="random"))
+        return UGSNetTask(UGSNetLoss(*alphas, fusion=fusion, annotations="random", final_target=final_target))
     if kind in ("unet", "attention_unet", "monai_unet"):
         if fusion not in FUSION_LOSSES:
             raise ValueError(f"loss must be one of {sorted(FUSION_LOSSES)}, got {fusion!r}")

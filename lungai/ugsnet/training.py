@@ -80,6 +80,7 @@ def train_model(
     training_data: str = "",
     val_rows: np.ndarray | None = None,
     augmentation: str = "dihedral",
+    final_target: str = "annotations",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[torch.nn.Module, TrainResult]:
@@ -96,7 +97,7 @@ def train_model(
     val_set = CropDataset(crops.subset(val_rows)) if val_rows is not None and len(val_rows) else None
     result = train(
         model,
-        make_task(kind, fusion),
+        make_task(kind, fusion, final_target=final_target),
         train_set,
         val_set,
         config,
