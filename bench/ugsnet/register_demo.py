@@ -1,4 +1,7 @@
-"""Register the bundled demo weights: the fold-0 UGS-Net of the comparison run, evaluated on held-out fold 0.
+"""Register the fold-0 UGS-Net of the 10-epoch comparison run (``run_comparison.py``), evaluated on held-out fold 0.
+
+Superseded for the bundled weights: ``ugsnet-lidc-w8`` now comes from ``bench/ugsnet/recipe_runs.sh`` (issue 13
+recipe, see its registry entry's command); running this script would put the earlier 10-epoch model back.
 
     python bench/ugsnet/register_demo.py --data ../shared/data/lidc_multireader.npz --runs bench/ugsnet/runs
 
