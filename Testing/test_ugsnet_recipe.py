@@ -128,3 +128,16 @@ def test_test_time_flips_average_the_flipped_predictions(arrays):
     tta = predict_probabilities(model, images, tta=True)["final"]
     np.testing.assert_allclose(tta, (plain + flipped + lr + ud) / 4, atol=1e-5)
     assert not np.allclose(tta, plain, atol=1e-4)
+
+
+def test_evaluate_with_test_time_flips_says_so(tmp_path):
+    import json
+
+    from lungai.cli import main
+    from lungai.ugsnet.sample import sample_path
+
+    args = ["--progress", "none", "ugsnet", "evaluate", "--data", str(sample_path()), "--tta", "--out", str(tmp_path)]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert result["test_time_flips"] is True and result["crops"] == 16
+    assert 0.3 < result["scores_of_final"]["dice_label1"] <= 1.0
