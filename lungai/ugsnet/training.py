@@ -5,6 +5,13 @@ restart every 50 (``PAPER_TRAIN``). At a CPU budget of a few minutes per model t
 so the demo/benchmark budget (``BUDGET_TRAIN``) is Adam, lr 1e-3, cosine decay, batch 16, a few epochs,
 the same for all four models, and UGS-Net's self-attention with 8x pooled keys/values
 (:data:`lungai.ugsnet.task.BUDGET_ATTENTION_POOL`; the paper's full attention is ``attention_pool=1``).
+
+The bundled model's recipe (issue 13, ``bench/ugsnet/recipe_runs.sh``, about 24 min on one CPU thread): that budget
+for 30 epochs at widths 16-32-64-128-256, the per-annotation loss BCE + soft Dice (``fusion="dicebce"``), the final
+output trained on Label1 (``final_target="label1"``: the crop's own reader, the target of the baselines and of the
+evaluation; the paper's Eq. 3 fuses every annotation into it), random flips and 90-degree turns; the MONAI U-Net
+baseline (``monai_unet``) trains with exactly the same options. Measured in ``bench/ugsnet/recipe_results.md``.
+Held-out data is always other patients: :func:`nested_patient_folds`.
 """
 
 from __future__ import annotations
