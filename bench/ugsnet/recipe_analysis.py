@@ -6,7 +6,9 @@
 Writes ``recipe_analysis.md``: per fold, (1) the Dice against Label1 of the other readers' masks of the same crop
 (a second reader, their majority, the union and intersection of all readers), the ceiling a model trained on one
 reader's outlines can expect; (2) per run ``<runs>/<kind>_fold<k>/last.pt``, the Dice against Label1 of each output
-head at thresholds 0.3 to 0.6, without and with test-time flips (:mod:`lungai.tta`).
+head at thresholds 0.3 to 0.6, without and with test-time flips (:mod:`lungai.tta`); (3) per run, the final mask's
+Dice (threshold 0.5) on every crop of the fold's patients, single-reader crops included (what ``lungai ugsnet
+evaluate`` scores by default, ``--min-readers 1``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def main() -> None:
     parser.add_argument("--out", default="bench/ugsnet")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    crops = prepare_crops(load_npz(args.data))
+    arrays = load_npz(args.data)
+    crops = prepare_crops(arrays)
+    all_crops = prepare_crops(arrays, min_readers=1)
     lines = [
         f"Command: `PYTHONPATH=. python bench/ugsnet/recipe_analysis.py --data {Path(args.data).name} "
         f"--runs {args.runs} --folds {' '.join(map(str, args.folds))} --out {args.out}`",
@@ -78,6 +82,17 @@ def main() -> None:
                         + " | ".join(f"{s:.4f}" for s in scores)
                         + " |"
                     )
+        _, all_rows = split_by_patient(all_crops, fold)
+        every = all_crops.subset(all_rows)
+        single = every.n_readers == 1
+        lines += ["", f"Every crop of the fold's patients ({len(every)}, {int(single.sum())} with one reader):", ""]
+        lines += ["| run | Dice, all crops | Dice, single-reader crops | Dice, >= 2 readers |", "|---|---|---|---|"]
+        for checkpoint in sorted(Path(args.runs).glob(f"*_fold{fold}/last.pt")):
+            model, _ = load_model(checkpoint)
+            final = predict_probabilities(model, every.image_hu)["final"] > 0.5
+            dice = np.array([metrics.dice(p, r) for p, r in zip(final, every.label1)])
+            parts = (dice.mean(), dice[single].mean(), dice[~single].mean())
+            lines.append(f"| {checkpoint.parent.name} | " + " | ".join(f"{v:.4f}" for v in parts) + " |")
         lines.append("")
     (Path(args.out) / "recipe_analysis.md").write_text("\n".join(lines))
     print("\n".join(lines))
