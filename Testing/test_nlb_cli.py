@@ -207,7 +207,7 @@ def test_segmentation_threshold_calibration_picks_the_best_dice():
 def test_training_task_learns_on_real_samples_and_trains_both_heads():
     data = shared_data_dir()
     snapshots = list_snapshots(data / "iqoth_nccd")
-    chosen = [snapshots[0], snapshots[-1]]  # one benign, one normal (sorted by category)
+    chosen = [snapshots[0], snapshots[-1]]  # one normal, one malignant (sorted by category)
     nodules, _ = load_nodules(data / "lidc_multireader.npz")
     dataset = WholeSliceDataset(
         [snapshot_unit(s.path) for s in chosen], np.array([s.label for s in chosen]), nodules[:100], n_inserted=2
@@ -220,17 +220,16 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     task = NLBTask()
     losses = task.losses(model, batch)
     assert losses["class"] > 0 and losses["seg"] > 0
-    # the class weight scales the positives' share of the class loss only (model in eval: same outputs twice)
+    # per-sample class weights (real normal, real neoplasm, inserted): a weighted mean of the per-sample BCE
+    # (model in eval: same outputs twice)
     model.eval()
-    positives = {k: v[batch["label"] == 1] for k, v in batch.items()}
-    negatives = {k: v[batch["label"] == 0] for k, v in batch.items()}
-    weighted = NLBTask(class_pos_weight=0.25)
-    assert float(weighted.losses(model, positives)["class"]) == pytest.approx(
-        0.25 * float(task.losses(model, positives)["class"])
-    )
-    assert float(weighted.losses(model, negatives)["class"]) == pytest.approx(
-        float(task.losses(model, negatives)["class"])
-    )
+    assert batch["inserted"].tolist() == [0, 0, 1, 1] and batch["label"].tolist() == [0, 1, 1, 1]
+    logits = model(batch["image"])["class_logit"]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"], reduction="none")
+    weighted = NLBTask(class_weights=(2.0, 1.0, 0.25))
+    expected = (bce * torch.tensor([2.0, 1.0, 0.25, 0.25])).sum() / 3.5
+    assert float(weighted.losses(model, batch)["class"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(task.losses(model, batch)["class"]) == pytest.approx(float(bce.mean()), rel=1e-5)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     with torch.no_grad():

@@ -38,9 +38,11 @@ from lungai.nlb.blocks import BLOCK_TYPES
 from lungai.nlb.bundle import LICENCE, cpu_latency_ms, held_out_sentence
 from lungai.nlb.data import IMAGE_SUFFIXES, read_snapshot
 from lungai.nlb.evaluation import evaluate_snapshot_folder, predict, seg_threshold_of
+from lungai.nlb.framing import SNAPSHOT_PIXEL_MM, SNAPSHOT_SIZE
 from lungai.nlb.intensity import HU_WINDOW, INPUT_SIZE, prepare_slices, to_grey
+from lungai.nlb.lungview import ct_lung_view, snapshot_lung_region, snapshot_lung_view
 from lungai.nlb.networks import build_nlb_unet
-from lungai.nlb.regions import findings_region
+from lungai.nlb.regions import findings_region, snapshot_field
 from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb
 from lungai.outputs import staged_folder
 from lungai.plotting import radiological_view, save_line_chart, save_overlay_png
@@ -140,6 +142,9 @@ def score_slices(
     pixel_mm = None if spacing is None else (float(spacing[1]), float(spacing[0]))
     body = _flip(region.body, *flips)
     images, framing, kind = prepare_slices(_flip(array, *flips), pixel_mm, body, size)
+    if getattr(model, "in_channels", 1) == 2:
+        views = lung_views(_flip(array, *flips), kind, _flip(region.lungs, *flips))
+        images = torch.cat([images, framing.apply(views)], dim=1)
     probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)
     has_lung = region.lungs.any(axis=(1, 2)) if restrict else np.ones(len(probabilities), dtype=bool)
     allowed = region.lungs if restrict else np.ones_like(region.lungs)
@@ -151,6 +156,18 @@ def score_slices(
     if region.snapshot or not restrict:
         return SliceScores(probabilities, threshold, labelmap, kind)
     return SliceScores(probabilities, threshold, labelmap, kind, labelmap.any(axis=(1, 2)))
+
+
+def lung_views(array: np.ndarray, kind: str, lungs: np.ndarray) -> np.ndarray:
+    """The lung view (:mod:`lungai.nlb.lungview`) of grey slices (Z, H, W): in HU inside the shared lung field
+    ``lungs``; for 8-bit snapshots from each slice's own black lung region (``lungs`` unused)."""
+    if kind == "HU":
+        return ct_lung_view(np.asarray(array, dtype=np.float32), lungs)
+    units = np.asarray(array, dtype=np.float32) / 255.0
+    pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(units.shape[1:])
+    return np.stack(
+        [snapshot_lung_view(u, snapshot_lung_region(snapshot_field(u, pixel_mm).parenchyma)) for u in units]
+    )
 
 
 def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
@@ -270,6 +287,8 @@ class Training(TrainOptions):
     lr: float = 2e-3
     inserted_per_normal: float = 0.5
     degrade_prob: float = 0.5
+    lung_view: bool = False
+    inserted_class_share: float = 0.5
     patience: int = 3
     folds: int = 5
     held_out_fold: int = 0  # -1: train on everything
@@ -286,6 +305,8 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
     data = NLBData.load(config.iqoth, config.lidc)
     split = make_split(data.categories, data.nodule_patients, config.folds, held_out, config.seed)
     model_config = {"block_type": config.block, "widths": list(config.widths)}
+    if config.lung_view:
+        model_config["in_channels"] = 2
     device = resolve_device(config.device)
     with staged_folder(out, expected=["best.pt", "last.pt", "metrics.json"]) as work:
         schedule = TrainConfig(
@@ -312,6 +333,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             schedule,
             inserted_per_normal=config.inserted_per_normal,
             degrade_prob=config.degrade_prob,
+            inserted_class_share=config.inserted_class_share,
             progress=subrange(progress, 0.0, 0.9),
             cancel=cancel,
         )
