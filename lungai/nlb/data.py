@@ -8,9 +8,12 @@ slices of one patient can fall on both sides, so numbers on held-out snapshots a
 
 Segmentation has no masks in IQ-OTH/NCCD; :class:`WholeSliceDataset` gives the segmentation head whole slices with
 exact masks: normal snapshots are negatives (empty mask), and normal snapshots with a real LIDC-IDRI nodule inserted
-into their lungs (:mod:`lungai.nlb.insertion`) are positives (label 1, the inserted mask); only nodules that the
-snapshot window shows are inserted (:func:`lungai.nlb.insertion.shows_in_window`: 30 % of LIDC nodules are
-ground-glass or part-solid and entirely black in this window). Benign and malignant
+into their lungs (:mod:`lungai.nlb.insertion`) are positives (label 1, the inserted mask). A network that sees only
+the snapshot view gets only nodules that the snapshot window shows (:func:`lungai.nlb.insertion.shows_in_window`:
+30 % of LIDC nodules are ground-glass or part-solid and entirely black in this window); one with the lung view
+(``lung_view``, :mod:`lungai.nlb.lungview`: two channels) gets every usable nodule with its own real lung around
+it, and real LIDC lung texture in the lungs of every sample (up to :data:`lungai.nlb.lungview.MAX_TEXTURE_DISCS`
+discs per sample, drawn from the nodule crops away from their nodules). Benign and malignant
 snapshots have no mask and train the classifier only. LIDC nodules are split by patient
 (:func:`lungai.splits.group_folds`).
 
@@ -55,7 +58,7 @@ from lungai.nlb.lungview import (
     snapshot_lung_region,
     texture_disc,
 )
-from lungai.nlb.regions import snapshot_field
+from lungai.nlb.regions import snapshot_parenchyma
 from lungai.registry import resources_dir
 
 CLASS_LABELS = {"normal": 0, "benign": 1, "malignant": 1}
@@ -214,7 +217,7 @@ class WholeSliceDataset(Dataset):
         if index not in self._regions:
             unit = self.units[index]
             pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(unit.shape)
-            self._regions[index] = snapshot_field(unit, pixel_mm).parenchyma
+            self._regions[index] = snapshot_parenchyma(unit, pixel_mm)
         return self._regions[index]
 
     def _pick(self, index: int, rng: np.random.Generator) -> tuple[int, Nodule, tuple[int, int]]:

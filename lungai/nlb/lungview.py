@@ -27,8 +27,9 @@ white in the lung view exactly when it is not black in the snapshot view.
   and an inserted nodule comes with its own real surroundings (a disc of :data:`SURROUNDING_MM` around the nodule):
   in the lung view the HU replace the flat level; in the snapshot view only what lies above -50 HU brightens the
   slice (vessels, solid parts), as a CT slice would show it. Real CT lungs are textured everywhere (on CTChest4
-  3.3 % of lung pixels lie above -500 HU, 39 vessel blobs of at least 5 pixels over 27 slices), so the network
-  must learn that vessels in the lung view are normal: the texture discs teach it that on real LIDC lung.
+  3.3 % of lung pixels lie above -500 HU, in 57 in-plane blobs of at least 5 pixels; ``bench/nlb/lung_view.md``),
+  so the network must learn that vessels in the lung view are normal: the texture discs teach it that on real
+  LIDC lung.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from lungai.nlb.framing import SNAPSHOT_PIXEL_MM, SNAPSHOT_SIZE
 from lungai.nlb.intensity import HU_WINDOW, INPUT_SIZE, prepare_slices, to_grey
 from lungai.nlb.lungview import ct_lung_view, snapshot_lung_region, snapshot_lung_view
 from lungai.nlb.networks import build_nlb_unet
-from lungai.nlb.regions import findings_region, snapshot_field
+from lungai.nlb.regions import findings_region, snapshot_parenchyma
 from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb
 from lungai.outputs import staged_folder
 from lungai.plotting import radiological_view, save_line_chart, save_overlay_png
@@ -165,9 +165,7 @@ def lung_views(array: np.ndarray, kind: str, lungs: np.ndarray) -> np.ndarray:
         return ct_lung_view(np.asarray(array, dtype=np.float32), lungs)
     units = np.asarray(array, dtype=np.float32) / 255.0
     pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(units.shape[1:])
-    return np.stack(
-        [snapshot_lung_view(u, snapshot_lung_region(snapshot_field(u, pixel_mm).parenchyma)) for u in units]
-    )
+    return np.stack([snapshot_lung_view(u, snapshot_lung_region(snapshot_parenchyma(u, pixel_mm))) for u in units])
 
 
 def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:

@@ -8,10 +8,13 @@ the snapshots are always anterior up; small rotations and scaling; intensity jit
 Loss per batch: ``BCE(class_logit, label)`` over all samples + ``seg_weight * DiceCE(seg_logits, mask)`` (MONAI
 ``DiceCELoss``, sigmoid, Dice over the whole batch so that empty masks of normal slices count without a 0/0) over the
 samples with a mask; a term is left out when its samples are absent from the batch. Two weights, both measured
-needs: the class BCE weighs positives by ``class_pos_weight`` = negatives / positives of the training set
-(inserted nodules make positives 3.6 times as many as normal slices: unweighted, a 2-epoch pilot called 47 of 67
-held-out normal snapshots positive; balanced, 9 epochs reached F1 0.858 with 11 of 67 false positives; the square
-root of the ratio, 10 epochs, early-stopped at 9, called every held-out snapshot positive), and the segmentation
+needs. The class BCE is a weighted mean over the samples (:func:`class_weights`): real neoplasm snapshots weigh 1,
+the inserted-nodule slices together weigh ``inserted_class_share`` (default :data:`INSERTED_CLASS_SHARE`) times the
+normal snapshots they are made from, and the normal snapshots weigh 1 + that share, so each normal snapshot is
+balanced against its copies with a nodule while the real snapshots keep their own class ratio. (Earlier runs:
+unweighted, the inserted nodules made positives 3.6 times as many as normal slices and a 2-epoch pilot called 47 of
+67 held-out normal snapshots positive; positives weighted by negatives / positives of all samples, 9 epochs reached
+F1 0.858 but with recall 0.83, the real neoplasm snapshots weighing only 0.28 each.) The segmentation
 BCE weighs neoplasm pixels by :data:`SEG_POS_WEIGHT` (an inserted nodule covers 5 to 200 of the 36,864 pixels;
 with plain DiceCE a 2-epoch pilot segmented nothing at any threshold).
 
