@@ -243,6 +243,20 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     assert model.blocks[1].gate.abs().sum() > 0  # the blocks left their identity start
 
 
+def test_class_weights_balance_each_normal_snapshot_against_its_inserted_copies():
+    from lungai.nlb.training import class_weights
+
+    units = [np.zeros((64, 64), np.float32)] * 5
+    nodules, _ = load_nodules(shared_data_dir() / "lidc_multireader.npz")
+    dataset = WholeSliceDataset(units, np.array([0, 0, 1, 1, 1]), nodules[:50], n_inserted=4)
+    negative, positive, inserted = class_weights(dataset, 0.5)
+    assert (negative, positive) == (1.5, 1.0)
+    assert inserted * 4 == pytest.approx(0.5 * 2)  # all inserted slices weigh half the normal snapshots
+    # the real snapshots keep their own ratio: normal snapshots' extra weight equals the inserted slices' weight
+    assert (negative - 1.0) * 2 == pytest.approx(inserted * 4)
+    assert class_weights(WholeSliceDataset(units, np.ones(5), nodules[:50], n_inserted=4), 0.5) == (1.0, 1.0, 1.0)
+
+
 def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registers(tmp_path, monkeypatch):
     from lungai.registry import get_model_entry, load_registered_model
 
