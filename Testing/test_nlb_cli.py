@@ -322,3 +322,11 @@ def test_segmentation_head_starts_at_the_neoplasm_prior_not_at_one_half():
     with torch.no_grad():
         probability = model(snapshot)["seg_logits"].sigmoid()
     assert float(probability.median()) == pytest.approx(SEG_PRIOR, rel=0.5) and float(probability.max()) < 0.5
+
+
+def test_most_likely_slice_is_the_most_probable_reported_one():
+    from lungai.nlb.pipeline import most_likely_slice
+
+    probabilities = np.array([0.2, 0.99, 0.7, 0.8])
+    assert most_likely_slice(probabilities, np.array([False, False, True, True])) == 3  # 0.99 was not reported
+    assert most_likely_slice(probabilities, np.zeros(4, bool)) == 1  # nothing reported: the most probable

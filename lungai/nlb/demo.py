@@ -50,8 +50,11 @@ def run_demo(
     text = (
         f"Model {DEFAULT_MODEL_ID} (U-Net with {header['config'].get('block_type')} non-local blocks) scored each "
         f"of the {summary['slices']} axial slices of the bundled chest CT: "
-        f"{summary['positive_slices']} slice(s) reached the threshold {summary['threshold']:g}; the most likely is "
-        f"slice {summary['most_likely_slice']} (p = {summary['max_probability']:.2f}). The bundled IQ-OTH/NCCD "
+        f"{summary['positive_slices']} slice(s) were reported positive (probability at least "
+        f"{summary['threshold']:g} and a finding located in the lung field; "
+        f"{int((scores.probabilities >= summary['threshold']).sum())} reached the threshold); the most likely is "
+        f"slice {summary['most_likely_slice']} (p = {scores.probabilities[summary['most_likely_slice']]:.2f}). "
+        "The bundled IQ-OTH/NCCD "
         f"snapshots (held out from training) are classified in the second table. HU are shown to the network "
         f"through the window {IQOTH_NCCD_WINDOW[0]:g} to {IQOTH_NCCD_WINDOW[1]:g} HU measured on those snapshots."
     )

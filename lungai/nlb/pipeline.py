@@ -58,6 +58,13 @@ DEFAULT_MODEL_ID = DESCRIPTOR.default_model_id
 SLICES_CSV, SEGMENTATION, PLOT_PNG, OVERLAY_PNG, SUMMARY_JSON = DESCRIPTOR.outputs
 
 
+def most_likely_slice(probabilities: np.ndarray, decisions: np.ndarray) -> int:
+    """The most probable slice among those reported positive; the most probable slice when none is (on CT a slice
+    can score high and still not be reported, e.g. one without lung: it is not shown as the finding)."""
+    probabilities, decisions = np.asarray(probabilities, dtype=float), np.asarray(decisions, dtype=bool)
+    return int(np.argmax(np.where(decisions, probabilities, -1.0) if decisions.any() else probabilities))
+
+
 @dataclass
 class SliceScores:
     """Per-slice results in the input array's own (z, y, x) order."""
@@ -77,7 +84,7 @@ class SliceScores:
 
     @property
     def most_likely_slice(self) -> int:
-        return int(np.argmax(self.probabilities))
+        return most_likely_slice(self.probabilities, self.decisions)
 
     def rows(self) -> list[dict]:
         """One row per slice: index, probability, decision (1 = neoplasm present)."""
@@ -254,7 +261,8 @@ def write(result: NLBResult, out_dir: str | Path, overwrite: bool = False) -> li
             view(volume.array),
             [(view(scores.labelmap) > 0, NEOPLASM_SEGMENT.color)],
             window=HU_WINDOW if scores.intensity == "HU" else (0.0, 255.0),
-            title=f"slice {k}: neoplasm probability {scores.probabilities[k]:.2f}",
+            title=f"slice {k}: neoplasm probability {scores.probabilities[k]:.2f}"
+            + ("" if scores.decisions[k] else " (not reported: no finding located in the lungs)"),
         )
         (work / SUMMARY_JSON).write_text(json.dumps({**scores.summary(), **result.about}, indent=2) + "\n")
     return [out_dir / name for name in DESCRIPTOR.outputs]
