@@ -2,16 +2,18 @@
 
 Score every axial slice of a CT (or one 2-D image) and segment the neoplasm on slices judged positive.
 
-Each slice is a snapshot: it is turned to the radiological view (anterior at the top, the patient's right on
-the left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction like
+Each slice is a snapshot: it is turned to the radiological view (anterior at the top, the patient's right on the
+left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction like
 :func:`lungai.plotting.radiological_view`), mapped to [0, 1] and framed to the network grid like a snapshot by
 :mod:`lungai.nlb.intensity` (HU: the measured snapshot window, 1.87 mm pixels, the body centred), and passed through
-the network. The segmentation probabilities are mapped back to the slice's pixel grid, turned back to the volume's
-own orientation and thresholded. Findings are reported only inside the lungs (:mod:`lungai.nlb.regions`): on CT the
-segmentation is cut to the shared lung field, and a slice is positive only if its probability reaches the decision
-threshold *and* the segmentation locates the finding inside the lungs (a slice without lung, or whose finding lies
-outside the lungs, is never positive; its probability is still reported); on 8-bit snapshots, whose window hides
-the lungs' outline, the segmentation is cut to the body and the probability alone decides.
+the network (a network trained with the lung view, two input channels, also gets :func:`lung_views`, see
+:mod:`lungai.nlb.lungview`). The segmentation probabilities are mapped back to the slice's pixel grid, turned back
+to the volume's own orientation and thresholded. Findings are reported only inside the lungs
+(:mod:`lungai.nlb.regions`): on CT the segmentation is cut to the shared lung field, and a slice is positive only if
+its probability reaches the decision threshold *and* the segmentation locates the finding inside the lungs (a slice
+without lung, or whose finding lies outside the lungs, is never positive; its probability is still reported); on
+8-bit snapshots, whose window hides the lungs' outline, the segmentation is cut to the body and the probability
+alone decides.
 
 A volume of one slice is a single snapshot (one row, one point in the plot). Non-axial volumes are refused:
 resample them to axial slices first.
