@@ -207,7 +207,7 @@ def test_segmentation_threshold_calibration_picks_the_best_dice():
 def test_training_task_learns_on_real_samples_and_trains_both_heads():
     data = shared_data_dir()
     snapshots = list_snapshots(data / "iqoth_nccd")
-    chosen = [snapshots[0], snapshots[-1]]  # one benign, one normal (sorted by category)
+    chosen = [snapshots[0], snapshots[-1]]  # one normal, one malignant (sorted by category)
     nodules, _ = load_nodules(data / "lidc_multireader.npz")
     dataset = WholeSliceDataset(
         [snapshot_unit(s.path) for s in chosen], np.array([s.label for s in chosen]), nodules[:100], n_inserted=2
@@ -220,17 +220,16 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     task = NLBTask()
     losses = task.losses(model, batch)
     assert losses["class"] > 0 and losses["seg"] > 0
-    # the class weight scales the positives' share of the class loss only (model in eval: same outputs twice)
+    # per-sample class weights (real normal, real neoplasm, inserted): a weighted mean of the per-sample BCE
+    # (model in eval: same outputs twice)
     model.eval()
-    positives = {k: v[batch["label"] == 1] for k, v in batch.items()}
-    negatives = {k: v[batch["label"] == 0] for k, v in batch.items()}
-    weighted = NLBTask(class_pos_weight=0.25)
-    assert float(weighted.losses(model, positives)["class"]) == pytest.approx(
-        0.25 * float(task.losses(model, positives)["class"])
-    )
-    assert float(weighted.losses(model, negatives)["class"]) == pytest.approx(
-        float(task.losses(model, negatives)["class"])
-    )
+    assert batch["inserted"].tolist() == [0, 0, 1, 1] and batch["label"].tolist() == [0, 1, 1, 1]
+    logits = model(batch["image"])["class_logit"]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"], reduction="none")
+    weighted = NLBTask(class_weights=(2.0, 1.0, 0.25))
+    expected = (bce * torch.tensor([2.0, 1.0, 0.25, 0.25])).sum() / 3.5
+    assert float(weighted.losses(model, batch)["class"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(task.losses(model, batch)["class"]) == pytest.approx(float(bce.mean()), rel=1e-5)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     with torch.no_grad():
@@ -242,6 +241,20 @@ def test_training_task_learns_on_real_samples_and_trains_both_heads():
     with torch.no_grad():
         assert float(task.training_step(model, batch)) < 0.7 * first
     assert model.blocks[1].gate.abs().sum() > 0  # the blocks left their identity start
+
+
+def test_class_weights_balance_each_normal_snapshot_against_its_inserted_copies():
+    from lungai.nlb.training import class_weights
+
+    units = [np.zeros((64, 64), np.float32)] * 5
+    nodules, _ = load_nodules(shared_data_dir() / "lidc_multireader.npz")
+    dataset = WholeSliceDataset(units, np.array([0, 0, 1, 1, 1]), nodules[:50], n_inserted=4)
+    negative, positive, inserted = class_weights(dataset, 0.5)
+    assert (negative, positive) == (1.5, 1.0)
+    assert inserted * 4 == pytest.approx(0.5 * 2)  # all inserted slices weigh half the normal snapshots
+    # the real snapshots keep their own ratio: normal snapshots' extra weight equals the inserted slices' weight
+    assert (negative - 1.0) * 2 == pytest.approx(inserted * 4)
+    assert class_weights(WholeSliceDataset(units, np.ones(5), nodules[:50], n_inserted=4), 0.5) == (1.0, 1.0, 1.0)
 
 
 def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registers(tmp_path, monkeypatch):
@@ -309,3 +322,11 @@ def test_segmentation_head_starts_at_the_neoplasm_prior_not_at_one_half():
     with torch.no_grad():
         probability = model(snapshot)["seg_logits"].sigmoid()
     assert float(probability.median()) == pytest.approx(SEG_PRIOR, rel=0.5) and float(probability.max()) < 0.5
+
+
+def test_most_likely_slice_is_the_most_probable_reported_one():
+    from lungai.nlb.pipeline import most_likely_slice
+
+    probabilities = np.array([0.2, 0.99, 0.7, 0.8])
+    assert most_likely_slice(probabilities, np.array([False, False, True, True])) == 3  # 0.99 was not reported
+    assert most_likely_slice(probabilities, np.zeros(4, bool)) == 1  # nothing reported: the most probable

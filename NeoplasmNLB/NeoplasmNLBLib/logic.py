@@ -141,7 +141,9 @@ class NeoplasmNLBLogic:
         )
         segment = _pipeline().NEOPLASM_SEGMENT
         segmentation = segmentation_node_from_labelmap(labelmap, input_node, [segment], f"{name} neoplasm")
-        return NeoplasmNLBResult(table, chart, segmentation, int(np.argmax(probabilities)), probabilities)
+        decisions = np.array([r["decision"] for r in rows], dtype=bool)
+        most_likely = _pipeline().most_likely_slice(probabilities, decisions)
+        return NeoplasmNLBResult(table, chart, segmentation, most_likely, probabilities)
 
     @staticmethod
     def slice_center_ras(input_node, slice_index: int) -> tuple[float, float, float]:

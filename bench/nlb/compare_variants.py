@@ -1,12 +1,13 @@
 """The paper's comparison of non-local block variants (seed 002, Tables I and II) with the bundled model's recipe.
 
-Every variant is trained exactly as the bundled model (``lungai nlb train``: whole-slice training on IQ-OTH/NCCD
-snapshots with inserted LIDC nodules, 192 px, same split, seed and budget; only ``--block`` differs), then measured
+Every variant is trained exactly as the bundled model (``lungai nlb train`` with the defaults of
+:class:`lungai.nlb.pipeline.Training`, the bundled model's recipe: whole-slice training on IQ-OTH/NCCD snapshots with
+inserted LIDC nodules, 192 px, same split, seed and budget; only ``--block`` differs), then measured
 on the held-out fold: classification of the real snapshots (precision, recall, F1), segmentation Dice of held-out
 LIDC nodules inserted into held-out normal snapshots, parameters and one-thread CPU latency per 192 x 192 slice.
 Finished runs are kept in ``--work`` and skipped when the script runs again.
 
-Regenerate (from the repository root; each variant costs one bundled-model training, about 30 CPU minutes)::
+Regenerate (from the repository root; each variant costs one bundled-model training, up to 60 CPU minutes)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/compare_variants.py --iqoth ../shared/data/iqoth_nccd \
         --lidc ../shared/data/lidc_multireader.npz --work /tmp/nlb_variants --out bench/nlb
@@ -24,6 +25,7 @@ from pathlib import Path
 from lungai.checkpoint import load_model
 from lungai.cli import main as lungai_main
 from lungai.nlb.bundle import cpu_latency_ms
+from lungai.nlb.pipeline import Training
 
 VARIANTS = ("none", "basic", "localized", "symmetry", "symmetry_localized")
 COLUMNS = ("precision", "recall", "f1", "accuracy", "inserted_dice", "inserted_detected")
@@ -55,9 +57,10 @@ def main() -> None:
     parser.add_argument("--work", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--inserted-per-normal", type=float, default=0.5)
-    parser.add_argument("--patience", type=int, default=3)
+    defaults = Training()  # the bundled model's recipe (its registry command)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--inserted-per-normal", type=float, default=defaults.inserted_per_normal)
+    parser.add_argument("--patience", type=int, default=defaults.patience)
     args = parser.parse_args()
     rows = [train_variant(args, variant) for variant in args.variants]
     out = Path(args.out)

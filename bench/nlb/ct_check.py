@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lungai.checkpoint import load_model
 from lungai.nlb.data import load_nodules
 from lungai.nlb.evaluation import seg_threshold_of
 from lungai.nlb.pipeline import DEFAULT_MODEL_ID, score_volume
@@ -43,12 +44,17 @@ def held_out_nodules(lidc: str, fold: int = 0, n_folds: int = 5, seed: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lidc", required=True)
-    parser.add_argument("--model", default=DEFAULT_MODEL_ID)
+    parser.add_argument("--model", default=DEFAULT_MODEL_ID, help="registry id")
+    parser.add_argument("--weights", help="a checkpoint file instead of a registry id (a run not yet published)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    model, header = load_registered_model(args.model, "cpu")
+    if args.weights:
+        model, header = load_model(args.weights, expected_model="nlb_unet")
+        model.eval()
+    else:
+        model, header = load_registered_model(args.model, "cpu")
     seg_threshold = seg_threshold_of(header)
     ct = chest_ct()
     region = findings_region(ct.array, ct.spacing, ct.direction)
@@ -77,7 +83,8 @@ def main() -> None:
         "",
         "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/ct_check.py " + " ".join(sys.argv[1:]) + "`",
         "",
-        f"Model `{args.model}` ({header['config'].get('block_type')} blocks), decision threshold {args.threshold}, "
+        f"Model `{args.weights or args.model}` ({header['config'].get('block_type')} blocks, "
+        f"{header['config'].get('in_channels', 1)} input channels), decision threshold {args.threshold}, "
         f"segmentation threshold {seg_threshold} (calibrated at training). Load average at the end: "
         f"{os.getloadavg()[0]:.1f}.",
         "",

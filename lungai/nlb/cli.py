@@ -26,6 +26,8 @@ def _train(args: argparse.Namespace, ctx) -> int:
         lr=args.lr,
         inserted_per_normal=args.inserted_per_normal,
         degrade_prob=args.degrade_prob,
+        lung_view=args.lung_view,
+        inserted_class_share=args.inserted_class_share,
         patience=args.patience,
         folds=args.folds,
         held_out_fold=args.held_out_fold,
@@ -102,6 +104,18 @@ def register(subparsers) -> None:
         type=float,
         default=defaults.degrade_prob,
         help="share of training slices resampled to coarser pixels and back, as on CT with large pixels (0: none)",
+    )
+    train.add_argument(
+        "--lung-view",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.lung_view,
+        help="second input channel: the lungs below the snapshot window, (-1000, -50) HU (lungai/nlb/lungview.py)",
+    )
+    train.add_argument(
+        "--inserted-class-share",
+        type=float,
+        default=defaults.inserted_class_share,
+        help="weight of all inserted-nodule slices in the class loss, relative to the normal snapshots",
     )
     train.add_argument(
         "--patience",

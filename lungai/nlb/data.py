@@ -8,9 +8,12 @@ slices of one patient can fall on both sides, so numbers on held-out snapshots a
 
 Segmentation has no masks in IQ-OTH/NCCD; :class:`WholeSliceDataset` gives the segmentation head whole slices with
 exact masks: normal snapshots are negatives (empty mask), and normal snapshots with a real LIDC-IDRI nodule inserted
-into their lungs (:mod:`lungai.nlb.insertion`) are positives (label 1, the inserted mask); only nodules that the
-snapshot window shows are inserted (:func:`lungai.nlb.insertion.shows_in_window`: 30 % of LIDC nodules are
-ground-glass or part-solid and entirely black in this window). Benign and malignant
+into their lungs (:mod:`lungai.nlb.insertion`) are positives (label 1, the inserted mask). A network that sees only
+the snapshot view gets only nodules that the snapshot window shows (:func:`lungai.nlb.insertion.shows_in_window`:
+30 % of LIDC nodules are ground-glass or part-solid and entirely black in this window); one with the lung view
+(``lung_view``, :mod:`lungai.nlb.lungview`: two channels) gets every usable nodule with its own real lung around
+it, and real LIDC lung texture in the lungs of every sample (up to :data:`lungai.nlb.lungview.MAX_TEXTURE_DISCS`
+discs per sample, drawn from the nodule crops away from their nodules). Benign and malignant
 snapshots have no mask and train the classifier only. LIDC nodules are split by patient
 (:func:`lungai.splits.group_folds`).
 
@@ -29,14 +32,33 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from lungai.augmentation import sample_seed
 from lungai.errors import InputError
 from lungai.nlb.framing import SNAPSHOT_PIXEL_MM, SNAPSHOT_SIZE, Framing
-from lungai.nlb.insertion import Nodule, consensus_masks, insert_at_random, shows_in_window, usable_nodules
-from lungai.nlb.regions import snapshot_field
+from lungai.nlb.insertion import (
+    MARGIN_MM,
+    Nodule,
+    consensus_masks,
+    footprint_radius_px,
+    insert_nodule,
+    placement_centres,
+    shows_in_window,
+    usable_nodules,
+)
+from lungai.nlb.lungview import (
+    MAX_TEXTURE_DISCS,
+    lung_view_of_hu,
+    nodule_with_surroundings,
+    paste_disc,
+    snapshot_lung_hu,
+    snapshot_lung_region,
+    texture_disc,
+)
+from lungai.nlb.regions import snapshot_parenchyma
 from lungai.registry import resources_dir
 
 CLASS_LABELS = {"normal": 0, "benign": 1, "malignant": 1}
@@ -166,16 +188,24 @@ class WholeSliceDataset(Dataset):
         seed: int = 0,
         degrade_prob: float = 0.0,
         visible_only: bool = True,
+        lung_view: bool = False,
     ) -> None:
         self.units = units
         self.labels = np.asarray(labels, dtype=np.float32)
-        self.nodules = [n for n in nodules if shows_in_window(n, SNAPSHOT_PIXEL_MM)] if visible_only else nodules
+        self.lung_view = lung_view
+        self.texture_real = True  # False: real snapshots as inference sees them (flat lung view, no texture)
+        self.texture_sources = list(nodules)
+        if visible_only and not lung_view:
+            nodules = [n for n in nodules if shows_in_window(n, SNAPSHOT_PIXEL_MM)]
+        self.nodules = nodules
         self.normals = np.flatnonzero(self.labels == 0)
         self.n_inserted = n_inserted if len(nodules) and len(self.normals) else 0
         self.seed = seed
         self.degrade_prob = degrade_prob
         self.epoch = 0
         self._regions: dict[int, np.ndarray] = {}
+        self._lung_regions: dict[int, np.ndarray] = {}
+        self._distances: dict[int, np.ndarray] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -187,40 +217,105 @@ class WholeSliceDataset(Dataset):
         if index not in self._regions:
             unit = self.units[index]
             pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(unit.shape)
-            self._regions[index] = snapshot_field(unit, pixel_mm).parenchyma
+            self._regions[index] = snapshot_parenchyma(unit, pixel_mm)
         return self._regions[index]
+
+    def _pick(self, index: int, rng: np.random.Generator) -> tuple[int, Nodule, tuple[int, int]]:
+        """(normal snapshot, nodule, centre) of the ``index``-th inserted slice: a place in the lungs with room."""
+        for _ in range(20):
+            normal = int(self.normals[rng.integers(len(self.normals))])
+            nodule = self.nodules[rng.integers(len(self.nodules))]
+            slice_mm = self._pixel_mm(normal)
+            centres = placement_centres(self._region(normal), footprint_radius_px(nodule, slice_mm), slice_mm)
+            if len(centres):
+                return normal, nodule, tuple(int(v) for v in centres[rng.integers(len(centres))])
+        raise InputError("no normal snapshot had room in its lungs for a nodule after 20 draws")
+
+    def _pixel_mm(self, index: int) -> float:
+        return SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(self.units[index].shape)
 
     def inserted(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``index``-th inserted-nodule slice of the current epoch: (image (H, W), mask (H, W))."""
         rng = np.random.default_rng(sample_seed(self.seed, self.epoch, len(self.units) + index))
-        for _ in range(20):
-            normal = int(self.normals[rng.integers(len(self.normals))])
-            unit = self.units[normal]
-            nodule = self.nodules[rng.integers(len(self.nodules))]
-            result = insert_at_random(
-                unit, self._region(normal), nodule, SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(unit.shape), rng
+        normal, nodule, centre = self._pick(index, rng)
+        return insert_nodule(self.units[normal], nodule, self._pixel_mm(normal), centre)
+
+    def _textured(self, snapshot: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(snapshot grey, lung-view HU) of snapshot ``snapshot`` with up to :data:`MAX_TEXTURE_DISCS` discs of
+        real lung (:mod:`lungai.nlb.lungview`), drawn from ``(seed, epoch, index)``."""
+        unit, slice_mm = self.units[snapshot], self._pixel_mm(snapshot)
+        lung_hu = snapshot_lung_hu(unit, self._lungs(snapshot))
+        rng = np.random.default_rng([sample_seed(self.seed, self.epoch, index), 2])
+        if not self.texture_sources:
+            return unit, lung_hu
+        for _ in range(int(rng.integers(MAX_TEXTURE_DISCS + 1))):
+            disc = texture_disc(self.texture_sources[rng.integers(len(self.texture_sources))], slice_mm, rng)
+            if disc is None:
+                continue
+            centres = np.argwhere(self._distance(snapshot) >= disc[2] + MARGIN_MM / slice_mm)
+            if len(centres):
+                target = tuple(int(v) for v in centres[rng.integers(len(centres))])
+                unit, lung_hu = paste_disc(unit, lung_hu, disc[0], disc[1], disc[2], target)
+        return unit, lung_hu
+
+    def _distance(self, index: int) -> np.ndarray:
+        """Distance (px) of each pixel of snapshot ``index`` to the border of its black lung parenchyma."""
+        if index not in self._distances:
+            self._distances[index] = ndimage.distance_transform_edt(self._region(index))
+        return self._distances[index]
+
+    def _lungs(self, index: int) -> np.ndarray:
+        if index not in self._lung_regions:
+            self._lung_regions[index] = snapshot_lung_region(self._region(index))
+        return self._lung_regions[index]
+
+    def _two_views(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(snapshot view, lung view, mask) of sample ``index`` for a network with the lung view."""
+        if index < len(self.units):
+            unit, lung_hu = (
+                self._textured(index, index)
+                if self.texture_real
+                else (self.units[index], snapshot_lung_hu(self.units[index], self._lungs(index)))
             )
-            if result is not None:
-                return result
-        raise InputError("no normal snapshot had room in its lungs for a nodule after 20 draws")
+            return unit, lung_view_of_hu(lung_hu, self._lungs(index)), np.zeros(unit.shape, dtype=np.float32)
+        rng = np.random.default_rng(sample_seed(self.seed, self.epoch, index))
+        normal, nodule, centre = self._pick(index - len(self.units), rng)
+        unit, lung_hu = self._textured(normal, index)
+        hu, fraction, source_centre, radius = nodule_with_surroundings(nodule, self._pixel_mm(normal))
+        unit, lung_hu = paste_disc(unit, lung_hu, hu, source_centre, radius, centre)
+        mask = np.zeros(unit.shape, dtype=np.float32)
+        top, left = centre[0] - source_centre[0], centre[1] - source_centre[1]
+        r0, c0 = max(top, 0), max(left, 0)
+        r1, c1 = min(top + hu.shape[0], unit.shape[0]), min(left + hu.shape[1], unit.shape[1])
+        if r0 < r1 and c0 < c1:
+            mask[r0:r1, c0:c1] = fraction[r0 - top : r1 - top, c0 - left : c1 - left] >= 0.5
+        return unit, lung_view_of_hu(lung_hu, self._lungs(normal)), mask
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if index < len(self.units):
-            unit, label = self.units[index], float(self.labels[index])
-            mask, has_mask = np.zeros(unit.shape, dtype=np.float32), float(label == 0)
+        label = float(self.labels[index]) if index < len(self.units) else 1.0
+        has_mask = float(label == 0) if index < len(self.units) else 1.0
+        if self.lung_view:
+            unit, view, mask = self._two_views(index)
+            channels = [unit, view]
+        elif index < len(self.units):
+            unit = self.units[index]
+            mask = np.zeros(unit.shape, dtype=np.float32)
+            channels = [unit]
         else:
             unit, mask = self.inserted(index - len(self.units))
-            label, has_mask = 1.0, 1.0
+            channels = [unit]
         if self.degrade_prob > 0:
             rng = np.random.default_rng([sample_seed(self.seed, self.epoch, index), 1])
             if rng.random() < self.degrade_prob:
                 pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(unit.shape)
-                unit = degrade_resolution(unit, pixel_mm, float(rng.uniform(*DEGRADE_MM)))
+                coarse = float(rng.uniform(*DEGRADE_MM))
+                channels = [degrade_resolution(c, pixel_mm, coarse) for c in channels]
         framing = Framing.snapshot(*unit.shape)
-        framed = framing.apply(np.stack([unit, mask.astype(np.float32)]))
+        framed = framing.apply(np.stack([*channels, mask.astype(np.float32)]))
         return {
-            "image": framed[0],
-            "mask": (framed[1] >= 0.5).float(),
+            "image": framed[:-1, 0] if len(channels) > 1 else framed[0],
+            "mask": (framed[-1] >= 0.5).float(),
             "label": torch.tensor(label),
             "has_mask": torch.tensor(has_mask),
+            "inserted": torch.tensor(float(index >= len(self.units))),
         }

@@ -81,6 +81,7 @@ class NLBUNet(nn.Module):
         if any(not 0 <= level < len(widths) for level in attention_levels):
             raise ValueError(f"attention_levels {attention_levels} outside 0..{len(widths) - 1}")
         self.block_type = block_type
+        self.in_channels = in_channels
         self.multiple = 2 ** (len(widths) - 1)
         self.encoders = nn.ModuleList(
             DoubleConv(c_in, c_out) for c_in, c_out in zip((in_channels,) + widths[:-1], widths)

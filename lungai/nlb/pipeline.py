@@ -2,16 +2,18 @@
 
 Score every axial slice of a CT (or one 2-D image) and segment the neoplasm on slices judged positive.
 
-Each slice is a snapshot: it is turned to the radiological view (anterior at the top, the patient's right on
-the left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction like
+Each slice is a snapshot: it is turned to the radiological view (anterior at the top, the patient's right on the
+left, as the IQ-OTH/NCCD snapshots are shown, using the volume's direction like
 :func:`lungai.plotting.radiological_view`), mapped to [0, 1] and framed to the network grid like a snapshot by
 :mod:`lungai.nlb.intensity` (HU: the measured snapshot window, 1.87 mm pixels, the body centred), and passed through
-the network. The segmentation probabilities are mapped back to the slice's pixel grid, turned back to the volume's
-own orientation and thresholded. Findings are reported only inside the lungs (:mod:`lungai.nlb.regions`): on CT the
-segmentation is cut to the shared lung field, and a slice is positive only if its probability reaches the decision
-threshold *and* the segmentation locates the finding inside the lungs (a slice without lung, or whose finding lies
-outside the lungs, is never positive; its probability is still reported); on 8-bit snapshots, whose window hides
-the lungs' outline, the segmentation is cut to the body and the probability alone decides.
+the network (a network trained with the lung view, two input channels, also gets :func:`lung_views`, see
+:mod:`lungai.nlb.lungview`). The segmentation probabilities are mapped back to the slice's pixel grid, turned back
+to the volume's own orientation and thresholded. Findings are reported only inside the lungs
+(:mod:`lungai.nlb.regions`): on CT the segmentation is cut to the shared lung field, and a slice is positive only if
+its probability reaches the decision threshold *and* the segmentation locates the finding inside the lungs (a slice
+without lung, or whose finding lies outside the lungs, is never positive; its probability is still reported); on
+8-bit snapshots, whose window hides the lungs' outline, the segmentation is cut to the body and the probability
+alone decides.
 
 A volume of one slice is a single snapshot (one row, one point in the plot). Non-axial volumes are refused:
 resample them to axial slices first.
@@ -38,9 +40,11 @@ from lungai.nlb.blocks import BLOCK_TYPES
 from lungai.nlb.bundle import LICENCE, cpu_latency_ms, held_out_sentence
 from lungai.nlb.data import IMAGE_SUFFIXES, read_snapshot
 from lungai.nlb.evaluation import evaluate_snapshot_folder, predict, seg_threshold_of
+from lungai.nlb.framing import SNAPSHOT_PIXEL_MM, SNAPSHOT_SIZE
 from lungai.nlb.intensity import HU_WINDOW, INPUT_SIZE, prepare_slices, to_grey
+from lungai.nlb.lungview import ct_lung_view, snapshot_lung_region, snapshot_lung_view
 from lungai.nlb.networks import build_nlb_unet
-from lungai.nlb.regions import findings_region
+from lungai.nlb.regions import findings_region, snapshot_parenchyma
 from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb
 from lungai.outputs import staged_folder
 from lungai.plotting import radiological_view, save_line_chart, save_overlay_png
@@ -54,6 +58,13 @@ from lungai.volume import Volume
 NEOPLASM_SEGMENT = SegmentSpec("Neoplasm", 1, (0.89, 0.35, 0.21), TERMINOLOGY_NEOPLASM)
 DEFAULT_MODEL_ID = DESCRIPTOR.default_model_id
 SLICES_CSV, SEGMENTATION, PLOT_PNG, OVERLAY_PNG, SUMMARY_JSON = DESCRIPTOR.outputs
+
+
+def most_likely_slice(probabilities: np.ndarray, decisions: np.ndarray) -> int:
+    """The most probable slice among those reported positive; the most probable slice when none is (on CT a slice
+    can score high and still not be reported, e.g. one without lung: it is not shown as the finding)."""
+    probabilities, decisions = np.asarray(probabilities, dtype=float), np.asarray(decisions, dtype=bool)
+    return int(np.argmax(np.where(decisions, probabilities, -1.0) if decisions.any() else probabilities))
 
 
 @dataclass
@@ -75,7 +86,7 @@ class SliceScores:
 
     @property
     def most_likely_slice(self) -> int:
-        return int(np.argmax(self.probabilities))
+        return most_likely_slice(self.probabilities, self.decisions)
 
     def rows(self) -> list[dict]:
         """One row per slice: index, probability, decision (1 = neoplasm present)."""
@@ -140,6 +151,9 @@ def score_slices(
     pixel_mm = None if spacing is None else (float(spacing[1]), float(spacing[0]))
     body = _flip(region.body, *flips)
     images, framing, kind = prepare_slices(_flip(array, *flips), pixel_mm, body, size)
+    if getattr(model, "in_channels", 1) == 2:
+        views = lung_views(_flip(array, *flips), kind, _flip(region.lungs, *flips))
+        images = torch.cat([images, framing.apply(views)], dim=1)
     probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)
     has_lung = region.lungs.any(axis=(1, 2)) if restrict else np.ones(len(probabilities), dtype=bool)
     allowed = region.lungs if restrict else np.ones_like(region.lungs)
@@ -151,6 +165,16 @@ def score_slices(
     if region.snapshot or not restrict:
         return SliceScores(probabilities, threshold, labelmap, kind)
     return SliceScores(probabilities, threshold, labelmap, kind, labelmap.any(axis=(1, 2)))
+
+
+def lung_views(array: np.ndarray, kind: str, lungs: np.ndarray) -> np.ndarray:
+    """The lung view (:mod:`lungai.nlb.lungview`) of grey slices (Z, H, W): in HU inside the shared lung field
+    ``lungs``; for 8-bit snapshots from each slice's own black lung region (``lungs`` unused)."""
+    if kind == "HU":
+        return ct_lung_view(np.asarray(array, dtype=np.float32), lungs)
+    units = np.asarray(array, dtype=np.float32) / 255.0
+    pixel_mm = SNAPSHOT_PIXEL_MM * SNAPSHOT_SIZE / max(units.shape[1:])
+    return np.stack([snapshot_lung_view(u, snapshot_lung_region(snapshot_parenchyma(u, pixel_mm))) for u in units])
 
 
 def score_volume(model: nn.Module, volume: Volume, **kwargs) -> SliceScores:
@@ -239,7 +263,8 @@ def write(result: NLBResult, out_dir: str | Path, overwrite: bool = False) -> li
             view(volume.array),
             [(view(scores.labelmap) > 0, NEOPLASM_SEGMENT.color)],
             window=HU_WINDOW if scores.intensity == "HU" else (0.0, 255.0),
-            title=f"slice {k}: neoplasm probability {scores.probabilities[k]:.2f}",
+            title=f"slice {k}: neoplasm probability {scores.probabilities[k]:.2f}"
+            + ("" if scores.decisions[k] else " (not reported: no finding located in the lungs)"),
         )
         (work / SUMMARY_JSON).write_text(json.dumps({**scores.summary(), **result.about}, indent=2) + "\n")
     return [out_dir / name for name in DESCRIPTOR.outputs]
@@ -265,12 +290,14 @@ class Training(TrainOptions):
     lidc: str = ""
     block: str = "symmetry_localized"
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
-    epochs: int = 3
+    epochs: int = 24
     batch_size: int = 16
     lr: float = 2e-3
-    inserted_per_normal: float = 0.5
+    inserted_per_normal: float = 1.0
     degrade_prob: float = 0.5
-    patience: int = 3
+    lung_view: bool = False  # measured trade-off in bench/nlb/recipe_runs/README.md: off in the bundled model
+    inserted_class_share: float = 0.5
+    patience: int = 8
     folds: int = 5
     held_out_fold: int = 0  # -1: train on everything
 
@@ -286,6 +313,8 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
     data = NLBData.load(config.iqoth, config.lidc)
     split = make_split(data.categories, data.nodule_patients, config.folds, held_out, config.seed)
     model_config = {"block_type": config.block, "widths": list(config.widths)}
+    if config.lung_view:
+        model_config["in_channels"] = 2
     device = resolve_device(config.device)
     with staged_folder(out, expected=["best.pt", "last.pt", "metrics.json"]) as work:
         schedule = TrainConfig(
@@ -312,6 +341,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             schedule,
             inserted_per_normal=config.inserted_per_normal,
             degrade_prob=config.degrade_prob,
+            inserted_class_share=config.inserted_class_share,
             progress=subrange(progress, 0.0, 0.9),
             cancel=cancel,
         )

@@ -83,9 +83,17 @@ def snapshot_field(image: np.ndarray, pixel_mm: float = 1.40) -> SnapshotField:
     """:class:`SnapshotField` of a snapshot (H, W) in [0, 1] (grey / 255); see the module docstring."""
     image = np.asarray(image)
     radius = max(1, int(round(4.0 / pixel_mm)))
+    bright = ndimage.binary_closing(image > DARK_GREY, structure=disc(radius), border_value=0)
+    return SnapshotField(convex_fill(_body_parts(bright, pixel_mm)), snapshot_parenchyma(image, pixel_mm, bright))
+
+
+def snapshot_parenchyma(image: np.ndarray, pixel_mm: float = 1.40, bright: np.ndarray | None = None) -> np.ndarray:
+    """The black lung parenchyma of :func:`snapshot_field` alone (without the body's convex hull, the slow part)."""
+    image = np.asarray(image)
+    radius = max(1, int(round(4.0 / pixel_mm)))
     dark = image <= DARK_GREY
-    bright = ndimage.binary_closing(~dark, structure=disc(radius), border_value=0)
-    body = convex_fill(_body_parts(bright, pixel_mm))
+    if bright is None:
+        bright = ndimage.binary_closing(~dark, structure=disc(radius), border_value=0)
     inside = ndimage.binary_opening(dark & _largest(ndimage.binary_fill_holes(bright)), structure=disc(radius))
     labels, count = ndimage.label(inside)
     parenchyma = np.zeros_like(inside)
@@ -94,7 +102,7 @@ def snapshot_field(image: np.ndarray, pixel_mm: float = 1.40) -> SnapshotField:
         keep = 1 + np.argsort(sizes)[::-1][:2]
         large = (sizes[keep - 1] >= 0.1 * sizes.max()) & (sizes[keep - 1] * pixel_mm**2 >= MIN_LUNG_AREA_MM2)
         parenchyma = np.isin(labels, keep[large])
-    return SnapshotField(body, parenchyma)
+    return parenchyma
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,13 @@ the snapshots are always anterior up; small rotations and scaling; intensity jit
 Loss per batch: ``BCE(class_logit, label)`` over all samples + ``seg_weight * DiceCE(seg_logits, mask)`` (MONAI
 ``DiceCELoss``, sigmoid, Dice over the whole batch so that empty masks of normal slices count without a 0/0) over the
 samples with a mask; a term is left out when its samples are absent from the batch. Two weights, both measured
-needs: the class BCE weighs positives by ``class_pos_weight`` = negatives / positives of the training set
-(inserted nodules make positives 3.6 times as many as normal slices: unweighted, a 2-epoch pilot called 47 of 67
-held-out normal snapshots positive; balanced, 9 epochs reached F1 0.858 with 11 of 67 false positives; the square
-root of the ratio, 10 epochs, early-stopped at 9, called every held-out snapshot positive), and the segmentation
+needs. The class BCE is a weighted mean over the samples (:func:`class_weights`): real neoplasm snapshots weigh 1,
+the inserted-nodule slices together weigh ``inserted_class_share`` (default :data:`INSERTED_CLASS_SHARE`) times the
+normal snapshots they are made from, and the normal snapshots weigh 1 + that share, so each normal snapshot is
+balanced against its copies with a nodule while the real snapshots keep their own class ratio. (Earlier runs:
+unweighted, the inserted nodules made positives 3.6 times as many as normal slices and a 2-epoch pilot called 47 of
+67 held-out normal snapshots positive; positives weighted by negatives / positives of all samples, 9 epochs reached
+F1 0.858 but with recall 0.83, the real neoplasm snapshots weighing only 0.28 each.) The segmentation
 BCE weighs neoplasm pixels by :data:`SEG_POS_WEIGHT` (an inserted nodule covers 5 to 200 of the 36,864 pixels;
 with plain DiceCE a 2-epoch pilot segmented nothing at any threshold).
 
@@ -41,27 +44,28 @@ from lungai.splits import fold_indices, group_folds, stratified_folds, validatio
 from lungai.training import TrainConfig, train
 
 MODEL_NAME = "nlb_unet"
-SEG_POS_WEIGHT = 20.0  # BCE weight of neoplasm pixels (about 0.1 % of an inserted-nodule slice)
+SEG_POS_WEIGHT = 20.0
+INSERTED_CLASS_SHARE = 0.5  # BCE weight of neoplasm pixels (about 0.1 % of an inserted-nodule slice)
 AUGMENTATION = AugmentSettings(flip_axes=(1,), rotate_degrees=10.0, scale=0.1)
 
 
 class NLBTask:
     """:class:`lungai.training.TrainTask` for :class:`lungai.nlb.networks.NLBUNet` on :class:`WholeSliceDataset`."""
 
-    def __init__(self, seg_weight: float = 1.0, class_pos_weight: float = 1.0) -> None:
+    def __init__(self, seg_weight: float = 1.0, class_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
         from monai.losses import DiceCELoss
 
         self.seg_weight = seg_weight
-        self.class_pos_weight = torch.tensor(class_pos_weight)
+        self.class_weights = class_weights  # per sample: (real normal, real neoplasm, inserted nodule)
         self.seg_loss = DiceCELoss(sigmoid=True, batch=True, weight=torch.tensor([SEG_POS_WEIGHT]))
 
     def losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = model(batch["image"])
-        losses = {
-            "class": F.binary_cross_entropy_with_logits(
-                out["class_logit"], batch["label"].float(), pos_weight=self.class_pos_weight
-            )
-        }
+        label, inserted = batch["label"].float(), batch["inserted"].float()
+        negative, positive, nodule = self.class_weights
+        weight = (1 - inserted) * (negative * (1 - label) + positive * label) + inserted * nodule
+        bce = F.binary_cross_entropy_with_logits(out["class_logit"], label, reduction="none")
+        losses = {"class": (weight * bce).sum() / weight.sum()}
         masked = batch["has_mask"] > 0
         losses["seg"] = (
             self.seg_loss(out["seg_logits"][masked], batch["mask"][masked])
@@ -77,6 +81,23 @@ class NLBTask:
     def validation_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         losses = self.losses(model, batch)
         return {"loss": float(losses["class"] + self.seg_weight * losses["seg"]), "class_loss": float(losses["class"])}
+
+
+def uses_lung_view(model: nn.Module) -> bool:
+    """True for a network with two input channels: the snapshot view and the lung view (:mod:`lungai.nlb.lungview`)."""
+    return getattr(model, "in_channels", 1) == 2
+
+
+def class_weights(dataset: WholeSliceDataset, inserted_share: float) -> tuple[float, float, float]:
+    """Per-sample weights of the class loss (real normal, real neoplasm, inserted nodule); see the module docstring.
+
+    The inserted-nodule slices together weigh ``inserted_share`` times the normal snapshots they were made from, and
+    the normal snapshots get the same weight again on top of their own, so the pairs (normal, same with a nodule)
+    are balanced and the real snapshots keep their own class ratio."""
+    normals = int((dataset.labels == 0).sum())
+    if dataset.n_inserted == 0 or normals == 0:
+        return 1.0, 1.0, 1.0
+    return 1.0 + inserted_share, 1.0, inserted_share * normals / dataset.n_inserted
 
 
 @dataclass
@@ -148,7 +169,13 @@ class NLBData:
         )
 
     def dataset(
-        self, snapshots: np.ndarray, nodules: np.ndarray, inserted_per_normal: float, seed: int, degrade_prob=0.0
+        self,
+        snapshots: np.ndarray,
+        nodules: np.ndarray,
+        inserted_per_normal: float,
+        seed: int,
+        degrade_prob=0.0,
+        lung_view: bool = False,
     ):
         """:class:`WholeSliceDataset` of the given snapshots, inserting the given nodules into its normal ones."""
         labels = self.labels[snapshots]
@@ -160,6 +187,7 @@ class NLBData:
             n_inserted,
             seed,
             degrade_prob,
+            lung_view=lung_view,
         )
 
 
@@ -170,7 +198,8 @@ def evaluate_split(
     (nodules drawn from ``nodules``, placement from ``seed``); empty when ``snapshots`` is empty."""
     if len(snapshots) == 0:
         return {}
-    dataset = data.dataset(snapshots, nodules, 1.0, seed)
+    dataset = data.dataset(snapshots, nodules, 1.0, seed, lung_view=uses_lung_view(model))
+    dataset.texture_real = False  # the real snapshots as `lungai nlb evaluate` and the pipeline see them
     n_real = len(dataset.units)
     samples = [dataset[i] for i in range(len(dataset))]
     images = torch.stack([s["image"] for s in samples])
@@ -197,7 +226,7 @@ def calibrate_checkpoint(path: str | Path, model: nn.Module, data: NLBData, spli
     nodule (training nodules); returns it. Counting the normal slices keeps the threshold from buying nodule Dice
     with false marks on normal lungs (issue 12: at most 0.1 % of a normal CT may be segmented)."""
     _, header = load_model(path, expected_model=MODEL_NAME)
-    dataset = data.dataset(split.validation, split.train_nodules, 1.0, seed)
+    dataset = data.dataset(split.validation, split.train_nodules, 1.0, seed, lung_view=uses_lung_view(model))
     n_real = len(dataset.units)
     normals = [i for i in range(n_real) if dataset.labels[i] == 0]
     samples = [dataset[i] for i in normals + list(range(n_real, len(dataset)))]
@@ -228,6 +257,7 @@ def train_nlb(
     inserted_per_normal: float = 1.0,
     seg_weight: float = 1.0,
     degrade_prob: float = 0.5,
+    inserted_class_share: float = INSERTED_CLASS_SHARE,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[Path, float]:
@@ -236,12 +266,16 @@ def train_nlb(
     Returns (checkpoint path, segmentation threshold). ``config.out_dir`` must be set.
     """
     train_set = AugmentedDataset(
-        data.dataset(split.train, split.train_nodules, inserted_per_normal, config.seed, degrade_prob),
+        data.dataset(
+            split.train, split.train_nodules, inserted_per_normal, config.seed, degrade_prob, uses_lung_view(model)
+        ),
         mask_keys=("mask",),
         settings=AUGMENTATION,
         seed=config.seed,
     )
-    val_set = data.dataset(split.validation, split.train_nodules, inserted_per_normal, config.seed + 1)
+    val_set = data.dataset(
+        split.validation, split.train_nodules, inserted_per_normal, config.seed + 1, lung_view=uses_lung_view(model)
+    )
     held_out = split.record["held_out_fold"]
     training_data = (
         f"IQ-OTH/NCCD snapshots ({split.record['train_snapshots']} training, {split.record['validation_snapshots']} "
@@ -253,12 +287,9 @@ def train_nlb(
             f"seed {split.record['seed']}; no patient ids) and the LIDC patients of nodule fold {held_out}"
         )
     )
-    base = train_set.dataset
-    positives = int((base.labels == 1).sum()) + base.n_inserted
-    negatives = int((base.labels == 0).sum())
     result = train(
         model,
-        NLBTask(seg_weight, negatives / max(positives, 1) if negatives else 1.0),
+        NLBTask(seg_weight, class_weights(train_set.dataset, inserted_class_share)),
         train_set,
         val_set,
         config,
