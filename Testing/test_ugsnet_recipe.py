@@ -141,3 +141,22 @@ def test_evaluate_with_test_time_flips_says_so(tmp_path):
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert result["test_time_flips"] is True and result["crops"] == 16
     assert 0.3 < result["scores_of_final"]["dice_label1"] <= 1.0
+
+
+def test_evaluate_fold_scores_only_the_patients_that_fold_holds_out(tmp_path, arrays):
+    from lungai.cli import main
+    from lungai.contract import LoadedModel
+    from lungai.ugsnet.pipeline import evaluate
+    from lungai.ugsnet.sample import sample_path
+
+    data = shared_data_dir() / "lidc_multireader.npz"
+    crops = prepare_crops(arrays, min_readers=2)
+    train_rows, test_rows = split_by_patient(crops, 0)
+    torch.manual_seed(0)
+    tiny = LoadedModel(build_model("unet", (4, 8, 16, 32, 64)).eval(), {"model_name": "ugsnet_unet"}, "cpu", "tiny")
+    result = evaluate(data, tmp_path / "fold0", tiny, min_readers=2, fold=0)
+    assert result["held_out_fold"] == 0 and result["crops"] == len(test_rows) < len(crops)
+    assert not set(crops.patient_id[test_rows]) & set(crops.patient_id[train_rows])
+    # a fold that does not exist is a clear input error (exit code 2), not a traceback
+    args = ["--progress", "none", "ugsnet", "evaluate", "--data", str(sample_path()), "--fold", "5"]
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 2

@@ -73,10 +73,18 @@ def register(subparsers) -> None:
     clitools.add_register_option(train)
     train.set_defaults(func=_train)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate weights on a multi-reader .npz (all crops are test data)")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate weights on a multi-reader .npz (all crops, or the patients of one fold)"
+    )
     evaluate.add_argument("--data", required=True, help="multi-reader .npz (format of lidc_multireader.npz)")
     evaluate.add_argument("--out", required=True, help="folder for metrics.json, per_crop.csv and figures")
     evaluate.add_argument("--min-readers", type=int, default=1, help="evaluate crops with at least this many readers")
+    evaluate.add_argument(
+        "--fold",
+        type=int,
+        help="evaluate only the patients of this fold of --data, split as `ugsnet train --fold` splits the same file "
+        "(the bundled weights hold out fold 0 of lidc_multireader.npz)",
+    )
     evaluate.add_argument("--tta", action="store_true", help="average each crop over flips (left-right, up-down, both)")
     clitools.add_model_options(evaluate, DESCRIPTOR)
     clitools.add_overwrite_option(evaluate)
@@ -142,6 +150,7 @@ def _evaluate(args, ctx) -> int:
         args.out,
         model,
         min_readers=args.min_readers,
+        fold=args.fold,
         overwrite=args.overwrite,
         tta=args.tta,
         progress=ctx.progress,

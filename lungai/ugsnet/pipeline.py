@@ -502,20 +502,26 @@ def evaluate(
     model: LoadedModel,
     *,
     min_readers: int = 1,
+    fold: int | None = None,
     overwrite: bool = False,
     tta: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> dict:
-    """Scores of ``model`` on every crop of a multi-reader ``.npz`` (all test data), written into ``out_dir``;
-    ``tta`` averages each crop's prediction over flips."""
+    """Scores of ``model`` on the crops of a multi-reader ``.npz``, written into ``out_dir``: every crop (all test
+    data), or with ``fold`` only the patients of that fold, split exactly as ``train`` splits the same file, so the
+    weights trained with ``fold`` held out are scored on patients they never saw. ``tta`` averages each crop's
+    prediction over flips."""
     out_dir = Path(out_dir)
     check_outputs([out_dir / "metrics.json"], overwrite)
     crops = prepare_crops(load_npz(data), min_readers=min_readers)
+    if fold is not None:
+        crops = crops.subset(split_by_patient(crops, fold)[1])
     with staged_folder(out_dir, overwrite) as work:
         result = evaluate_crops(
             model.network, crops, work, device=model.device, tta=tta, progress=progress, cancel=cancel
         )
         result["model"] = {"name": model.architecture, "weights": model.source}
+        result["held_out_fold"] = fold
         evaluation.write_json(work / "metrics.json", result)
     return result

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from lungai.augmentation import AugmentedDataset, AugmentSettings
+from lungai.errors import InputError
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.training import TrainConfig, TrainResult, train
 from lungai.ugsnet.data import CropDataset, CropSet, patient_folds
@@ -71,7 +72,7 @@ def split_by_patient(crops: CropSet, test_fold: int | None, n_folds: int = 5, se
     if test_fold is None:
         return np.arange(len(crops)), np.array([], dtype=int)
     if not 0 <= test_fold < n_folds:
-        raise ValueError(f"test fold must be in 0..{n_folds - 1}, got {test_fold}")
+        raise InputError(f"--fold must be one of the {n_folds} patient folds, 0 to {n_folds - 1}; got {test_fold}.")
     return np.nonzero(folds != test_fold)[0], np.nonzero(folds == test_fold)[0]
 
 
