@@ -45,7 +45,7 @@ from lungai.nlb.intensity import HU_WINDOW, INPUT_SIZE, prepare_slices, to_grey
 from lungai.nlb.lungview import ct_lung_view, snapshot_lung_region, snapshot_lung_view
 from lungai.nlb.networks import build_nlb_unet
 from lungai.nlb.regions import findings_region, snapshot_parenchyma
-from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb
+from lungai.nlb.training import NLBData, evaluate_split, make_split, train_nlb, uses_lung_view
 from lungai.outputs import staged_folder
 from lungai.plotting import radiological_view, save_line_chart, save_overlay_png
 from lungai.progress import CancelToken, ProgressCallback, report, subrange
@@ -151,7 +151,7 @@ def score_slices(
     pixel_mm = None if spacing is None else (float(spacing[1]), float(spacing[0]))
     body = _flip(region.body, *flips)
     images, framing, kind = prepare_slices(_flip(array, *flips), pixel_mm, body, size)
-    if getattr(model, "in_channels", 1) == 2:
+    if uses_lung_view(model):
         views = lung_views(_flip(array, *flips), kind, _flip(region.lungs, *flips))
         images = torch.cat([images, framing.apply(views)], dim=1)
     probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)

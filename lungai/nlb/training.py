@@ -44,8 +44,8 @@ from lungai.splits import fold_indices, group_folds, stratified_folds, validatio
 from lungai.training import TrainConfig, train
 
 MODEL_NAME = "nlb_unet"
-SEG_POS_WEIGHT = 20.0
-INSERTED_CLASS_SHARE = 0.5  # BCE weight of neoplasm pixels (about 0.1 % of an inserted-nodule slice)
+SEG_POS_WEIGHT = 20.0  # BCE weight of neoplasm pixels (about 0.1 % of an inserted-nodule slice)
+INSERTED_CLASS_SHARE = 0.5  # class-loss weight of all inserted-nodule slices relative to the normal snapshots
 AUGMENTATION = AugmentSettings(flip_axes=(1,), rotate_degrees=10.0, scale=0.1)
 
 
@@ -174,7 +174,7 @@ class NLBData:
         nodules: np.ndarray,
         inserted_per_normal: float,
         seed: int,
-        degrade_prob=0.0,
+        degrade_prob: float = 0.0,
         lung_view: bool = False,
     ):
         """:class:`WholeSliceDataset` of the given snapshots, inserting the given nodules into its normal ones."""
