@@ -241,6 +241,24 @@ def test_flip_average_unflips_outputs():
     assert torch.allclose(only_left_right, expected, atol=1e-6)
 
 
+class ClassAndMap(nn.Module):
+    """A per-image logit (B,) that depends on the image's left-right orientation, and a map (B, 1, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"class_logit": x[..., 0].mean(dim=(1, 2)), "seg_logits": x}
+
+
+def test_flip_average_means_per_image_outputs_without_flipping_them_back():
+    image = torch.randn(3, 1, 6, 7)
+    out = flip_average(ClassAndMap(), image, flips=((), (-1,)), per_image=("class_logit",))
+    first, last = image[..., 0].mean(dim=(1, 2)), image[..., -1].mean(dim=(1, 2))
+    assert out["class_logit"].shape == (3,)
+    assert torch.allclose(out["class_logit"], (torch.sigmoid(first) + torch.sigmoid(last)) / 2, atol=1e-6)
+    assert torch.allclose(out["seg_logits"], torch.sigmoid(image), atol=1e-6)
+    with pytest.raises(ValueError, match="B, K, H, W"):
+        flip_average(ClassAndMap(), image)
+
+
 def test_flip_average_of_a_symmetric_model_is_its_plain_output():
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 2, 3, padding=1)

@@ -20,7 +20,7 @@ from lungai.nlb.data import (
     load_nodules,
     snapshot_unit,
 )
-from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, seg_threshold_of
+from lungai.nlb.evaluation import SEG_THRESHOLD_GRID, calibrate_seg_threshold, predict, seg_threshold_of
 from lungai.nlb.networks import SEG_PRIOR
 from lungai.nlb.regions import findings_region
 from lungai.nlb.training import NLBTask
@@ -110,6 +110,21 @@ def test_evaluate_writes_metrics_for_any_folder_in_the_iqoth_layout(tiny_weights
         )
         == 2
     )
+
+
+def test_evaluate_with_test_time_flips_scores_the_mean_of_each_image_and_its_mirror(tiny_weights, tmp_path):
+    model, _ = load_model(tiny_weights, expected_model="nlb_unet")
+    images = torch.rand(3, 1, 40, 36)
+    plain, plain_maps = predict(model, images)
+    mirrored, mirrored_maps = predict(model, images.flip(-1))
+    averaged, averaged_maps = predict(model, images, tta=True)
+    assert np.allclose(averaged, (plain + mirrored) / 2, atol=1e-6)
+    assert np.allclose(averaged_maps, (plain_maps + mirrored_maps[..., ::-1]) / 2, atol=1e-6)
+    out = tmp_path / "eval_tta"
+    command = ["--progress", "none", "nlb", "evaluate", "--data", str(bundled_sample_dir()), "--weights"]
+    assert main([*command, str(tiny_weights), "--out", str(out), "--tta"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_time_flips"] is True and np.array(metrics["confusion_matrix"]).sum() == 5
 
 
 def test_classify_a_ct_volume_and_a_single_image(tiny_weights, tmp_path, chest_ct):

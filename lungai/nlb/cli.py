@@ -52,6 +52,7 @@ def _evaluate(args: argparse.Namespace, ctx) -> int:
         overwrite=args.overwrite,
         progress=ctx.progress,
         cancel=ctx.cancel,
+        tta=args.tta,
     )
     ctx.close()
     print(json.dumps({k: metrics[k] for k in ("precision", "recall", "f1", "accuracy", "confusion_matrix")}))
@@ -142,6 +143,9 @@ def register(subparsers) -> None:
         "--fold",
         type=int,
         help="evaluate only this fold of the training split (the bundled model holds out fold 0 of 5, seed 0)",
+    )
+    evaluate.add_argument(
+        "--tta", action="store_true", help="average each image and its left-right flip (test-time flip averaging)"
     )
     evaluate.add_argument("--folds", type=int, default=defaults.folds)
     evaluate.add_argument("--seed", type=int, default=defaults.seed)

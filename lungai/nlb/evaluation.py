@@ -20,6 +20,9 @@ from lungai.metrics import classification_metrics, dice, iou
 from lungai.nlb.data import list_snapshots, read_snapshot
 from lungai.outputs import check_outputs
 from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
+from lungai.tta import flip_average
+
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,))  # the image as given and flipped left-right
 
 
 @torch.no_grad()
@@ -31,15 +34,23 @@ def predict(
     device: str | torch.device = "cpu",
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    tta: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """images (N, 1, S, S) -> neoplasm probabilities (N,) and segmentation probabilities (N, S, S)."""
+    """images (N, 1, S, S) -> neoplasm probabilities (N,) and segmentation probabilities (N, S, S).
+
+    ``tta``: the mean over the image as given and flipped left-right (:data:`TTA_FLIPS`, :mod:`lungai.tta`); only
+    left-right, because the snapshots are always shown anterior up and training flips them left-right only."""
     model.eval().to(device)
     probabilities, maps = [], []
     for start in range(0, len(images), batch_size):
         check_cancel(cancel)
-        out = model(images[start : start + batch_size].to(device))
-        probabilities.append(out["class_logit"].sigmoid().cpu())
-        maps.append(out["seg_logits"].sigmoid()[:, 0].cpu())
+        batch = images[start : start + batch_size].to(device)
+        if tta:
+            out = flip_average(model, batch, TTA_FLIPS, per_image=("class_logit",))
+        else:
+            out = {k: v.sigmoid() for k, v in model(batch).items()}
+        probabilities.append(out["class_logit"].cpu())
+        maps.append(out["seg_logits"][:, 0].cpu())
         report(progress, min(start + batch_size, len(images)) / len(images), "classifying slices")
     return torch.cat(probabilities).numpy(), torch.cat(maps).numpy()
 
@@ -94,6 +105,7 @@ def evaluate_snapshot_folder(
     cancel: CancelToken | None = None,
     overwrite: bool = False,
     about: dict[str, Any] | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Classify and segment every image of a folder in the ``iqoth_nccd`` layout (with ``fold``: only the
     snapshots of that fold of :func:`lungai.splits.stratified_folds` by category, ``n_folds`` and ``seed``, the
@@ -101,7 +113,8 @@ def evaluate_snapshot_folder(
     and return the metrics.
 
     Per image the CSV also gives the segmented pixels (inside the body, on positive images: what the pipeline
-    reports) and the pixels the network marks outside the body before that restriction.
+    reports) and the pixels the network marks outside the body before that restriction. ``tta``: left-right flip
+    averaging (:func:`predict`).
     """
     from lungai.nlb.pipeline import score_slices
     from lungai.nlb.regions import findings_region
@@ -119,8 +132,10 @@ def evaluate_snapshot_folder(
     for k, snapshot in enumerate(snapshots):
         check_cancel(cancel)
         grey = read_snapshot(snapshot.path)
-        scores = score_slices(model, grey, threshold=threshold, seg_threshold=seg_threshold, device=device)
-        raw = score_slices(model, grey, threshold=0.0, seg_threshold=seg_threshold, device=device, restrict=False)
+        scores = score_slices(model, grey, threshold=threshold, seg_threshold=seg_threshold, device=device, tta=tta)
+        raw = score_slices(
+            model, grey, threshold=0.0, seg_threshold=seg_threshold, device=device, restrict=False, tta=tta
+        )
         body = findings_region(grey[None]).body[0]
         rows.append(
             {
@@ -142,6 +157,7 @@ def evaluate_snapshot_folder(
         "data": str(data_dir),
         "fold": fold if fold is None else f"{fold} of {n_folds} (stratified by category, seed {seed})",
         "seg_threshold": seg_threshold,
+        "test_time_flips": bool(tta),
         "images_segmented_outside_body": int(sum(r["segmented_outside_body"] > 0 for r in rows)),
         "images_with_network_output_outside_body": int(sum(r["network_pixels_outside_body"] > 0 for r in rows)),
         **(about or {}),

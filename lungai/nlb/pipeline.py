@@ -134,13 +134,15 @@ def score_slices(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     restrict: bool = True,
+    tta: bool = False,
 ) -> SliceScores:
     """Classify and segment every slice of ``array`` ((Z, H, W) volume, (H, W) image or (H, W, 3|4) colour).
 
     ``spacing``: (x, y, z) voxel size in mm, needed for CT in HU (framing and lung field). ``seg_threshold``: on the
     segmentation probability; use the model's calibrated value (:func:`lungai.nlb.evaluation.seg_threshold_of` of
     its checkpoint header). ``restrict=False`` returns the network's own output, not cut to the lungs (to measure
-    what the restriction removes).
+    what the restriction removes). ``tta``: average the network over the slice as given and flipped left-right
+    (:func:`lungai.nlb.evaluation.predict`).
     """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"the decision threshold must lie in [0, 1], got {threshold}")
@@ -154,7 +156,9 @@ def score_slices(
     if uses_lung_view(model):
         views = lung_views(_flip(array, *flips), kind, _flip(region.lungs, *flips))
         images = torch.cat([images, framing.apply(views)], dim=1)
-    probabilities, maps = predict(model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel)
+    probabilities, maps = predict(
+        model, images, batch_size=batch_size, device=device, progress=progress, cancel=cancel, tta=tta
+    )
     has_lung = region.lungs.any(axis=(1, 2)) if restrict else np.ones(len(probabilities), dtype=bool)
     allowed = region.lungs if restrict else np.ones_like(region.lungs)
     positive = (probabilities >= threshold) & has_lung
@@ -400,9 +404,11 @@ def evaluate(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    tta: bool = False,
 ) -> dict:
     """Classification metrics (and segmentation inside the body) on a folder in the iqoth_nccd layout, or on one
-    ``fold`` of it (the training split): ``metrics.json`` and ``predictions.csv``."""
+    ``fold`` of it (the training split): ``metrics.json`` and ``predictions.csv``; ``tta``: left-right flip
+    averaging."""
     about = {"model": model.source, "block_type": model.header.get("config", {}).get("block_type")}
     with staged_folder(out_dir, overwrite, expected=["metrics.json", "predictions.csv"]) as work:
         return evaluate_snapshot_folder(
@@ -419,4 +425,5 @@ def evaluate(
             cancel=cancel,
             overwrite=True,
             about=about,
+            tta=tta,
         )
