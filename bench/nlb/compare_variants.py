@@ -7,7 +7,9 @@ on the held-out fold: classification of the real snapshots (precision, recall, F
 LIDC nodules inserted into held-out normal snapshots, parameters and one-thread CPU latency per 192 x 192 slice.
 Finished runs are kept in ``--work`` and skipped when the script runs again.
 
-Regenerate (from the repository root; each variant costs one bundled-model training, up to 60 CPU minutes)::
+Regenerate (from the repository root; at the default ``--epochs`` each variant costs one bundled-model training, up
+to 60 CPU minutes; ``--epochs N`` runs the same recipe at a reduced budget, the same for every variant, and the
+table says so)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/compare_variants.py --iqoth ../shared/data/iqoth_nccd \
         --lidc ../shared/data/lidc_multireader.npz --work /tmp/nlb_variants --out bench/nlb
@@ -41,10 +43,15 @@ def train_variant(args: argparse.Namespace, variant: str) -> dict:
             raise SystemExit(f"training {variant} failed")
     metrics = json.loads((run / "metrics.json").read_text())
     model, _ = load_model(run / "best.pt", expected_model="nlb_unet")
+    with open(run / "log.csv", newline="") as handle:
+        log = list(csv.DictReader(handle))
     return {
         "variant": variant,
         "parameters": sum(p.numel() for p in model.parameters()),
         "ms_per_slice": cpu_latency_ms(model),
+        "epochs_trained": len(log),
+        "best_epoch": min(log, key=lambda row: float(row["val_loss"]))["epoch"],
+        "train_minutes": round(sum(float(row["seconds"]) for row in log) / 60, 1),
         **{key: round(metrics[f"held_out_{key}"], 4) for key in COLUMNS},
         "test_snapshots": metrics["split"]["test_snapshots"],
     }
@@ -63,29 +70,40 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=defaults.patience)
     args = parser.parse_args()
     rows = [train_variant(args, variant) for variant in args.variants]
+    budget = (
+        f"the bundled model's budget ({args.epochs} epochs)"
+        if args.epochs == defaults.epochs
+        else f"a reduced budget: {args.epochs} epochs instead of the bundled model's {defaults.epochs}, the same for "
+        "every variant"
+    )
     out = Path(args.out)
     with open(out / "variants.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "# NeoplasmNLB: non-local block variants at the bundled model's budget",
+        "# NeoplasmNLB: non-local block variants, same recipe and budget for each",
         "",
         "Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/nlb/compare_variants.py "
         + " ".join(sys.argv[1:])
         + "`",
         "",
-        f"Each variant: `lungai nlb train` with {args.epochs} epochs (early stopping, patience {args.patience}), "
+        f"Each variant: `lungai nlb train` with the bundled model's recipe at {budget} (cosine schedule over the "
+        f"epochs, early stopping on the validation loss, patience {args.patience}), "
         f"{args.inserted_per_normal} inserted-nodule slices per normal snapshot and epoch, 5 folds, fold 0 held out, "
         "seed 0. Held out: IQ-OTH/NCCD snapshot fold 0 (stratified by category; no patient ids, so a patient's "
         "other slices may be in training) and LIDC patients of nodule fold 0 (never inserted during training), "
-        f"their nodules inserted into the held-out normal snapshots for the Dice. Latency: one thread, load average "
-        f"{os.getloadavg()[0]:.1f} at the end.",
+        f"their nodules inserted into the held-out normal snapshots for the Dice. Latency: median of 20 forward "
+        "passes of one 192 x 192 slice on one thread (`lungai.nlb.bundle.cpu_latency_ms`, as in the registry), "
+        f"measured after each training while the other core trained; load average {os.getloadavg()[0]:.1f} at the "
+        "end. Training minutes: sum of the epochs' wall time in `log.csv`, one thread.",
         "",
-        "| block | parameters | ms per slice | precision | recall | F1 | Dice (inserted) | inserted detected |",
-        "|---|---|---|---|---|---|---|---|",
+        "| block | parameters | ms per slice | epochs (best) | train min | precision | recall | F1 | Dice (inserted) "
+        "| inserted detected |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *(
-            f"| {r['variant']} | {r['parameters']:,} | {r['ms_per_slice']} | {r['precision']:.3f} | "
+            f"| {r['variant']} | {r['parameters']:,} | {r['ms_per_slice']} | {r['epochs_trained']} "
+            f"({r['best_epoch']}) | {r['train_minutes']} | {r['precision']:.3f} | "
             f"{r['recall']:.3f} | {r['f1']:.3f} | {r['inserted_dice']:.3f} | {r['inserted_detected']:.3f} |"
             for r in rows
         ),
