@@ -68,6 +68,7 @@ def main() -> None:
             rows.append({"repeat": repeat, **row})
         print(f"repeat {repeat}: {len(inserted.nodule_slices)} nodule slices", flush=True)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "ct_check.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
