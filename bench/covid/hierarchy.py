@@ -15,8 +15,13 @@ at 256 px, 3.3 being the measured cost of a 256 px training step relative to 128
 (``bench/covid/cost.md``), so the two grids get about the same wall time; the table reports each
 run's time and slice-steps, so the equality can be checked. ``--render`` rewrites ``hierarchy.md`` from the CSV.
 
+``--pretrain-steps``, ``--finetune-epochs`` and ``--pseudo-stride`` set the infection budget and
+data explicitly instead (the bundled registry command's budget, so its direct counterpart trains
+with the same infection epochs, batches and data).
+
 ``--from-checkpoint`` takes the row of a mode from a ``chsnet`` checkpoint trained by ``lungai
-covid train`` with exactly this recipe (it refuses any other recipe), instead of training it again.
+covid train`` with this recipe (it refuses a recipe that differs in anything but the infection
+budget and the pseudo-label stride, which the row reports), instead of training it again.
 
 Commands: at the top of ``hierarchy.md`` (from the repository root, one CPU thread each).
 """
@@ -35,17 +40,21 @@ TIMES = ["lung_stage_s", "infection_stage_s"]
 COLUMNS = ["mode", "dice", "jaccard", "precision", "recall", "specificity", "accuracy", "held_out_slices"]
 
 
-def scaled_recipe(mode: str, size: int, time_scale: float):
-    """The bundled recipe in ``mode`` at ``size`` with the infection stage's batches divided by ``time_scale``."""
+BUDGET = ("pretrain_epochs", "pretrain_steps", "finetune_epochs", "pseudo_stride")  # may differ between rows
+
+
+def scaled_recipe(mode: str, size: int, time_scale: float, **budget):
+    """The default recipe in ``mode`` at ``size`` with the infection stage's batches divided by ``time_scale``;
+    ``budget`` (:data:`BUDGET` fields; None: scaled default) sets them explicitly instead."""
     from lungai.covid.training import Recipe
 
     base = Recipe(mode=mode)
-    return Recipe(
-        mode=mode,
-        size=size,
+    scaled = dict(
         pretrain_steps=max(1, round(base.pretrain_steps / time_scale)),
         finetune_epochs=max(1, round(base.finetune_epochs / time_scale)),
     )
+    scaled.update({k: v for k, v in budget.items() if v is not None})
+    return Recipe(mode=mode, size=size, **scaled)
 
 
 def slice_steps(recipe, doctor_slices: int) -> int:
@@ -54,7 +63,9 @@ def slice_steps(recipe, doctor_slices: int) -> int:
     return recipe.batch_size * (recipe.pretrain_epochs * recipe.pretrain_steps + recipe.finetune_epochs * per_epoch)
 
 
-def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float, lung_weights: str | None) -> dict:
+def run_mode(
+    mode: str, data: Path, work: Path, size: int, time_scale: float, lung_weights: str | None, **budget
+) -> dict:
     from lungai.checkpoint import load_model
     from lungai.covid.bundle import doctor_split, measure
     from lungai.covid.data import load_medseg_folder
@@ -62,7 +73,7 @@ def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float, lu
 
     train_slices, held_out = doctor_split(load_medseg_folder(data / DATA))
     pseudo = load_medseg_folder(data / PSEUDO)
-    recipe = scaled_recipe(mode, size, time_scale)
+    recipe = scaled_recipe(mode, size, time_scale, **budget)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     lung = None
@@ -76,6 +87,7 @@ def run_mode(mode: str, data: Path, work: Path, size: int, time_scale: float, lu
         "mode": mode,
         "grid": size,
         "infection_slice_steps": slice_steps(recipe, len(train_slices)),
+        "pseudo_stride": recipe.pseudo_stride,
         **{k: metrics[k] for k in COLUMNS[1:-1]},
         "held_out_slices": len(held_out),
         "lung_stage_s": round(trained.seconds.get("lung", 0.0)),
@@ -93,42 +105,59 @@ def row_from_checkpoint(mode: str, path: Path) -> dict:
 
     header = load_checkpoint(path).header
     recipe = header["extra"]["recipe"]
-    expected = {**recipe_record(Recipe(mode=mode)), "device": recipe.get("device")}
+    expected = {
+        **recipe_record(Recipe(mode=mode)),
+        "device": recipe.get("device"),
+        **{k: recipe.get(k) for k in BUDGET},
+    }
     if recipe != expected:
         differing = sorted(k for k in expected if recipe.get(k) != expected[k])
         raise LungAIError(f"{path} was trained with another recipe (differs in {differing}).")
     metrics, seconds = header["metrics"], header["extra"]["train_seconds"]
+    trained = Recipe(mode=mode, **{k: recipe[k] for k in BUDGET})
     return {
         "mode": mode,
         "grid": recipe["size"],
-        "infection_slice_steps": slice_steps(Recipe(mode=mode), len(header["extra"]["held_out"]["slices"])),
+        "infection_slice_steps": slice_steps(trained, len(header["extra"]["held_out"]["slices"])),
+        "pseudo_stride": trained.pseudo_stride,
         **{k: metrics[f"held_out_infection_{k}"] for k in COLUMNS[1:-1]},
         "held_out_slices": len(header["extra"]["held_out"]["slices"]),
         "lung_stage_s": round(seconds.get("lung", 0.0)),
         "infection_stage_s": round(seconds["pretrain"] + seconds["finetune"]),
         "total_s": round(sum(seconds.values())),
         "load_average_at_start": "",
-        "source": "lungai covid train checkpoint (same recipe)",
+        "source": "lungai covid train checkpoint",
     }
 
 
-def run_key(row: dict) -> tuple[int, str, int]:
-    """A run's place in the table: a new run replaces the row of the same grid, mode and budget."""
-    return int(row.get("grid") or 128), row["mode"], int(row.get("infection_slice_steps") or 0)
+def run_key(row: dict) -> tuple[int, str, int, int]:
+    """A run's place in the table: a new run replaces the row of the same grid, mode, budget and data."""
+    return (
+        int(row.get("grid") or 128),
+        row["mode"],
+        int(row.get("infection_slice_steps") or 0),
+        -int(row.get("pseudo_stride") or 4),
+    )
 
 
 def write_tables(rows: list[dict], out: Path) -> None:
     fields = list(max(rows, key=len))
-    for row in rows:  # rows of runs before the grid option were all at 128 px
-        row.setdefault("grid", 128)
-        row.setdefault("infection_slice_steps", "")
+    if "pseudo_stride" not in fields:
+        fields.insert(fields.index("infection_slice_steps") + 1, "pseudo_stride")
+    for row in rows:  # rows of runs before the grid and stride options: 128 px, 1 in 4 pseudo slices
+        row["grid"] = row.get("grid") or 128
+        row["infection_slice_steps"] = row.get("infection_slice_steps") or ""
+        row["pseudo_stride"] = row.get("pseudo_stride") or 4
     with open(out / "hierarchy_runs.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     lines = [
         "| "
-        + " | ".join(str(row[k]) for k in ["mode", "grid", *COLUMNS[1:], "infection_slice_steps", *TIMES, "source"])
+        + " | ".join(
+            str(row[k])
+            for k in ["mode", "grid", *COLUMNS[1:], "infection_slice_steps", "pseudo_stride", *TIMES, "source"]
+        )
         + " |"
         for row in rows
     ]
@@ -162,8 +191,8 @@ def write_tables(rows: list[dict], out: Path) -> None:
         "model (load average at the start in the CSV; the bundled row's times are from a load of 10-15, so its "
         "seconds are not comparable with the others'); times are wall seconds.\n\n"
         "| mode | grid | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | infection "
-        "slice-steps | lung stage s | infection stage s | source |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+        "slice-steps | pseudo slices 1 in k | lung stage s | infection stage s | source |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
     )
 
 
@@ -180,6 +209,9 @@ def main() -> None:
     parser.add_argument("--from-checkpoint", help="chsnet checkpoint of the same recipe (mask or channel)")
     parser.add_argument("--size", type=int, default=128, help="infection grid")
     parser.add_argument("--time-scale", type=float, default=1.0, help="divide the infection stage's batches by this")
+    parser.add_argument("--pretrain-steps", type=int, help="batches per pre-training epoch (instead of scaling)")
+    parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (instead of scaling)")
+    parser.add_argument("--pseudo-stride", type=int, help="1 in k pseudo-labelled slices (default: the recipe's 4)")
     parser.add_argument(
         "--lung-weights", help="reuse the lung stage of a run of the same recipe (its lung/last.pt) instead of training"
     )
@@ -195,7 +227,10 @@ def main() -> None:
         row = row_from_checkpoint(args.mode, Path(args.from_checkpoint))
     else:
         work = Path(args.work) / f"{args.mode}-{args.size}"
-        row = run_mode(args.mode, Path(args.data_dir), work, args.size, args.time_scale, args.lung_weights)
+        budget = dict(
+            pretrain_steps=args.pretrain_steps, finetune_epochs=args.finetune_epochs, pseudo_stride=args.pseudo_stride
+        )
+        row = run_mode(args.mode, Path(args.data_dir), work, args.size, args.time_scale, args.lung_weights, **budget)
     print(row, flush=True)
     rows = [r for r in csv.DictReader(open(runs))] if runs.is_file() else []
     rows = [r for r in rows if run_key(r) != run_key(row)] + [row]
