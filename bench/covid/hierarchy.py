@@ -17,7 +17,8 @@ run's time and slice-steps, so the equality can be checked. ``--render`` rewrite
 
 ``--pretrain-steps``, ``--finetune-epochs`` and ``--pseudo-stride`` set the infection budget and
 data explicitly instead (the bundled registry command's budget, so its direct counterpart trains
-with the same infection epochs, batches and data).
+with the same infection epochs, batches and data); ``--tta`` measures with left-right flip
+averaging, as a model trained with ``lungai covid train --tta`` does.
 
 ``--from-checkpoint`` takes the row of a mode from a ``chsnet`` checkpoint trained by ``lungai
 covid train`` with this recipe (it refuses a recipe that differs in anything but the infection
@@ -40,7 +41,7 @@ TIMES = ["lung_stage_s", "infection_stage_s"]
 COLUMNS = ["mode", "dice", "jaccard", "precision", "recall", "specificity", "accuracy", "held_out_slices"]
 
 
-BUDGET = ("pretrain_epochs", "pretrain_steps", "finetune_epochs", "pseudo_stride")  # may differ between rows
+BUDGET = ("pretrain_epochs", "pretrain_steps", "finetune_epochs", "pseudo_stride", "tta")  # may differ between rows
 
 
 def scaled_recipe(mode: str, size: int, time_scale: float, **budget):
@@ -88,6 +89,7 @@ def run_mode(
         "grid": size,
         "infection_slice_steps": slice_steps(recipe, len(train_slices)),
         "pseudo_stride": recipe.pseudo_stride,
+        "tta": int(recipe.tta),
         **{k: metrics[k] for k in COLUMNS[1:-1]},
         "held_out_slices": len(held_out),
         "lung_stage_s": round(trained.seconds.get("lung", 0.0)),
@@ -104,12 +106,9 @@ def row_from_checkpoint(mode: str, path: Path) -> dict:
     from lungai.errors import LungAIError
 
     header = load_checkpoint(path).header
-    recipe = header["extra"]["recipe"]
-    expected = {
-        **recipe_record(Recipe(mode=mode)),
-        "device": recipe.get("device"),
-        **{k: recipe.get(k) for k in BUDGET},
-    }
+    default = recipe_record(Recipe(mode=mode))
+    recipe = {**default, **header["extra"]["recipe"]}  # fields added since the checkpoint: their defaults
+    expected = {**default, "device": recipe["device"], **{k: recipe[k] for k in BUDGET}}
     if recipe != expected:
         differing = sorted(k for k in expected if recipe.get(k) != expected[k])
         raise LungAIError(f"{path} was trained with another recipe (differs in {differing}).")
@@ -120,6 +119,7 @@ def row_from_checkpoint(mode: str, path: Path) -> dict:
         "grid": recipe["size"],
         "infection_slice_steps": slice_steps(trained, len(header["extra"]["held_out"]["slices"])),
         "pseudo_stride": trained.pseudo_stride,
+        "tta": int(trained.tta),
         **{k: metrics[f"held_out_infection_{k}"] for k in COLUMNS[1:-1]},
         "held_out_slices": len(header["extra"]["held_out"]["slices"]),
         "lung_stage_s": round(seconds.get("lung", 0.0)),
@@ -130,24 +130,27 @@ def row_from_checkpoint(mode: str, path: Path) -> dict:
     }
 
 
-def run_key(row: dict) -> tuple[int, str, int, int]:
+def run_key(row: dict) -> tuple[int, str, int, int, int]:
     """A run's place in the table: a new run replaces the row of the same grid, mode, budget and data."""
     return (
         int(row.get("grid") or 128),
         row["mode"],
         int(row.get("infection_slice_steps") or 0),
         -int(row.get("pseudo_stride") or 4),
+        int(row.get("tta") or 0),
     )
 
 
 def write_tables(rows: list[dict], out: Path) -> None:
     fields = list(max(rows, key=len))
-    if "pseudo_stride" not in fields:
-        fields.insert(fields.index("infection_slice_steps") + 1, "pseudo_stride")
+    for name in ("pseudo_stride", "tta"):
+        if name not in fields:
+            fields.insert(fields.index("infection_slice_steps") + 1, name)
     for row in rows:  # rows of runs before the grid and stride options: 128 px, 1 in 4 pseudo slices
         row["grid"] = row.get("grid") or 128
         row["infection_slice_steps"] = row.get("infection_slice_steps") or ""
         row["pseudo_stride"] = row.get("pseudo_stride") or 4
+        row["tta"] = row.get("tta") or 0
     with open(out / "hierarchy_runs.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -156,7 +159,7 @@ def write_tables(rows: list[dict], out: Path) -> None:
         "| "
         + " | ".join(
             str(row[k])
-            for k in ["mode", "grid", *COLUMNS[1:], "infection_slice_steps", "pseudo_stride", *TIMES, "source"]
+            for k in ["mode", "grid", *COLUMNS[1:], "infection_slice_steps", "pseudo_stride", "tta", *TIMES, "source"]
         )
         + " |"
         for row in rows
@@ -191,8 +194,8 @@ def write_tables(rows: list[dict], out: Path) -> None:
         "model (load average at the start in the CSV; the bundled row's times are from a load of 10-15, so its "
         "seconds are not comparable with the others'); times are wall seconds.\n\n"
         "| mode | grid | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | infection "
-        "slice-steps | pseudo slices 1 in k | lung stage s | infection stage s | source |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+        "slice-steps | pseudo slices 1 in k | flips at inference | lung stage s | infection stage s | source |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
     )
 
 
@@ -212,6 +215,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, help="batches per pre-training epoch (instead of scaling)")
     parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (instead of scaling)")
     parser.add_argument("--pseudo-stride", type=int, help="1 in k pseudo-labelled slices (default: the recipe's 4)")
+    parser.add_argument("--tta", action="store_true", help="measure with left-right flip averaging")
     parser.add_argument(
         "--lung-weights", help="reuse the lung stage of a run of the same recipe (its lung/last.pt) instead of training"
     )
@@ -228,7 +232,10 @@ def main() -> None:
     else:
         work = Path(args.work) / f"{args.mode}-{args.size}"
         budget = dict(
-            pretrain_steps=args.pretrain_steps, finetune_epochs=args.finetune_epochs, pseudo_stride=args.pseudo_stride
+            pretrain_steps=args.pretrain_steps,
+            finetune_epochs=args.finetune_epochs,
+            pseudo_stride=args.pseudo_stride,
+            tta=args.tta or None,
         )
         row = run_mode(args.mode, Path(args.data_dir), work, args.size, args.time_scale, args.lung_weights, **budget)
     print(row, flush=True)
