@@ -41,6 +41,19 @@ TIMES = ["lung_stage_s", "infection_stage_s"]
 COLUMNS = ["mode", "dice", "jaccard", "precision", "recall", "specificity", "accuracy", "held_out_slices"]
 
 
+COMMANDS = [
+    "--mode channel --from-checkpoint /tmp/chsnet/chsnet.pt --out bench/covid   # the earlier bundled model",
+    "--mode direct --size 128 --out bench/covid",
+    "--mode channel --size 256 --time-scale 3.3 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid",
+    "--mode direct --size 256 --time-scale 3.3 --out bench/covid",
+    "--mode channel --size 256 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid   # 704 slice-steps",
+    "--mode direct --size 128 --time-scale 0.3333 --out bench/covid   # 3x the default budget",
+    "--mode channel --size 128 --time-scale 0.3333 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid",
+    "--mode channel --from-checkpoint /tmp/chsnet-5120/chsnet.pt --out bench/covid",
+    "--mode channel --from-checkpoint /tmp/chsnet-bundled/chsnet.pt --out bench/covid   # the bundled model",
+    "--mode direct --pseudo-stride 1 --pretrain-steps 350 --finetune-epochs 40 --tta --out bench/covid   # its direct "
+    "counterpart",
+]
 BUDGET = ("pretrain_epochs", "pretrain_steps", "finetune_epochs", "pseudo_stride", "tta")  # may differ between rows
 
 
@@ -166,33 +179,28 @@ def write_tables(rows: list[dict], out: Path) -> None:
     ]
     (out / "hierarchy.md").write_text(
         "# Hierarchical versus direct infection segmentation, and 128 versus 256 px (CHS-Net, equal budget)\n\n"
-        "Commands (from the repository root, each on one CPU thread):\n\n"
-        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --from-checkpoint "
-        "/tmp/chsnet/chsnet.pt --out bench/covid   # the bundled model, after the registry's training command\n"
-        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --size 128 "
-        "--out bench/covid\n"
-        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --size 256 "
-        "--time-scale 3.3 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid   # the bundled run's lung stage\n"
-        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --size 256 "
-        "--time-scale 3.3 --out bench/covid\n"
-        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --size 256 "
-        "--lung-weights /tmp/chsnet/lung/last.pt --out bench/covid   # 256 px at the bundled slice-steps\n"
-        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode direct --size 128 "
-        "--time-scale 0.3333 --out bench/covid   # 3x the bundled budget\n"
-        "    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py --mode channel --size 128 "
-        "--time-scale 0.3333 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid   # 3x the bundled budget\n\n"
-        "Held-out: the doctor-labelled MedSeg slices of fold 1 of a seeded 2-fold split (seed 0) that no training "
+        "Commands (from the repository root, each on one CPU thread; `/tmp/chsnet*` are the `--out` folders of "
+        "`lungai covid train` runs: `/tmp/chsnet` the earlier bundled model's (its registry command then had no "
+        "budget options), `/tmp/chsnet-5120` the same command with `--pseudo-stride 2 --pretrain-epochs 4 "
+        "--pretrain-steps 250 --finetune-epochs 40`, `/tmp/chsnet-bundled` the present registry command, "
+        "`lungai info`):\n\n"
+        + "".join(f"    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py {c}\n" for c in COMMANDS)
+        + "\nHeld-out: the doctor-labelled MedSeg slices of fold 1 of a seeded 2-fold split (seed 0) that no training "
         "step saw; per-slice metrics averaged over those slices. MedSeg does not identify patients, so these are "
-        "other slices of the same collection, not necessarily other patients. Every row: the bundled recipe "
-        "(our widths 16-24-36-54-81, pre-training on 1 in 4 pseudo-labelled slices mixed with the 25 doctor "
-        "training slices, then fine-tuning on those, same seed) with the infection stage's batches divided by "
-        "`--time-scale`: 1 at 128 px (the bundled budget), 3.3 at 256 px, the measured cost of a 256 px training "
-        "step relative to 128 px (cost.md), so the two grids train for about the same time (compare the "
-        "infection-stage seconds). 'channel' (the bundled mode) is hierarchical: it has a lung stage (128 px; the "
-        "256 px row reuses the bundled run's, trained by the same recipe) and gives stage 2 the lung map as a second "
-        "channel; 'direct' has no lung stage. One CPU thread on a 2-core machine whose other core trained another "
-        "model (load average at the start in the CSV; the bundled row's times are from a load of 10-15, so its "
-        "seconds are not comparable with the others'); times are wall seconds.\n\n"
+        "other slices of the same collection, not necessarily other patients. Every row: the recipe of `lungai "
+        "covid train` (our widths 16-24-36-54-81, pre-training on 1 in k pseudo-labelled slices mixed with the 25 "
+        "doctor training slices x 4, then fine-tuning on those 25, same seed); its infection budget is the "
+        "slice-steps column (slices trained on, with repeats: 704 is the default, 4 epochs of 30 batches of 4 "
+        "plus 8 fine-tuning epochs). Rows of this script without explicit budget options divide the default "
+        "batches by `--time-scale`: 1 at 128 px, 3.3 at 256 px, the measured cost of a 256 px training step "
+        "relative to 128 px (cost.md), so the two grids train for about the same time (compare the "
+        "infection-stage seconds). 'channel' (the bundled mode) is hierarchical: it has a lung stage (128 px; "
+        "rows marked so reuse the earlier bundled run's, trained by the same recipe) and gives stage 2 the lung "
+        "map as a second channel; 'direct' has no lung stage and gets the same infection epochs, batches and "
+        "data. 'flips at inference': the infection probability averaged over the slice and its left-right mirror "
+        "(`lungai covid train --tta`). One CPU thread on a 2-core machine whose other core trained another model "
+        "(load average at the start in the CSV, blank for checkpoint rows; the 704 checkpoint row's times are "
+        "from a load of 10-15, so its seconds are not comparable with the others'); times are wall seconds.\n\n"
         "| mode | grid | Dice | Jaccard | precision | recall | specificity | accuracy | held-out slices | infection "
         "slice-steps | pseudo slices 1 in k | flips at inference | lung stage s | infection stage s | source |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
