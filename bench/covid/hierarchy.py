@@ -49,10 +49,10 @@ COMMANDS = [
     "--mode channel --size 256 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid   # 704 slice-steps",
     "--mode direct --size 128 --time-scale 0.3333 --out bench/covid   # 3x the default budget",
     "--mode channel --size 128 --time-scale 0.3333 --lung-weights /tmp/chsnet/lung/last.pt --out bench/covid",
-    "--mode channel --from-checkpoint /tmp/chsnet-5120/chsnet.pt --out bench/covid",
-    "--mode channel --from-checkpoint /tmp/chsnet-bundled/chsnet.pt --out bench/covid   # the bundled model",
-    "--mode direct --pseudo-stride 1 --pretrain-steps 350 --finetune-epochs 40 --tta --out bench/covid   # its direct "
+    "--mode channel --from-checkpoint /tmp/chsnet-5120/chsnet.pt --out bench/covid   # the bundled model",
+    "--mode direct --pseudo-stride 2 --pretrain-steps 250 --finetune-epochs 40 --out bench/covid   # its direct "
     "counterpart",
+    "--mode channel --from-checkpoint /tmp/chsnet-5600/chsnet.pt --out bench/covid",
 ]
 BUDGET = ("pretrain_epochs", "pretrain_steps", "finetune_epochs", "pseudo_stride", "tta")  # may differ between rows
 
@@ -181,9 +181,10 @@ def write_tables(rows: list[dict], out: Path) -> None:
         "# Hierarchical versus direct infection segmentation, and 128 versus 256 px (CHS-Net, equal budget)\n\n"
         "Commands (from the repository root, each on one CPU thread; `/tmp/chsnet*` are the `--out` folders of "
         "`lungai covid train` runs: `/tmp/chsnet` the earlier bundled model's (its registry command then had no "
-        "budget options), `/tmp/chsnet-5120` the same command with `--pseudo-stride 2 --pretrain-epochs 4 "
-        "--pretrain-steps 250 --finetune-epochs 40`, `/tmp/chsnet-bundled` the present registry command, "
-        "`lungai info`):\n\n"
+        "budget options), `/tmp/chsnet-5120` the present bundled model's (its registry command, `lungai info`: "
+        "`--pseudo-stride 2 --pretrain-epochs 4 --pretrain-steps 250 --finetune-epochs 40`), `/tmp/chsnet-5600` "
+        "the same command with `--pseudo-stride 1 --pretrain-steps 350 --tta`, a larger budget that did not "
+        "do better):\n\n"
         + "".join(f"    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/covid/hierarchy.py {c}\n" for c in COMMANDS)
         + "\nHeld-out: the doctor-labelled MedSeg slices of fold 1 of a seeded 2-fold split (seed 0) that no training "
         "step saw; per-slice metrics averaged over those slices. MedSeg does not identify patients, so these are "
