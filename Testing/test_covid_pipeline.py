@@ -328,6 +328,26 @@ def test_train_can_reuse_a_trained_lung_stage(tiny_weights, tmp_path):
     assert not (tmp_path / "lung").exists()
 
 
+def test_a_model_trained_with_flips_measures_segments_and_evaluates_with_them(tiny_weights, tmp_path):
+    from lungai.checkpoint import load_checkpoint
+    from lungai.covid.pipeline import load
+
+    tiny = ["--size", "32", "--widths", "4", "8", "8", "8", "8", "--variant", "BU", "--finetune-epochs", "1"]
+    lung = ["--lung-size", "32", "--lung-weights", str(tiny_weights.parent / "lung" / "last.pt")]
+    base = ["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()), "--limit", "4"]
+    assert lungai_main([*base, *tiny, *lung, "--tta", "--out", str(tmp_path / "flips")]) == 0
+    header = load_checkpoint(tmp_path / "flips" / "chsnet.pt").header
+    assert header["extra"]["recipe"]["tta"] is True
+    assert load(tmp_path / "flips" / "chsnet.pt", device="cpu").network.tta
+    assert not load(tiny_weights, device="cpu").network.tta  # trained without --tta: no flips by default
+    out = tmp_path / "eval"
+    evaluate = ["--progress", "none", "covid", "evaluate", "--data", str(medseg_dir()), "--held-out"]
+    assert lungai_main([*evaluate, "--weights", str(tmp_path / "flips" / "chsnet.pt"), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tta"] is True  # the figure training measured, reproduced by evaluate
+    assert metrics["infection"]["dice"] == pytest.approx(header["metrics"]["held_out_infection_dice"], abs=1e-3)
+
+
 def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, small_medseg, tmp_path):
     out = tmp_path / "eval"
     args = [

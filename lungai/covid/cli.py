@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
+        "--tta",
+        action="store_true",
+        help="the model averages its infection probability over left-right flips at inference (measured so; "
+        "recorded in the checkpoint, so evaluate and segment use it; twice the infection stage's inference time)",
+    )
+    train.add_argument(
         "--orientation",
         choices=ORIENTATIONS,
         default=defaults.orientation,
@@ -88,7 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--held-out", action="store_true", help="only the slices the checkpoint lists as held out from its training"
     )
-    evaluate.add_argument("--tta", action="store_true", help="average over left-right flips (test-time augmentation)")
+    evaluate.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over left-right flips (test-time augmentation; on for a model trained with --tta)",
+    )
     clitools.add_model_options(evaluate, DESCRIPTOR)
     clitools.add_overwrite_option(evaluate)
     evaluate.set_defaults(func=_evaluate)
@@ -134,6 +144,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         orientation=args.orientation,
         lung_weights=args.lung_weights,
         limit=args.limit,
+        tta=args.tta,
     )
     outcome = pipeline.train(config, progress=ctx.progress, cancel=ctx.cancel)
     ctx.close()

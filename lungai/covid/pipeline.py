@@ -217,7 +217,8 @@ class CHSNetResult:
 def load(weights: str | Path | None = None, model_id: str | None = None, device="auto") -> LoadedModel:
     """The CHS-Net cascade (``network`` is a :class:`Cascade`) of a file, a registry id or the bundled model.
 
-    Its ``network.tta`` (off) averages the infection probability over left-right flips (:func:`evaluate` option)."""
+    Its ``network.tta`` averages the infection probability over left-right flips: on when the model was trained
+    with ``tta`` (its recipe in the header says so), else off (:func:`evaluate` can switch it on)."""
     loaded = load_for_module(DESCRIPTOR, weights, model_id, device)
     if loaded.architecture != "chsnet":
         raise CheckpointError(f"{loaded.source} holds a '{loaded.architecture}' stage; give a whole chsnet model.")
@@ -227,6 +228,7 @@ def load(weights: str | Path | None = None, model_id: str | None = None, device=
         raise CheckpointError(f"The CHS-Net checkpoint {loaded.source} does not record its input_size.")
     network = fold_batchnorm(loaded.network)  # inference only: BatchNorms folded into the convolutions
     loaded.network = Cascade.from_chsnet(network, size, loaded.device, lung_size=extra.get("lung_input_size"))
+    loaded.network.tta = bool(extra.get("recipe", {}).get("tta", False))  # trained with --tta: flips by default
     return loaded
 
 
@@ -283,6 +285,7 @@ class Training(TrainOptions):
     orientation: str = "transposed"
     lung_weights: str | None = None  # reuse a trained lung stage (trained at lung_size)
     limit: int | None = None
+    tta: bool = False  # the model averages over left-right flips at inference (measured so, recorded)
 
     def recipe(self) -> Recipe:
         return Recipe(
@@ -300,6 +303,7 @@ class Training(TrainOptions):
             batch_size=self.batch_size,
             lr=self.lr,
             finetune_lr=self.finetune_lr,
+            tta=self.tta,
             seed=self.seed,
             device=str(resolve_device(self.device)),
         )
@@ -348,6 +352,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
                 f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} (50% growth "
                 f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
                 f"{recipe.lung_size} px, lung_input={recipe.mode}"
+                + (", infection averaged over left-right flips at inference" if recipe.tta else "")
             ),
             metrics=registry_metrics(metrics, len(held_out), doctor_source),
             timings={
@@ -374,9 +379,9 @@ def evaluate(
     """Infection metrics of the hierarchical model on a labelled folder: ``metrics.json`` and ``per_slice.csv``.
 
     ``held_out`` keeps only the slices the checkpoint lists as held out from its training; ``tta`` averages the
-    infection stage over left-right flips."""
+    infection stage over left-right flips (already on for a model trained with ``tta``)."""
     out_dir = Path(out_dir)
-    model.network.tta = tta
+    model.network.tta = tta or model.network.tta
     slices = load_medseg_folder(data, orientation)
     if held_out:
         names = set(held_out_names(model.header))

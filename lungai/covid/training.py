@@ -114,6 +114,7 @@ class Recipe:
     lr: float = 1e-3
     finetune_lr: float = 3e-4
     warmup_epochs: int = 1
+    tta: bool = False  # the model averages its infection probability over left-right flips at inference
     seed: int = 0
     device: str = "cpu"
 
@@ -154,6 +155,7 @@ class TrainedCHSNet:
             size=self.recipe.size,
             lung_size=self.recipe.lung_size,
             device=device,
+            tta=self.recipe.tta,
         )
 
 
