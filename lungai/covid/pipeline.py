@@ -304,6 +304,7 @@ class Training(TrainOptions):
             lr=self.lr,
             finetune_lr=self.finetune_lr,
             tta=self.tta,
+            ema=self.ema,
             seed=self.seed,
             device=str(resolve_device(self.device)),
         )
