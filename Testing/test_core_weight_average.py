@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +18,8 @@ from lungai.checkpoint import load_checkpoint
 from lungai.contract import TrainOutcome
 from lungai.errors import LungAIError
 from lungai.training import TrainConfig, seed_everything, train
+
+HERE = Path(__file__).resolve().parent
 
 
 def _train_lungs(out: str, epochs: int, resume: str | None = None, **overrides):
@@ -136,6 +142,18 @@ def test_resume_continues_the_average_as_the_uninterrupted_run(tmp_path):
     assert [r["val_dice"] for r in resumed.history] == pytest.approx([r["val_dice"] for r in straight.history])
     # The average differs from the trained weights, so restoring the wrong one would show above.
     assert not _equal(b.state_dict, b.training_state["weights"])
+
+
+def test_torchrun_two_processes_average_the_unwrapped_network(tmp_path):
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)]), "OMP_NUM_THREADS": "1"}
+    script = [str(HERE / "tiny_lung_task.py"), "--out", str(tmp_path), "--epochs", "1", "--ema", "0.9"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *script]
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last.training_state["ema_updates"] == 3  # 20 slices, batch 4, each rank half: 3 steps per rank
+    assert last.state_dict.keys() == last.training_state["weights"].keys() == build().state_dict().keys()
+    assert not _equal(last.state_dict, last.training_state["weights"])
 
 
 @pytest.mark.parametrize("decay", [1.0, -0.1])
