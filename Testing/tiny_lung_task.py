@@ -64,8 +64,10 @@ class LungTask:
         return {"dice": float(overlap), "loss": float(self.training_step(model, batch))}
 
 
-def run(out: str, epochs: int = 2, resume: str | None = None, seed: int = 0):
-    config = TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, device="cpu", out_dir=out, resume=resume, seed=seed)
+def run(out: str, epochs: int = 2, resume: str | None = None, seed: int = 0, ema_decay: float | None = None):
+    config = TrainConfig(
+        epochs=epochs, batch_size=4, lr=1e-2, device="cpu", out_dir=out, resume=resume, seed=seed, ema_decay=ema_decay
+    )
     seed_everything(seed)
     return train(
         build(),
@@ -83,6 +85,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--ema", type=float, default=None)
     arguments = parser.parse_args()
     torch.set_num_threads(1)
-    run(arguments.out, arguments.epochs)
+    run(arguments.out, arguments.epochs, ema_decay=arguments.ema)

@@ -2,7 +2,8 @@
 
 A checkpoint is a ``torch.save`` of ``{"format": "lungai-checkpoint", "format_version": 1,
 "header": <JSON text>, "state_dict": {...}}`` and optionally ``"training_state"`` (optimiser,
-scheduler, epoch) for resuming. The header names the registered architecture and its config, so
+scheduler, epoch; with weight averaging also the trained weights, whose average is ``state_dict``)
+for resuming. The header names the registered architecture and its config, so
 :func:`load_model` rebuilds the network before loading weights. Files are always read with
 ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
 """

@@ -3,6 +3,8 @@
 - ``--weights FILE``: a checkpoint file; ``--model ID``: a registered model (``lungai info`` lists them);
   neither: the module's default model. Never both.
 - ``--register ID``: publish the trained weights under ID in the user's model registry.
+- ``--ema DECAY``: train with an exponential moving average of the weights (``TrainOptions.ema``); the average is
+  validated, saved and shipped.
 - ``--overwrite``: replace existing output files (otherwise a command refuses before doing any work).
 """
 
@@ -27,6 +29,16 @@ def add_model_options(parser, descriptor: ModuleDescriptor) -> None:
 
 def add_register_option(parser) -> None:
     parser.add_argument("--register", metavar="ID", help="publish the trained weights under ID in your model registry")
+
+
+def add_ema_option(parser) -> None:
+    parser.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="validate, save and ship an exponential moving average of the weights, updated after every optimiser "
+        "step with this decay (in [0, 1); old steps fade over about 1/(1-DECAY) steps; see lungai.training)",
+    )
 
 
 def add_overwrite_option(parser) -> None:

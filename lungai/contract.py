@@ -84,3 +84,4 @@ class TrainOptions:
     command: str = ""  # the command line that trained it, recorded in the registry entry
     device: str = "auto"
     seed: int = 0
+    ema: float | None = None  # decay of the exponential moving average of the weights (lungai.training); None = off

@@ -24,10 +24,24 @@ The shared recipe (issue 13), all in :class:`TrainConfig`:
   run reproduces the uninterrupted one.
 - determinism: :func:`seed_everything` seeds Python, numpy and torch (and makes cuDNN deterministic); the
   trainer reseeds per epoch.
+- weight averaging: with ``ema_decay`` = d set, :class:`WeightAverage` keeps an exponential moving average of the
+  weights, the usual form of iterate averaging (Polyak & Juditsky, SIAM J. Control Optim. 30(4), 1992, average the
+  iterates of stochastic approximation; the exponential form weights recent ones most). After the n-th optimiser
+  step (n = 0, 1, ...) of a run, every floating-point parameter and buffer (batch-norm statistics too) becomes
+  ``a <- d_n * a + (1 - d_n) * w`` with ``d_n = min(d, (1 + n) / (10 + n))``; integer buffers are copied. The
+  average starts at the initial weights; the weight of an old step falls by 1/e after about ``1 / (1 - d)`` steps
+  (d = 0.99: 100 steps, 0.995: 200), and the warm-up term (TensorFlow's ``ExponentialMovingAverage`` with
+  ``num_updates``) caps that horizon at about (10 + n) / 9 steps, a ninth of the run so far, so a stage shorter
+  than the horizon (or starting from random weights) is not averaged with its starting point (without it, 60 steps at
+  d = 0.995 would keep 74 % of the starting weights; the warm-up is our choice, not Polyak's). The average is
+  what is validated, selected as best, saved in ``best.pt`` and ``last.pt`` and left in the model at the end;
+  ``last.pt``'s training state also holds the trained (not averaged) weights and the number of updates, so a
+  resumed run continues both. d = 0 gives the plain run; ``None`` (default) turns averaging off.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -78,8 +92,13 @@ class TrainConfig:
     restore_best: bool = False  # load the best epoch's weights into the model when training ends (see train())
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
+    ema_decay: float | None = None  # exponential moving average of the weights (module docstring); None = off
     out_dir: str | None = None
     resume: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise LungAIError(f"The weight-average decay (--ema) must be in [0, 1), not {self.ema_decay}.")
 
 
 class TrainTask(Protocol):
@@ -145,6 +164,36 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> lr_
     return lr_scheduler.SequentialLR(optimizer, [ramp, schedule], milestones=[warmup])
 
 
+class WeightAverage:
+    """Exponential moving average of a network's parameters and buffers (see the module docstring).
+
+    ``module`` is a copy of the network holding the average; ``updates`` counts the optimiser steps averaged.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0) -> None:
+        self.decay = decay
+        self.updates = updates
+        self.module = copy.deepcopy(unwrap(model)).eval()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+
+    def current_decay(self) -> float:
+        """``d_n``: the configured decay, capped by the warm-up term ``(1 + n) / (10 + n)``."""
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards ``model``'s current weights (call after each optimiser step)."""
+        decay = self.current_decay()
+        current = unwrap(model).state_dict()
+        for key, average in self.module.state_dict().items():
+            if average.is_floating_point():
+                average.mul_(decay).add_(current[key].detach(), alpha=1.0 - decay)
+            else:
+                average.copy_(current[key])
+        self.updates += 1
+
+
 @dataclass
 class _Distributed:
     world_size: int
@@ -192,6 +241,7 @@ def _batch_size(batch: Any) -> int:
 def _validate(
     model: nn.Module, task: TrainTask, loader: DataLoader, device: torch.device, cancel: CancelToken | None
 ) -> dict[str, float]:
+    training = model.training
     model.eval()
     sums: dict[str, float] = {}
     count = 0
@@ -203,7 +253,7 @@ def _validate(
             for key, value in task.validation_step(model, batch).items():
                 sums[key] = sums.get(key, 0.0) + float(value) * size
             count += size
-    model.train()
+    model.train(training)
     return {key: value / max(count, 1) for key, value in sums.items()}
 
 
@@ -315,11 +365,12 @@ def _train(
                 f"Cannot resume from {config.resume}: it holds a '{state.header.get('model_name')}' model, "
                 f"not '{model_name}'."
             )
-        model.load_state_dict(state.state_dict)
         if state.training_state is None:
             raise LungAIError(
                 f"Cannot resume from {config.resume}: it has no training state (use a last.pt checkpoint)."
             )
+        # With weight averaging the checkpoint's weights are the average and the trained ones are kept apart.
+        model.load_state_dict(state.training_state.get("weights", state.state_dict))
         optimizer.load_state_dict(state.training_state["optimizer"])
         if scheduler is not None and state.training_state.get("scheduler"):
             scheduler.load_state_dict(state.training_state["scheduler"])
@@ -327,6 +378,13 @@ def _train(
         best = float(state.training_state["best_metric"])
         best_epoch = int(state.training_state["best_epoch"])
         history = json.loads(state.training_state["history"])
+    average = None
+    if config.ema_decay is not None:
+        average = WeightAverage(model, config.ema_decay)
+        if config.resume:
+            average.module.load_state_dict(state.state_dict)
+            average.updates = int(state.training_state.get("ema_updates", 0))
+    shipped = average.module if average is not None else model  # what is validated, saved and returned
     if ddp.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -393,6 +451,8 @@ def _train(
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if average is not None:
+                average.update(model)
             size = _batch_size(batch)
             loss_sum += float(loss.detach()) * size
             seen += size
@@ -406,7 +466,7 @@ def _train(
         if scheduler is not None:
             scheduler.step()
         validate = val_loader is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
-        metrics = _validate(model, task, val_loader, device, cancel) if validate else {}
+        metrics = _validate(shipped, task, val_loader, device, cancel) if validate else {}
         row.update({f"val_{key}": value for key, value in metrics.items()})
         row["seconds"] = time.perf_counter() - started
         history.append(row)
@@ -421,11 +481,11 @@ def _train(
             if _is_better(metrics[config.monitor], best, config.monitor_mode) or best_epoch < 0:
                 improved, best, best_epoch = True, metrics[config.monitor], epoch + 1
         if improved and config.restore_best:
-            best_state = _copy_state(model)
+            best_state = _copy_state(shipped)
         if ddp.is_main and out_dir is not None:
             _write_log(out_dir / "log.csv", history)
             if improved:
-                save_checkpoint(best_checkpoint, model, **header, metrics={**metrics, "epoch": epoch + 1})
+                save_checkpoint(best_checkpoint, shipped, **header, metrics={**metrics, "epoch": epoch + 1})
             training_state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
@@ -435,13 +495,22 @@ def _train(
                 "history": json.dumps(history),
                 "config": json.dumps(asdict(config)),
             }
+            if average is not None:
+                training_state["weights"] = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+                training_state["ema_updates"] = average.updates
             save_checkpoint(
-                last_checkpoint, model, **header, metrics={**metrics, "epoch": epoch + 1}, training_state=training_state
+                last_checkpoint,
+                shipped,
+                **header,
+                metrics={**metrics, "epoch": epoch + 1},
+                training_state=training_state,
             )
         if ddp.world_size > 1:
             dist.barrier()
     if best_state is not None:
         unwrap(model).load_state_dict(best_state)
+    elif average is not None:
+        unwrap(model).load_state_dict(average.module.state_dict())
     unwrap(model).eval()
     return TrainResult(best, best_epoch, best_checkpoint, last_checkpoint, history, stopped_epoch)
 

@@ -104,7 +104,7 @@ def register(subparsers) -> None:
 
 
 def _add_training_options(parser, *, steps: int, lr: float, loss: str) -> None:
-    """Optimiser steps, learning rate, batch size, loss and seed, with this command's defaults."""
+    """Optimiser steps, learning rate, batch size, loss, seed and weight averaging, with this command's defaults."""
     parser.add_argument("--steps", type=int, default=steps, help="optimiser steps per training")
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -116,10 +116,13 @@ def _add_training_options(parser, *, steps: int, lr: float, loss: str) -> None:
         f"calibrates the background so entropy maps show real doubt (default: {loss})",
     )
     parser.add_argument("--seed", type=int, default=0)
+    clitools.add_ema_option(parser)
 
 
 def _fit_settings(args) -> FitSettings:
-    return FitSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss)
+    return FitSettings(
+        steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, loss=args.loss, ema_decay=args.ema
+    )
 
 
 def _add_volume_inputs(parser) -> None:
@@ -281,6 +284,7 @@ def _train(args, ctx) -> int:
         command=clitools.command_line(ctx.argv),
         device=ctx.device,
         seed=args.seed,
+        ema=args.ema,
         pool=_pool(args),
         input_size=args.input_size,
         channels=tuple(args.channels),

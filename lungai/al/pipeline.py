@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -416,7 +416,8 @@ class Pool:
 
 @dataclass
 class Training(TrainOptions):
-    """``lungai al train``: an ``al_unet`` from scratch on fully labelled volumes (``out`` is the checkpoint)."""
+    """``lungai al train``: an ``al_unet`` from scratch on fully labelled volumes (``out`` is the checkpoint);
+    ``ema`` (the shared option) sets ``fit.ema_decay``."""
 
     pool: Pool = field(default_factory=Pool)
     input_size: int = 128
@@ -440,7 +441,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             model,
             pool,
             val,
-            config.fit,
+            replace(config.fit, ema_decay=config.ema),
             device=str(resolve_device(config.device)),
             progress=progress,
             cancel=cancel,

@@ -49,6 +49,7 @@ class FitSettings:
     seed: int = 0
     validations: int = 6
     loss: str = "dice"  # "dice" (Eq. 2, the paper) or "dice+bce"
+    ema_decay: float | None = None  # exponential moving average of the weights (lungai.training); None = off
 
 
 def fit(
@@ -82,6 +83,7 @@ def fit(
             device=device,
             monitor="jaccard",
             val_every=max(1, epochs // settings.validations),
+            ema_decay=settings.ema_decay,
             out_dir=str(out_dir or tmp),
         )
         result = train(

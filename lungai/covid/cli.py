@@ -84,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lung-size) and train only the infection stage",
     )
     train.add_argument("--limit", type=int, help="use only the first N slices of each folder (quick trials, tests)")
+    clitools.add_ema_option(train)
     clitools.add_register_option(train)
     train.set_defaults(func=_train)
 
@@ -125,6 +126,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         command=clitools.command_line(ctx.argv),
         device=ctx.device,
         seed=args.seed,
+        ema=args.ema,
         data=args.data,
         pseudo=args.pseudo,
         size=args.size,

@@ -304,6 +304,7 @@ class Training(TrainOptions):
             lr=self.lr,
             finetune_lr=self.finetune_lr,
             tta=self.tta,
+            ema=self.ema,
             seed=self.seed,
             device=str(resolve_device(self.device)),
         )
@@ -353,6 +354,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
                 f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
                 f"{recipe.lung_size} px, lung_input={recipe.mode}"
                 + (", infection averaged over left-right flips at inference" if recipe.tta else "")
+                + (f", every stage's weights an exponential moving average (decay {recipe.ema})" if recipe.ema else "")
             ),
             metrics=registry_metrics(metrics, len(held_out), doctor_source),
             timings={

@@ -115,6 +115,7 @@ class Recipe:
     finetune_lr: float = 3e-4
     warmup_epochs: int = 1
     tta: bool = False  # the model averages its infection probability over left-right flips at inference
+    ema: float | None = None  # every stage keeps an exponential moving average of its weights (lungai.training)
     seed: int = 0
     device: str = "cpu"
 
@@ -240,6 +241,7 @@ def train_network(
         min_lr=lr / 20,
         seed=recipe.seed,
         device=recipe.device,
+        ema_decay=recipe.ema,
         out_dir=str(out_dir),
         max_steps_per_epoch=max_steps,
     )

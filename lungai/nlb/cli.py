@@ -17,6 +17,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         command=clitools.command_line(ctx.argv),
         device=ctx.device,
         seed=args.seed,
+        ema=args.ema,
         iqoth=args.iqoth,
         lidc=args.lidc,
         block=args.block,
@@ -132,6 +133,7 @@ def register(subparsers) -> None:
         help="fold kept out of training and evaluated at the end (-1: train on everything)",
     )
     train.add_argument("--seed", type=int, default=defaults.seed)
+    clitools.add_ema_option(train)
     clitools.add_register_option(train)
     train.set_defaults(func=_train)
 

@@ -334,6 +334,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             monitor_mode="min",
             patience=config.patience,
             restore_best=True,
+            ema_decay=config.ema,
         )
         seed_everything(config.seed)
         model = build_nlb_unet(**model_config)

@@ -70,6 +70,7 @@ def register(subparsers) -> None:
     )
     train.add_argument("--min-readers", type=int, default=2, help="drop crops with fewer readers (paper: 2)")
     train.add_argument("--seed", type=int, default=0)
+    clitools.add_ema_option(train)
     clitools.add_register_option(train)
     train.set_defaults(func=_train)
 
@@ -125,6 +126,7 @@ def _train(args, ctx) -> int:
         command=clitools.command_line(ctx.argv),
         device=ctx.device,
         seed=args.seed,
+        ema=args.ema,
         data=args.data,
         kind=args.architecture,
         features=tuple(args.features),

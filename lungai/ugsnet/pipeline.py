@@ -418,7 +418,9 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
     device = resolve_device(config.device)
     started = time.perf_counter()
     with staged_folder(out_dir, expected=["last.pt", "log.csv"]) as work:
-        schedule = replace(config.schedule, device=str(device), seed=config.seed, out_dir=str(work))
+        schedule = replace(
+            config.schedule, device=str(device), seed=config.seed, ema_decay=config.ema, out_dir=str(work)
+        )
         model, result = train_model(
             config.kind,
             crops,
