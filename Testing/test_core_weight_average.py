@@ -10,32 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_lung_task import ARCHITECTURE, ChestSlices, LungTask, build
+from tiny_lung_task import build, train_tiny
 from torch import nn
 from torch.utils.data import Dataset
 
 from lungai.checkpoint import load_checkpoint
 from lungai.contract import TrainOutcome
 from lungai.errors import LungAIError
-from lungai.training import TrainConfig, seed_everything, train
+from lungai.training import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
-
-
-def _train_lungs(out: str, epochs: int, resume: str | None = None, **overrides):
-    config = TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, device="cpu", out_dir=out, resume=resume, **overrides)
-    seed_everything(config.seed)
-    model = build()
-    result = train(
-        model,
-        LungTask(),
-        ChestSlices(range(6, 26)),
-        ChestSlices(range(26, 30)),
-        config,
-        model_name=ARCHITECTURE,
-        model_config={"width": 4},
-    )
-    return model, result
 
 
 def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -43,8 +27,8 @@ def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def test_decay_zero_is_exactly_the_plain_run(tmp_path):
-    plain_model, plain = _train_lungs(str(tmp_path / "plain"), 2)
-    zero_model, zero = _train_lungs(str(tmp_path / "zero"), 2, ema_decay=0.0)
+    plain_model, plain = train_tiny(str(tmp_path / "plain"), 2)
+    zero_model, zero = train_tiny(str(tmp_path / "zero"), 2, ema_decay=0.0)
     assert _equal(load_checkpoint(zero.last_checkpoint).state_dict, load_checkpoint(plain.last_checkpoint).state_dict)
     assert _equal(zero_model.state_dict(), plain_model.state_dict())
     assert [r["val_dice"] for r in zero.history] == [r["val_dice"] for r in plain.history]
@@ -127,9 +111,9 @@ def test_saved_validated_and_returned_weights_are_the_hand_computed_average(tmp_
 
 
 def test_resume_continues_the_average_as_the_uninterrupted_run(tmp_path):
-    _, first = _train_lungs(str(tmp_path / "a"), 2, ema_decay=0.9)
-    resumed_model, resumed = _train_lungs(str(tmp_path / "b"), 4, resume=str(first.last_checkpoint), ema_decay=0.9)
-    straight_model, straight = _train_lungs(str(tmp_path / "c"), 4, ema_decay=0.9)
+    _, first = train_tiny(str(tmp_path / "a"), 2, ema_decay=0.9)
+    resumed_model, resumed = train_tiny(str(tmp_path / "b"), 4, resume=str(first.last_checkpoint), ema_decay=0.9)
+    straight_model, straight = train_tiny(str(tmp_path / "c"), 4, ema_decay=0.9)
     a, b = load_checkpoint(resumed.last_checkpoint), load_checkpoint(straight.last_checkpoint)
     assert a.training_state["ema_updates"] == b.training_state["ema_updates"] == 20
     assert all(torch.allclose(a.state_dict[k], b.state_dict[k], atol=1e-6) for k in b.state_dict)

@@ -64,13 +64,16 @@ class LungTask:
         return {"dice": float(overlap), "loss": float(self.training_step(model, batch))}
 
 
-def run(out: str, epochs: int = 2, resume: str | None = None, seed: int = 0, ema_decay: float | None = None):
+def train_tiny(out: str, epochs: int = 2, resume: str | None = None, seed: int = 0, **overrides):
+    """Train a fresh seeded network on CTChest4 slices 6-25 (validation 26-29); ``overrides`` go to TrainConfig.
+    Returns the trained network and the trainer's result."""
     config = TrainConfig(
-        epochs=epochs, batch_size=4, lr=1e-2, device="cpu", out_dir=out, resume=resume, seed=seed, ema_decay=ema_decay
+        epochs=epochs, batch_size=4, lr=1e-2, device="cpu", out_dir=out, resume=resume, seed=seed, **overrides
     )
     seed_everything(seed)
-    return train(
-        build(),
+    model = build()
+    result = train(
+        model,
         LungTask(),
         ChestSlices(range(6, 26)),
         ChestSlices(range(26, 30)),
@@ -79,6 +82,12 @@ def run(out: str, epochs: int = 2, resume: str | None = None, seed: int = 0, ema
         model_config={"width": 4},
         training_data="CTChest4 slices 6-25",
     )
+    return model, result
+
+
+def run(out: str, epochs: int = 2, resume: str | None = None, seed: int = 0, ema_decay: float | None = None):
+    """The trainer's result of :func:`train_tiny`."""
+    return train_tiny(out, epochs, resume, seed, ema_decay=ema_decay)[1]
 
 
 if __name__ == "__main__":
