@@ -14,6 +14,7 @@ from torch import nn
 from lungai import splits
 from lungai.augmentation import NO_AUGMENTATION, AugmentedDataset, AugmentSettings, build_augmentation
 from lungai.checkpoint import load_checkpoint
+from lungai.errors import LungAIError
 from lungai.resampling import resize_slices
 from lungai.training import TrainConfig, make_optimizer, make_scheduler, seed_everything, train
 from lungai.tta import flip_average
@@ -215,6 +216,23 @@ def test_early_stopping_after_patience_keeps_the_best_checkpoint(tmp_path):
     # Without patience the same script runs to the end.
     _, full = _train_scripted(str(tmp_path / "full"), script, epochs=7)
     assert len(full.history) == 7 and full.stopped_epoch is None and full.best_epoch == 6
+
+
+def test_keep_last_ships_the_last_epoch_whatever_validation_says(tmp_path):
+    script = [0.2, 0.9, 0.4, 0.3]  # validation peaks at epoch 2
+    model, result = _train_scripted(str(tmp_path / "last"), script, epochs=4, keep="last", restore_best=True)
+    assert (result.best_epoch, result.best_metric) == (4, 0.3)
+    best = load_checkpoint(result.best_checkpoint)
+    last = load_checkpoint(result.last_checkpoint).state_dict
+    assert best.header["metrics"] == {"dice": 0.3, "epoch": 4}
+    assert all(torch.equal(best.state_dict[k], last[k]) for k in last)
+    assert all(torch.equal(model.state_dict()[k], last[k]) for k in last)  # restore_best restores the last epoch
+    _, selected = _train_scripted(str(tmp_path / "best"), script, epochs=4, restore_best=True)
+    assert selected.best_epoch == 2
+    with pytest.raises(LungAIError, match="cannot keep the last"):
+        TrainConfig(keep="last", patience=3)
+    with pytest.raises(LungAIError, match="keep must be"):
+        TrainConfig(keep="first")
 
 
 class Identity(nn.Module):

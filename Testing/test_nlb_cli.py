@@ -274,17 +274,23 @@ def test_class_weights_balance_each_normal_snapshot_against_its_inserted_copies(
     assert class_weights(WholeSliceDataset(units, np.ones(5), nodules[:50], n_inserted=4), 0.5) == (1.0, 1.0, 1.0)
 
 
-def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registers(tmp_path, monkeypatch):
-    from lungai.registry import get_model_entry, load_registered_model
-
+def small_training_data(folder):
+    """8 real snapshots and 12 real crops of 6 patients (they keep the tests fast): (snapshot folder, npz)."""
     data = shared_data_dir()
-    small = tmp_path / "iq"  # 8 real snapshots and 12 real crops of 6 patients keep the test fast
+    small = folder / "iq"
     for s in list_snapshots(data / "iqoth_nccd")[::110]:
         (small / s.category).mkdir(parents=True, exist_ok=True)
         (small / s.category / s.path.name).symlink_to(s.path)
     with np.load(data / "lidc_multireader.npz") as lidc:
         rows = np.flatnonzero(np.isin(lidc["patient_id"], np.unique(lidc["patient_id"])[:6]))[:12]
-        np.savez(tmp_path / "lidc.npz", **{key: lidc[key][rows] for key in lidc.files})
+        np.savez(folder / "lidc.npz", **{key: lidc[key][rows] for key in lidc.files})
+    return small, folder / "lidc.npz"
+
+
+def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registers(tmp_path, monkeypatch):
+    from lungai.registry import get_model_entry, load_registered_model
+
+    small, lidc = small_training_data(tmp_path)
     out = tmp_path / "run"
     code = main(
         [
@@ -297,7 +303,7 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
             "--iqoth",
             str(small),
             "--lidc",
-            str(tmp_path / "lidc.npz"),
+            str(lidc),
             "--out",
             str(out),
             "--block",
@@ -330,6 +336,24 @@ def test_train_command_writes_a_loadable_checkpoint_held_out_metrics_and_registe
     assert "no patient ids" in entry.metrics["held_out"] and "--folds 2" in entry.command
     registered, _ = load_registered_model("nlb_test")
     assert all(torch.equal(a, b) for a, b in zip(registered.state_dict().values(), model.state_dict().values()))
+
+
+@pytest.mark.parametrize("keep, patience", [("best", 5), ("last", None)])
+def test_train_keep_chooses_the_shipped_epoch_and_early_stopping(keep, patience, tmp_path, monkeypatch):
+    import lungai.nlb.pipeline as pipeline
+
+    small, lidc = small_training_data(tmp_path)
+    schedules = []
+
+    def capture(model, model_config, data, split, schedule, **_):
+        schedules.append(schedule)
+        raise KeyboardInterrupt  # stop before training: the schedule is what this test checks
+
+    monkeypatch.setattr(pipeline, "train_nlb", capture)
+    arguments = ["nlb", "train", "--iqoth", str(small), "--lidc", str(lidc), "--out", str(tmp_path / "run")]
+    assert main(["--progress", "none", *arguments, "--folds", "2", "--patience", "5", "--keep", keep]) == 130
+    assert (schedules[0].keep, schedules[0].patience) == (keep, patience)
+    assert not (tmp_path / "run").exists()  # an interrupted run leaves nothing behind
 
 
 def test_segmentation_head_starts_at_the_neoplasm_prior_not_at_one_half():

@@ -19,6 +19,11 @@ The shared recipe (issue 13), all in :class:`TrainConfig`:
 - early stopping: with ``patience`` set and a validation set, training stops once ``patience`` epochs have
   passed since the best value of ``monitor``; ``best.pt`` keeps the best epoch, and ``restore_best`` loads its
   weights into the model at the end.
+- model selection: ``keep="best"`` (default) makes the epoch with the best ``monitor`` value ``best.pt``;
+  ``keep="last"`` makes every epoch count as the best, so ``best.pt`` and the model end with the last epoch's
+  weights and validation is only logged. A small validation set makes the monitored value noisy, and selecting on it
+  can keep an early, lucky epoch while the learning rate is still high (``bench/nlb/recipe_runs/README.md``); at
+  the end of a decaying schedule the last epoch needs no such choice. ``keep="last"`` excludes early stopping.
 - augmentation: datasets that define ``set_epoch(epoch)`` (:class:`lungai.augmentation.AugmentedDataset`) are told
   the epoch before it starts, so augmentation, like the data order, is a function of (seed, epoch) and a resumed
   run reproduces the uninterrupted one.
@@ -89,6 +94,7 @@ class TrainConfig:
     monitor_mode: str = "max"  # max | min
     val_every: int = 1
     patience: int | None = None  # early stopping: epochs without a better monitored value; None = off
+    keep: str = "best"  # best | last: which epoch is best.pt (module docstring, model selection)
     restore_best: bool = False  # load the best epoch's weights into the model when training ends (see train())
     max_steps_per_epoch: int | None = None
     grad_clip: float | None = None
@@ -99,6 +105,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise LungAIError(f"The weight-average decay (--ema) must be in [0, 1), not {self.ema_decay}.")
+        if self.keep not in ("best", "last"):
+            raise LungAIError(f"keep must be 'best' or 'last', not {self.keep!r}.")
+        if self.keep == "last" and self.patience is not None:
+            raise LungAIError("Early stopping (patience) chooses an epoch by validation; it cannot keep the last one.")
 
 
 class TrainTask(Protocol):
@@ -471,8 +481,8 @@ def _train(
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         improved = False
-        if val_loader is None:
-            improved, best, best_epoch = True, float("nan"), epoch + 1
+        if val_loader is None or config.keep == "last":
+            improved, best, best_epoch = True, metrics.get(config.monitor, float("nan")), epoch + 1
         elif validate:
             if config.monitor not in metrics:
                 raise LungAIError(

@@ -30,6 +30,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         lung_view=args.lung_view,
         inserted_class_share=args.inserted_class_share,
         patience=args.patience,
+        keep=args.keep,
         folds=args.folds,
         held_out_fold=args.held_out_fold,
     )
@@ -123,7 +124,14 @@ def register(subparsers) -> None:
         "--patience",
         type=int,
         default=defaults.patience,
-        help="stop after this many epochs without a lower validation loss",
+        help="stop after this many epochs without a lower validation loss (with --keep best)",
+    )
+    train.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default=defaults.keep,
+        help="ship the epoch with the lowest validation loss (early stopping by --patience) or the last epoch of "
+        "the schedule (no early stopping; validation only logged and used for the segmentation threshold)",
     )
     train.add_argument("--folds", type=int, default=defaults.folds)
     train.add_argument(

@@ -302,6 +302,7 @@ class Training(TrainOptions):
     lung_view: bool = False  # measured trade-off in bench/nlb/recipe_runs/README.md: off in the bundled model
     inserted_class_share: float = 0.5
     patience: int = 8
+    keep: str = "best"  # "last": the last epoch, no early stopping (lungai.training, model selection)
     folds: int = 5
     held_out_fold: int = 0  # -1: train on everything
 
@@ -332,7 +333,8 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             out_dir=str(work),
             monitor="loss",
             monitor_mode="min",
-            patience=config.patience,
+            patience=config.patience if config.keep == "best" else None,
+            keep=config.keep,
             restore_best=True,
             ema_decay=config.ema,
         )
