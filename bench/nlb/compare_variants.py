@@ -7,8 +7,9 @@ on the held-out fold: classification of the real snapshots (precision, recall, F
 LIDC nodules inserted into held-out normal snapshots, parameters and one-thread CPU latency per 192 x 192 slice.
 Finished runs are kept in ``--work`` and skipped when the script runs again. ``--reuse-bundled`` fills the
 bundled block's run (``symmetry_localized``) from the shipped ``nlb_unet_demo`` weights and the log and metrics of the
-run that trained them (``recipe_runs/log_final.csv``, ``recipe_runs/metrics_final.json``) instead of training it again:
-at the default budget that run *is* this script's training of that block (same command, seed 0).
+run that trained them (``recipe_runs/log_keep_last.csv``, ``recipe_runs/metrics_keep_last.json``) instead of training it
+again: with the default options that run *is* this script's training of that block (same command, seed 0).
+``--keep best`` runs the earlier recipe (the epoch with the lowest validation loss, early stopping by ``--patience``).
 
 Regenerate (from the repository root; at the default ``--epochs`` each variant costs one bundled-model training, up
 to 60 CPU minutes; ``--epochs N`` runs the same recipe at a reduced budget, the same for every variant, and the
@@ -44,8 +45,8 @@ def reuse_bundled_run(run: Path) -> None:
     """Lay out the bundled model's own training run as a finished run of its block (see the module docstring)."""
     run.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(get_model_entry(BUNDLED_ID).path, run / "best.pt")
-    shutil.copyfile(RECIPE_RUNS / "log_final.csv", run / "log.csv")
-    shutil.copyfile(RECIPE_RUNS / "metrics_final.json", run / "metrics.json")
+    shutil.copyfile(RECIPE_RUNS / "log_keep_last.csv", run / "log.csv")
+    shutil.copyfile(RECIPE_RUNS / "metrics_keep_last.json", run / "metrics.json")
 
 
 def train_variant(args: argparse.Namespace, variant: str) -> dict:
@@ -53,7 +54,8 @@ def train_variant(args: argparse.Namespace, variant: str) -> dict:
     if not (run / "metrics.json").exists():
         command = ["--device", "cpu", "--progress", "none", "nlb", "train", "--iqoth", args.iqoth, "--lidc"]
         command += [args.lidc, "--out", str(run), "--block", variant, "--epochs", str(args.epochs)]
-        command += ["--inserted-per-normal", str(args.inserted_per_normal), "--patience", str(args.patience)]
+        command += ["--inserted-per-normal", str(args.inserted_per_normal), "--keep", args.keep]
+        command += ["--patience", str(args.patience)] if args.keep == "best" else []
         if lungai_main(command) != 0:
             raise SystemExit(f"training {variant} failed")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -65,7 +67,7 @@ def train_variant(args: argparse.Namespace, variant: str) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "ms_per_slice": cpu_latency_ms(model),
         "epochs_trained": len(log),
-        "best_epoch": min(log, key=lambda row: float(row["val_loss"]))["epoch"],
+        "best_epoch": (log[-1] if args.keep == "last" else min(log, key=lambda r: float(r["val_loss"])))["epoch"],
         "train_minutes": round(sum(float(row["seconds"]) for row in log) / 60, 1),
         **{key: round(metrics[f"held_out_{key}"], 4) for key in COLUMNS},
         "test_snapshots": metrics["split"]["test_snapshots"],
@@ -82,13 +84,14 @@ def main() -> None:
     defaults = Training()  # the bundled model's recipe (its registry command)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--inserted-per-normal", type=float, default=defaults.inserted_per_normal)
-    parser.add_argument("--patience", type=int, default=defaults.patience)
+    parser.add_argument("--keep", choices=("best", "last"), default=defaults.keep)
+    parser.add_argument("--patience", type=int, default=defaults.patience, help="with --keep best")
     parser.add_argument("--reuse-bundled", action="store_true", help="bundled block: the shipped run")
     args = parser.parse_args()
-    recipe = (args.epochs, args.inserted_per_normal, args.patience)
+    recipe = (args.epochs, args.inserted_per_normal, args.keep, args.patience)
     if args.reuse_bundled:
-        if recipe != (defaults.epochs, defaults.inserted_per_normal, defaults.patience):
-            raise SystemExit("--reuse-bundled needs the default --epochs, --inserted-per-normal and --patience")
+        if recipe != (defaults.epochs, defaults.inserted_per_normal, defaults.keep, defaults.patience):
+            raise SystemExit("--reuse-bundled needs the default --epochs, --inserted-per-normal, --keep and --patience")
         reuse_bundled_run(Path(args.work) / defaults.block)
     rows = [train_variant(args, variant) for variant in args.variants]
     budget = (
@@ -109,9 +112,15 @@ def main() -> None:
         + " ".join(sys.argv[1:])
         + "`",
         "",
-        f"Each variant: `lungai nlb train` with the bundled model's recipe at {budget} (cosine schedule over the "
-        f"epochs, early stopping on the validation loss, patience {args.patience}), "
-        f"{args.inserted_per_normal} inserted-nodule slices per normal snapshot and epoch, 5 folds, fold 0 held out, "
+        "Each variant: `lungai nlb train` with the "
+        + ("bundled model's recipe" if args.keep == defaults.keep else "earlier recipe of the bundled model")
+        + f" at {budget} (cosine schedule over the "
+        + (
+            "epochs, the last epoch kept), "
+            if args.keep == "last"
+            else f"epochs, early stopping on the validation loss, patience {args.patience}), "
+        )
+        + f"{args.inserted_per_normal} inserted-nodule slices per normal snapshot and epoch, 5 folds, fold 0 held out, "
         "seed 0. Held out: IQ-OTH/NCCD snapshot fold 0 (stratified by category; no patient ids, so a patient's "
         "other slices may be in training) and LIDC patients of nodule fold 0 (never inserted during training), "
         f"their nodules inserted into the held-out normal snapshots for the Dice. Latency: median of 20 forward "
@@ -120,7 +129,7 @@ def main() -> None:
         "end. Training minutes: sum of the epochs' wall time in `log.csv`, one thread."
         + (
             f" The {defaults.block} row is the shipped `{BUNDLED_ID}` and its own training run (`--reuse-bundled`: "
-            "`recipe_runs/log_final.csv`, `recipe_runs/metrics_final.json`), not a new training."
+            "`recipe_runs/log_keep_last.csv`, `recipe_runs/metrics_keep_last.json`), not a new training."
             if args.reuse_bundled
             else ""
         ),
