@@ -261,7 +261,8 @@ def train_nlb(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[Path, float]:
-    """Train, keep the epoch with the lowest validation loss, calibrate its segmentation threshold.
+    """Train, keep the epoch ``config.keep`` names (the lowest validation loss, or the last), calibrate its
+    segmentation threshold on the validation split.
 
     Returns (checkpoint path, segmentation threshold). ``config.out_dir`` must be set.
     """
