@@ -28,7 +28,7 @@ from lungai.nlb.insertion import (
     usable_nodules,
 )
 from lungai.nlb.intensity import prepare_slices, to_unit
-from lungai.nlb.regions import findings_region, snapshot_field
+from lungai.nlb.regions import convex_fill, findings_region, snapshot_field
 
 
 def test_snapshot_window_maps_hu_like_the_measured_snapshots():
@@ -169,6 +169,19 @@ def test_snapshot_field_on_real_snapshots():
         assert not field.body[-5:].any()  # the table below the patient is not body
     normal = snapshot_field(snapshot_unit(snapshots["Normal_case_1"].path))
     assert normal.parenchyma.sum() * 1.4**2 > 5000  # two lungs' worth of black parenchyma
+
+
+def test_convex_fill_fills_the_hull_of_pixel_centres_edges_included():
+    corner = np.zeros((8, 8), dtype=bool)
+    corner[1, 1:6] = True  # an L: its hull is the right triangle (1, 1), (1, 5), (5, 5)
+    corner[1:6, 5] = True
+    filled = convex_fill(corner)
+    rows, cols = np.nonzero(filled)
+    assert filled.sum() == 15 and np.all(cols - rows >= 0)  # every pixel on or above the diagonal edge, none below
+    assert filled[3, 3] and not filled[4, 3]
+    diagonal = np.eye(6, dtype=bool)  # collinear pixels span no hull: kept as they are
+    assert np.array_equal(convex_fill(diagonal), diagonal)
+    assert not convex_fill(np.zeros((4, 4), dtype=bool)).any()
 
 
 def test_findings_region_of_the_real_ct_keeps_lungs_inside_the_body(chest_ct, chest_lungs):
