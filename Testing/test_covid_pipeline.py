@@ -372,6 +372,7 @@ def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, sma
 
 def test_bundled_model_says_what_held_out_means_and_was_trained_by_its_command():
     from lungai.checkpoint import load_checkpoint
+    from lungai.covid.bundle import registry_metrics
     from lungai.registry import get_model_entry
 
     entry = get_model_entry("chsnet-covid")
@@ -383,6 +384,9 @@ def test_bundled_model_says_what_held_out_means_and_was_trained_by_its_command()
     text = json.dumps({k: header[k] for k in ("training_data", "extra", "metrics")})
     assert "/work" not in text and "/tmp" not in text and "/home" not in text  # no local paths
     assert header["metrics"]["held_out_infection_dice"] == entry.metrics[infection]["dice"]
+    published = registry_metrics({"infection": {}, "lung": {}}, 25, header["extra"]["held_out"]["data"])
+    assert set(entry.metrics) == set(published)  # as publishing writes them: the networks' output, before the limits
+    assert all("before the anatomical limits that segment applies" in key for key in entry.metrics)
 
 
 def test_evaluate_held_out_measures_only_the_slices_training_never_saw(tiny_weights, tmp_path):

@@ -82,13 +82,18 @@ def save_trained(
 
 
 def registry_metrics(metrics: dict[str, dict[str, float]], held_out: int, doctor_source: str) -> dict:
-    """Registry metrics whose keys say what "held-out" means for each figure."""
+    """Registry metrics whose keys say what "held-out" means for each figure and that they score the networks'
+    output, before the anatomical limits of the shared lung field that ``segment`` applies."""
+    before = "before the anatomical limits that segment applies"
     named = {
         f"infection, held-out doctor-labelled slices ({held_out} {doctor_source} slices no training step saw; "
-        f"{SPLIT}; other slices of the same collection, patients not identified)": metrics["infection"]
+        f"{SPLIT}; other slices of the same collection, patients not identified; the networks' output, {before})": (
+            metrics["infection"]
+        )
     }
     if "lung" in metrics:
-        named["lungs, held-out CTChest4 slices 22-33 (real labels; other slices of the training scan)"] = metrics[
-            "lung"
-        ]
+        named[
+            "lungs, held-out CTChest4 slices 22-33 (real labels; other slices of the training scan; the lung network "
+            f"alone, {before}; bench/covid/ct_check.py measures the module's lungs)"
+        ] = metrics["lung"]
     return named

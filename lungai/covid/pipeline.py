@@ -380,6 +380,10 @@ def evaluate(
 ) -> dict:
     """Infection metrics of the hierarchical model on a labelled folder: ``metrics.json`` and ``per_slice.csv``.
 
+    They score the networks' infection output, as the training's held-out figures in the registry do, before the
+    anatomical limits of the shared lung field that :func:`segment_volume` applies (``bench/covid/module_path.md``
+    compares the two).
+
     ``held_out`` keeps only the slices the checkpoint lists as held out from its training; ``tta`` averages the
     infection stage over left-right flips (already on for a model trained with ``tta``)."""
     out_dir = Path(out_dir)
