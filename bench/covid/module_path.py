@@ -1,6 +1,6 @@
 """Held-out infection Dice of the networks' output (what `lungai covid evaluate` and the registry record) against
 the module's output (what `lungai covid segment` and the Slicer module give: the same output within the shared lung
-field's anatomical limits, :func:`lungai.covid.snapshot.segment_snapshot`), with and without left-right flips.
+field's anatomical limits, :func:`lungai.covid.snapshot.segment_labelled_slice`), with and without left-right flips.
 
 Regenerate (from the repository root)::
 
@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from lungai.covid.bundle import held_out_names
 from lungai.covid.data import load_medseg_folder
 from lungai.covid.evaluation import infection_metrics, mean_metrics
 from lungai.covid.pipeline import load
-from lungai.covid.snapshot import segment_snapshot
-from lungai.errors import InputError
+from lungai.covid.snapshot import segment_labelled_slice
 from lungai.io import write_table_csv
 from lungai.metrics import pixel_metrics
 
@@ -32,15 +29,10 @@ COMMAND = (
 
 def module_rows(cascade, slices) -> list[dict]:
     """Per-slice infection metrics of the module's 2-D path (a slice without lungs scores as an empty answer)."""
-    rows = []
-    for s in slices:
-        grey = np.round(s.image * 255).astype(np.uint8)
-        try:
-            infection = segment_snapshot(grey, cascade)["Infection"]
-        except InputError:
-            infection = np.zeros(grey.shape, dtype=bool)
-        rows.append({"slice": s.name, **pixel_metrics(infection, s.infection)})
-    return rows
+    return [
+        {"slice": s.name, **pixel_metrics(segment_labelled_slice(s.image, cascade)["Infection"], s.infection)}
+        for s in slices
+    ]
 
 
 def main() -> None:

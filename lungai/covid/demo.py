@@ -13,9 +13,9 @@ import numpy as np
 from lungai.covid import DESCRIPTOR
 from lungai.covid.data import TEST_SLICES, load_medseg_folder
 from lungai.covid.pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, load, segment_volume, write_outputs
-from lungai.covid.snapshot import segment_snapshot
+from lungai.covid.snapshot import segment_labelled_slice
 from lungai.demo import DemoSection
-from lungai.errors import CheckpointError, InputError, LungAIError
+from lungai.errors import CheckpointError, LungAIError
 from lungai.io import write_table_csv
 from lungai.metrics import dice, pixel_metrics
 from lungai.plotting import radiological_view, save_overlay_png
@@ -61,11 +61,7 @@ def run_demo(
     samples = load_medseg_folder(resources_dir() / "SampleData" / "covid")
     rows = []
     for sample in samples:
-        grey = np.round(sample.image * 255).astype(np.uint8)
-        try:
-            masks = segment_snapshot(grey, cascade, progress=subrange(progress, 0.8, 1.0), cancel=cancel)
-        except InputError:  # no lungs found: shown as such
-            masks = {s.name: np.zeros(grey.shape, bool) for s in (RIGHT_LUNG, LEFT_LUNG, INFECTION)}
+        masks = segment_labelled_slice(sample.image, cascade, subrange(progress, 0.8, 1.0), cancel)
         predicted = masks[INFECTION.name]
         rows.append({"slice": sample.name, **pixel_metrics(predicted, sample.infection)})
         images.append(

@@ -76,3 +76,18 @@ def segment_snapshot(
     columns = np.broadcast_to(np.arange(grey.shape[1], dtype=np.float32), grey.shape)
     right, left = split_sides(lungs, columns, float(columns[field.body].mean()) if field.body.any() else 0.0)
     return {"Right lung": right, "Left lung": left, "Infection": infection}
+
+
+def segment_labelled_slice(
+    image: np.ndarray,
+    cascade: Cascade,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`segment_snapshot` of a labelled slice's ``image`` (grey / 255), every mask empty when it shows no lungs:
+    for scoring and galleries, where such a slice is an empty answer rather than an error."""
+    grey = np.round(image * 255).astype(np.uint8)
+    try:
+        return segment_snapshot(grey, cascade, progress=progress, cancel=cancel)
+    except InputError:
+        return {name: np.zeros(grey.shape, dtype=bool) for name in ("Right lung", "Left lung", "Infection")}
