@@ -145,6 +145,20 @@ def test_doctor_split_is_fixed_disjoint_and_covers_every_slice():
     assert not {s.name for s in train} & {s.name for s in held_out}
 
 
+def test_held_out_fold_0_swaps_the_two_folds_and_says_so():
+    from lungai.covid.bundle import doctor_split, split_text
+
+    slices = [LabelledSlice(str(k), np.zeros((2, 2))) for k in range(50)]
+    train, held_out = doctor_split(slices)
+    swapped_train, swapped_held_out = doctor_split(slices, held_out_fold=0)
+    assert [s.name for s in swapped_train] == [s.name for s in held_out]
+    assert [s.name for s in swapped_held_out] == [s.name for s in train]
+    assert split_text(0).endswith("fold 1 trains, fold 0 held out")
+    assert split_text().endswith("fold 0 trains, fold 1 held out")  # the bundled model's, as its registry key says
+    with pytest.raises(InputError, match="0 or 1"):
+        doctor_split(slices, held_out_fold=2)
+
+
 def test_derived_lungs_agree_with_real_labels_on_the_chest_ct():
     from lungai.covid.data import chest_ct_lung_slices
 

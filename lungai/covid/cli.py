@@ -83,6 +83,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reuse a trained lung stage (a raiunet checkpoint, e.g. lung/last.pt of an earlier run, trained at "
         "--lung-size) and train only the infection stage",
     )
+    train.add_argument(
+        "--held-out-fold",
+        type=int,
+        choices=(0, 1),
+        default=defaults.held_out_fold,
+        help="fold of the seeded 2-fold doctor-labelled split to hold out (the bundled model: 1; 0 swaps the folds "
+        "to cross-validate a recipe)",
+    )
     train.add_argument("--limit", type=int, help="use only the first N slices of each folder (quick trials, tests)")
     clitools.add_ema_option(train)
     clitools.add_register_option(train)
@@ -147,6 +155,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         lung_weights=args.lung_weights,
         limit=args.limit,
         tta=args.tta,
+        held_out_fold=args.held_out_fold,
     )
     outcome = pipeline.train(config, progress=ctx.progress, cancel=ctx.cancel)
     ctx.close()

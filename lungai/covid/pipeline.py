@@ -36,7 +36,14 @@ from lungai.checkpoint import load_model
 from lungai.contract import LoadedModel, SavedResult, TrainOptions, TrainOutcome
 from lungai.covid import DESCRIPTOR
 from lungai.covid.anatomy import constrain
-from lungai.covid.bundle import doctor_split, held_out_names, measure, registry_metrics, save_trained
+from lungai.covid.bundle import (
+    HELD_OUT_FOLD,
+    doctor_split,
+    held_out_names,
+    measure,
+    registry_metrics,
+    save_trained,
+)
 from lungai.covid.cascade import THRESHOLD, Cascade
 from lungai.covid.data import load_medseg_folder
 from lungai.covid.evaluation import infection_metrics
@@ -286,6 +293,7 @@ class Training(TrainOptions):
     lung_weights: str | None = None  # reuse a trained lung stage (trained at lung_size)
     limit: int | None = None
     tta: bool = False  # the model averages over left-right flips at inference (measured so, recorded)
+    held_out_fold: int = HELD_OUT_FOLD  # which fold of the doctor-labelled split is held out (0 cross-validates)
 
     def recipe(self) -> Recipe:
         return Recipe(
@@ -312,12 +320,14 @@ class Training(TrainOptions):
 
 def train(config: Training, *, progress: ProgressCallback | None = None, cancel=None) -> TrainOutcome:
     """Train both stages (the lung stage unless reused), measure on the held-out doctor-labelled slices
-    (:data:`lungai.covid.bundle.SPLIT`), write ``chsnet.pt``; optionally publish."""
+    (:func:`lungai.covid.bundle.split_text`), write ``chsnet.pt``; optionally publish."""
     recipe = config.recipe()
     out = Path(config.out)
     doctor_source = Path(config.data).name
     pseudo_source = Path(config.pseudo).name if config.pseudo else "no pseudo-labelled"
-    train_slices, held_out = doctor_split(load_medseg_folder(config.data, config.orientation)[: config.limit])
+    train_slices, held_out = doctor_split(
+        load_medseg_folder(config.data, config.orientation)[: config.limit], config.held_out_fold
+    )
     pseudo = load_medseg_folder(config.pseudo, config.orientation)[: config.limit] if config.pseudo else []
     lung = None
     if config.lung_weights:
@@ -338,7 +348,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
         )
         seconds = time.perf_counter() - started
         metrics = measure(trained, held_out)
-        save_trained(work / "chsnet.pt", trained, held_out, doctor_source, metrics)
+        save_trained(work / "chsnet.pt", trained, held_out, doctor_source, metrics, config.held_out_fold)
     flat = {f"held_out_{stage}_{k}": v for stage, values in metrics.items() for k, v in values.items()}
     outcome = TrainOutcome(out / "chsnet.pt", flat)
     if config.register:
@@ -356,7 +366,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
                 + (", infection averaged over left-right flips at inference" if recipe.tta else "")
                 + (f", every stage's weights an exponential moving average (decay {recipe.ema})" if recipe.ema else "")
             ),
-            metrics=registry_metrics(metrics, len(held_out), doctor_source),
+            metrics=registry_metrics(metrics, len(held_out), doctor_source, config.held_out_fold),
             timings={
                 "train_seconds_cpu_1_thread": round(seconds, 1),
                 **{f"{k}_seconds": round(v, 1) for k, v in trained.seconds.items()},
