@@ -291,6 +291,41 @@ def test_cascade_mask_mode_never_reports_infection_outside_the_lungs():
     assert infection[lungs].all()
 
 
+def test_member_ensemble_is_the_mean_probability_of_its_members():
+    from lungai.ensemble import ProbabilityMean
+
+    torch.manual_seed(0)
+    members = [RAIUNet(widths=TINY) for _ in range(3)]
+    ensemble = ProbabilityMean(members).eval()
+    image = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(m.eval()(image)) for m in members]).mean(0)
+        got = torch.sigmoid(ensemble(image))
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, torch.sigmoid(members[0](image)), atol=1e-3)  # not just the first member
+    with pytest.raises(ValueError, match="at least 2"):
+        ProbabilityMean(members[:1])
+
+
+def test_chsnet_with_two_infection_members_round_trips_through_a_checkpoint(tmp_path):
+    from lungai.checkpoint import load_model
+    from lungai.covid.model import assemble_chsnet, save_chsnet
+    from lungai.ensemble import ProbabilityMean
+
+    torch.manual_seed(0)
+    config = dict(widths=TINY)
+    lung, members = RAIUNet(**config), ProbabilityMean([RAIUNet(in_channels=2, **config) for _ in range(2)])
+    model, chsnet_config = assemble_chsnet(lung, config, members, dict(config, in_channels=2), "channel")
+    assert chsnet_config["infection_members"] == 2
+    save_chsnet(tmp_path / "m.pt", model, chsnet_config, input_size=32, training_data="test")
+    loaded, _ = load_model(tmp_path / "m.pt", "cpu", expected_model="chsnet")
+    image = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(image)["infection"], model(image)["infection"])
+    with pytest.raises(ValueError, match="infection_members"):
+        CHSNet(infection_members=0)
+
+
 def test_cascade_channel_mode_feeds_two_channels():
     model = CHSNet(lung=dict(widths=TINY), infection=dict(widths=TINY), lung_input="channel")
     assert model.infection.encoders[0].inception[0].branches[0][0].depthwise.in_channels == 2

@@ -362,6 +362,33 @@ def test_a_model_trained_with_flips_measures_segments_and_evaluates_with_them(ti
     assert metrics["infection"]["dice"] == pytest.approx(header["metrics"]["held_out_infection_dice"], abs=1e-3)
 
 
+def test_members_train_one_after_another_as_separate_seeded_runs_would(tiny_weights, tmp_path):
+    """``--members 2`` gives the second network exactly what ``--seed 1 --lung-weights`` of the same lung stage gives,
+    and the checkpoint averages both (bench/covid/trials.md, fifth trial, trains the members so)."""
+    from lungai.checkpoint import load_checkpoint
+    from lungai.covid.pipeline import load
+    from lungai.ensemble import ProbabilityMean
+
+    tiny = ["--size", "32", "--widths", "4", "8", "8", "8", "8", "--variant", "BU", "--finetune-epochs", "2"]
+    lung = ["--lung-size", "32", "--lung-weights", str(tiny_weights.parent / "lung" / "last.pt")]
+    base = ["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()), "--limit", "4"]
+    assert lungai_main([*base, *tiny, *lung, "--members", "2", "--out", str(tmp_path / "pair")]) == 0
+    assert lungai_main([*base, *tiny, *lung, "--seed", "1", "--out", str(tmp_path / "seed1")]) == 0
+    pair = load_checkpoint(tmp_path / "pair" / "chsnet.pt")
+    single = load_checkpoint(tmp_path / "seed1" / "chsnet.pt").state_dict
+    member1 = {k.removeprefix("infection.members.1."): v for k, v in pair.state_dict.items() if ".members.1." in k}
+    infection = {k.removeprefix("infection."): v for k, v in single.items() if k.startswith("infection.")}
+    assert member1.keys() == infection.keys() and all(torch.equal(member1[k], infection[k]) for k in infection)
+    assert not torch.equal(pair.state_dict["infection.members.0.head.weight"], member1["head.weight"])
+    assert pair.header["config"]["infection_members"] == 2 and pair.header["extra"]["recipe"]["members"] == 2
+    out = tmp_path / "eval"
+    evaluate = ["--progress", "none", "covid", "evaluate", "--data", str(medseg_dir()), "--held-out"]
+    assert lungai_main([*evaluate, "--weights", str(tmp_path / "pair" / "chsnet.pt"), "--out", str(out)]) == 0
+    measured = json.loads((out / "metrics.json").read_text())["infection"]["dice"]
+    assert measured == pytest.approx(pair.header["metrics"]["held_out_infection_dice"], abs=1e-3)
+    assert isinstance(load(tmp_path / "pair" / "chsnet.pt", device="cpu").network.infection, ProbabilityMean)
+
+
 def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, small_medseg, tmp_path):
     out = tmp_path / "eval"
     args = [

@@ -66,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--finetune-lr", type=float, default=defaults.finetune_lr)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
+        "--members",
+        type=int,
+        default=defaults.members,
+        help="infection networks trained one after another with seeds --seed, --seed + 1, ... on the one lung stage; "
+        "the model averages their probabilities (members times the infection stage's training and inference time)",
+    )
+    train.add_argument(
         "--tta",
         action="store_true",
         help="the model averages its infection probability over left-right flips at inference (measured so; "
@@ -155,6 +162,7 @@ def _train(args: argparse.Namespace, ctx) -> int:
         lung_weights=args.lung_weights,
         limit=args.limit,
         tta=args.tta,
+        members=args.members,
         held_out_fold=args.held_out_fold,
     )
     outcome = pipeline.train(config, progress=ctx.progress, cancel=ctx.cancel)

@@ -14,17 +14,23 @@ from torch import nn
 
 from lungai.checkpoint import save_checkpoint
 from lungai.covid.raiunet import CHSNet
+from lungai.ensemble import ProbabilityMean
 
 
 def assemble_chsnet(
     lung: nn.Module, lung_config: dict, infection: nn.Module, infection_config: dict, lung_input: str
 ) -> tuple[CHSNet, dict]:
-    """A :class:`CHSNet` holding two trained stages, and its architecture config."""
+    """A :class:`CHSNet` holding two trained stages, and its architecture config.
+
+    ``infection`` is one RAIU-Net of ``infection_config`` or a :class:`ProbabilityMean` of several.
+    """
     config = {
         "lung": {k: v for k, v in lung_config.items() if k != "in_channels"},
         "infection": {k: v for k, v in infection_config.items() if k != "in_channels"},
         "lung_input": lung_input,
     }
+    if isinstance(infection, ProbabilityMean):
+        config["infection_members"] = len(infection.members)
     model = CHSNet(**config)
     model.lung.load_state_dict(lung.state_dict())
     model.infection.load_state_dict(infection.state_dict())

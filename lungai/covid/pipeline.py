@@ -293,6 +293,7 @@ class Training(TrainOptions):
     lung_weights: str | None = None  # reuse a trained lung stage (trained at lung_size)
     limit: int | None = None
     tta: bool = False  # the model averages over left-right flips at inference (measured so, recorded)
+    members: int = Recipe.members  # infection networks from consecutive seeds, probabilities averaged
     held_out_fold: int = HELD_OUT_FOLD  # which fold of the doctor-labelled split is held out (0 cross-validates)
 
     def recipe(self) -> Recipe:
@@ -314,6 +315,7 @@ class Training(TrainOptions):
             tta=self.tta,
             ema=self.ema,
             seed=self.seed,
+            members=self.members,
             device=str(resolve_device(self.device)),
         )
 
@@ -363,6 +365,12 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
                 f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} (50% growth "
                 f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
                 f"{recipe.lung_size} px, lung_input={recipe.mode}"
+                + (
+                    f", {recipe.members} infection networks (seeds {recipe.seed}-{recipe.seed + recipe.members - 1}) "
+                    "with their probabilities averaged"
+                    if recipe.members > 1
+                    else ""
+                )
                 + (", infection averaged over left-right flips at inference" if recipe.tta else "")
                 + (f", every stage's weights an exponential moving average (decay {recipe.ema})" if recipe.ema else "")
             ),

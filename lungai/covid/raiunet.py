@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lungai.covid.blocks import DoubleConv, HybridPool2d, ResidualInceptionBlock, SSDAttention
+from lungai.ensemble import ProbabilityMean
 
 GROWTH = 1.5
 
@@ -114,21 +115,33 @@ class CHSNet(nn.Module):
       predicted lungs, so infection is never reported outside them.
     - ``"channel"``: stage 2 sees ``[CT, lung map]`` as two channels and may answer anywhere.
 
+    ``infection_members`` > 1 (our addition, not the paper's) makes stage 2 that many RAIU-Nets of the same
+    config, trained apart from different seeds on the same lung stage, whose probabilities are averaged
+    (:class:`lungai.ensemble.ProbabilityMean`).
+
     ``forward`` returns ``{"lung": logits, "infection": logits}``, both ``(N, 1, H, W)``.
     """
 
     def __init__(
-        self, lung: dict | None = None, infection: dict | None = None, lung_input: str = "mask", threshold: float = 0.5
+        self,
+        lung: dict | None = None,
+        infection: dict | None = None,
+        lung_input: str = "mask",
+        threshold: float = 0.5,
+        infection_members: int = 1,
     ) -> None:
         super().__init__()
         if lung_input not in LUNG_INPUTS:
             raise ValueError(f"lung_input must be one of {LUNG_INPUTS}, not {lung_input!r}")
+        if infection_members < 1:
+            raise ValueError(f"infection_members must be at least 1, not {infection_members}")
         infection = dict(infection or {})
         infection["in_channels"] = 2 if lung_input == "channel" else 1
         self.lung_input = lung_input
         self.threshold = float(threshold)
         self.lung = RAIUNet(**dict(lung or {}, in_channels=1))
-        self.infection = RAIUNet(**infection)
+        members = [RAIUNet(**infection) for _ in range(infection_members)]
+        self.infection = members[0] if infection_members == 1 else ProbabilityMean(members)
 
     def lung_map(self, lung_logits: torch.Tensor) -> torch.Tensor:
         """Binary lung map ``(N, 1, H, W)`` from stage-1 logits, detached (stage 2 never trains stage 1)."""
