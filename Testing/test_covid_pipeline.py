@@ -7,6 +7,7 @@ A tiny CHS-Net (baseline variant, 32 x 32 grid) is trained once per session thro
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -387,6 +388,21 @@ def test_members_train_one_after_another_as_separate_seeded_runs_would(tiny_weig
     measured = json.loads((out / "metrics.json").read_text())["infection"]["dice"]
     assert measured == pytest.approx(pair.header["metrics"]["held_out_infection_dice"], abs=1e-3)
     assert isinstance(load(tmp_path / "pair" / "chsnet.pt", device="cpu").network.infection, ProbabilityMean)
+    # the same model assembled from the two seeded runs trained apart (bench/covid/assemble_members.py)
+    assert lungai_main([*base, *tiny, *lung, "--seed", "0", "--out", str(tmp_path / "seed0")]) == 0
+    script = Path(__file__).resolve().parents[1] / "bench" / "covid" / "assemble_members.py"
+    spec = importlib.util.spec_from_file_location("assemble_members", script)
+    assemble = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(assemble)
+    runs = [str(tmp_path / name / "chsnet.pt") for name in ("seed0", "seed1")]
+    assert assemble.main(["--data", str(medseg_dir()), "--runs", *runs, "--out", str(tmp_path / "assembled")]) == 0
+    assembled = load_checkpoint(tmp_path / "assembled" / "chsnet.pt")
+    assert assembled.state_dict.keys() == pair.state_dict.keys()
+    assert all(torch.equal(assembled.state_dict[k], v) for k, v in pair.state_dict.items())
+    assert assembled.header["config"] == pair.header["config"]
+    assert assembled.header["metrics"]["held_out_infection_dice"] == pair.header["metrics"]["held_out_infection_dice"]
+    with pytest.raises(LungAIError, match="consecutive"):
+        assemble.main(["--data", str(medseg_dir()), "--runs", runs[1], runs[0], "--out", str(tmp_path / "wrong")])
 
 
 def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, small_medseg, tmp_path):

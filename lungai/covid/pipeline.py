@@ -52,14 +52,14 @@ from lungai.covid.intensity import hu_to_unit
 from lungai.covid.orientation import check_axial, from_display, to_display
 from lungai.covid.raiunet import PAPER_WIDTHS
 from lungai.covid.snapshot import as_snapshot, segment_snapshot
-from lungai.covid.training import CPU_WIDTHS, LUNG_WIDTHS, Recipe, train_chsnet
+from lungai.covid.training import CPU_WIDTHS, LUNG_WIDTHS, Recipe, TrainedCHSNet, train_chsnet
 from lungai.device import resolve_device
 from lungai.errors import CheckpointError, InputError, LungAIError
 from lungai.io import read_segmentation, read_table_csv, write_segmentation, write_table_csv
 from lungai.lungfield import lung_field
 from lungai.outputs import staged_folder
 from lungai.progress import CancelToken, ProgressCallback, report, subrange
-from lungai.registry import load_for_module, publish
+from lungai.registry import ModelEntry, load_for_module, publish
 from lungai.segments import (
     TERMINOLOGY_INFECTION,
     TERMINOLOGY_LEFT_LUNG,
@@ -354,34 +354,61 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
     flat = {f"held_out_{stage}_{k}": v for stage, values in metrics.items() for k, v in values.items()}
     outcome = TrainOutcome(out / "chsnet.pt", flat)
     if config.register:
-        widths = "the paper's widths" if recipe.widths == PAPER_WIDTHS else "widths of our choice"
-        outcome.registered = publish(
+        outcome.registered = publish_trained(
             outcome.checkpoint,
-            config.register,
-            module=DESCRIPTOR.slicer_module,
-            licence=LICENCE,
+            trained,
+            metrics,
+            model_id=config.register,
             command=config.command,
-            description=(
-                f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} (50% growth "
-                f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
-                f"{recipe.lung_size} px, lung_input={recipe.mode}"
-                + (
-                    f", {recipe.members} infection networks (seeds {recipe.seed}-{recipe.seed + recipe.members - 1}) "
-                    "with their probabilities averaged"
-                    if recipe.members > 1
-                    else ""
-                )
-                + (", infection averaged over left-right flips at inference" if recipe.tta else "")
-                + (f", every stage's weights an exponential moving average (decay {recipe.ema})" if recipe.ema else "")
-            ),
-            metrics=registry_metrics(metrics, len(held_out), doctor_source, config.held_out_fold),
-            timings={
-                "train_seconds_cpu_1_thread": round(seconds, 1),
-                **{f"{k}_seconds": round(v, 1) for k, v in trained.seconds.items()},
-            },
+            held_out=len(held_out),
+            doctor_source=doctor_source,
+            held_out_fold=config.held_out_fold,
+            seconds=seconds,
         )
     report(progress, 1.0, "done")
     return outcome
+
+
+def publish_trained(
+    checkpoint: Path,
+    trained: TrainedCHSNet,
+    metrics: dict[str, dict[str, float]],
+    *,
+    model_id: str,
+    command: str,
+    held_out: int,
+    doctor_source: str,
+    held_out_fold: int,
+    seconds: float,
+) -> ModelEntry:
+    """Register a trained CHS-Net checkpoint with its recipe described, held-out metrics and training seconds."""
+    recipe = trained.recipe
+    widths = "the paper's widths" if recipe.widths == PAPER_WIDTHS else "widths of our choice"
+    return publish(
+        checkpoint,
+        model_id,
+        module=DESCRIPTOR.slicer_module,
+        licence=LICENCE,
+        command=command,
+        description=(
+            f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} (50% growth "
+            f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
+            f"{recipe.lung_size} px, lung_input={recipe.mode}"
+            + (
+                f", {recipe.members} infection networks (seeds {recipe.seed}-{recipe.seed + recipe.members - 1}) "
+                "with their probabilities averaged"
+                if recipe.members > 1
+                else ""
+            )
+            + (", infection averaged over left-right flips at inference" if recipe.tta else "")
+            + (f", every stage's weights an exponential moving average (decay {recipe.ema})" if recipe.ema else "")
+        ),
+        metrics=registry_metrics(metrics, held_out, doctor_source, held_out_fold),
+        timings={
+            "train_seconds_cpu_1_thread": round(seconds, 1),
+            **{f"{k}_seconds": round(v, 1) for k, v in trained.seconds.items()},
+        },
+    )
 
 
 def evaluate(
