@@ -15,6 +15,7 @@ from lungai.covid.data import TEST_SLICES, load_medseg_folder
 from lungai.covid.pipeline import INFECTION, LEFT_LUNG, RIGHT_LUNG, load, segment_volume, write_outputs
 from lungai.covid.snapshot import segment_labelled_slice
 from lungai.demo import DemoSection
+from lungai.ensemble import ProbabilityMean
 from lungai.errors import CheckpointError, LungAIError
 from lungai.io import write_table_csv
 from lungai.metrics import dice, pixel_metrics
@@ -92,8 +93,11 @@ def run_demo(
         if infected_ml > 0
         else "No voxel is marked as infection, as it should be on this normal scan."
     )
+    members = len(cascade.infection.members) if isinstance(cascade.infection, ProbabilityMean) else 1
+    infection = f"{members} infection RAIU-Nets averaged" if members > 1 else "an infection one"
+    stages = f"a lung RAIU-Net, then {infection}"
     text = (
-        f"{ATTRIBUTION} CHS-Net (two RAIU-Nets, {cascade.size} x {cascade.size} grid, lung_input="
+        f"{ATTRIBUTION} CHS-Net ({stages}, {cascade.size} x {cascade.size} grid, lung_input="
         f"{cascade.lung_input}) finds the lungs, splits them by side and looks for COVID-19 infection inside them; "
         "the shared HU lung field keeps every segment inside the body, out of the airways and the infection in "
         "the lungs. This CT shows no COVID-19. On the slices the lung stage never saw (k = "

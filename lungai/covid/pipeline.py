@@ -391,9 +391,9 @@ def publish_trained(
         licence=LICENCE,
         command=command,
         description=(
-            f"CHS-Net (seed 003): two RAIU-Nets with SSD attention, {widths} {list(recipe.widths)} (50% growth "
-            f"per stage; lung stage {list(recipe.lung_widths)}), infection grid {recipe.size} px, lung grid "
-            f"{recipe.lung_size} px, lung_input={recipe.mode}"
+            "CHS-Net (seed 003): RAIU-Nets with SSD attention, a lung stage then an infection stage, "
+            f"{widths} {list(recipe.widths)} (50% growth per stage; lung stage {list(recipe.lung_widths)}), "
+            f"infection grid {recipe.size} px, lung grid {recipe.lung_size} px, lung_input={recipe.mode}"
             + (
                 f", {recipe.members} infection networks (seeds {recipe.seed}-{recipe.seed + recipe.members - 1}) "
                 "with their probabilities averaged"
