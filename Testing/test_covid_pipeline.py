@@ -403,6 +403,20 @@ def test_members_train_one_after_another_as_separate_seeded_runs_would(tiny_weig
     assert assembled.header["metrics"]["held_out_infection_dice"] == pair.header["metrics"]["held_out_infection_dice"]
     with pytest.raises(LungAIError, match="consecutive"):
         assemble.main(["--data", str(medseg_dir()), "--runs", runs[1], runs[0], "--out", str(tmp_path / "wrong")])
+    # one run, here the --members 2 command's own checkpoint, is measured and registered as it is
+    from lungai.registry import get_model_entry
+
+    one = ["--data", str(medseg_dir()), "--runs", str(tmp_path / "pair" / "chsnet.pt"), "--threads", "2"]
+    assert assemble.main([*one, "--out", str(tmp_path / "as_is"), "--register", "pair-as-is"]) == 0
+    as_is = load_checkpoint(tmp_path / "as_is" / "chsnet.pt")
+    assert all(torch.equal(as_is.state_dict[k], v) for k, v in pair.state_dict.items())
+    assert as_is.header["training_data"] == pair.header["training_data"]
+    entry = get_model_entry("pair-as-is")
+    assert entry.timings["torch_threads"] == 2
+    assert entry.timings["train_seconds"] == pytest.approx(sum(pair.header["extra"]["train_seconds"].values()), abs=0.2)
+    assert entry.metrics[next(k for k in entry.metrics if "infection" in k)]["dice"] == pytest.approx(
+        pair.header["metrics"]["held_out_infection_dice"], abs=1e-3
+    )
 
 
 def test_evaluate_writes_metrics_json_and_refuses_to_overwrite(tiny_weights, small_medseg, tmp_path):

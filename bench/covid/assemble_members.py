@@ -1,13 +1,16 @@
-"""Assemble a ``lungai covid train --members N`` model from N runs trained apart, one per core.
+"""Assemble a ``lungai covid train --members N`` model from N runs trained apart, one per core, or register one run.
 
 Run ``k`` must be ``lungai covid train`` with the same options and ``--seed S + k``, runs 1 to N-1 reusing run 0's
 lung stage (``--lung-weights RUN0/lung/last.pt``, copied before run 0 ends). Member ``k`` of ``--members N --seed S``
 is exactly that run's infection network (``Testing/test_covid_pipeline.py``), so the assembled model is what the one
 command gives. It is measured on the runs' held-out slices as training measures, written as ``chsnet.pt`` and,
 with ``--register``, published under the one command that makes it (bench/covid/trials.md, fifth trial).
+Given one run (for instance the ``--members 2`` command itself, trained without ``--register``), the script
+measures and publishes that run as it is. ``--threads`` is the torch threads each run trained on.
 
     python bench/covid/assemble_members.py --data ../shared/data/covid_infection_medseg \
-        --runs RUN0/chsnet.pt RUN1/chsnet.pt --out OUT [--register chsnet-covid --command "lungai ... --members 2"]
+        --runs RUN0/chsnet.pt [RUN1/chsnet.pt ...] --out OUT [--threads 1] \
+        [--register chsnet-covid --command "lungai ... --members 2"]
 """
 
 from __future__ import annotations
@@ -55,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--register", help="publish under this model id")
     parser.add_argument("--command", default="", help="the one lungai command that trains this model")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads each run trained on")
     args = parser.parse_args(argv)
-    if len(args.runs) < 2:
-        parser.error("give at least 2 runs")
     if (args.out / "chsnet.pt").exists():
         parser.error(f"{args.out / 'chsnet.pt'} exists; give a new --out folder")
 
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     models, headers = [m for m, _ in loaded], [h for _, h in loaded]
     check_members(headers, models)
     first = headers[0]
-    recipe = Recipe(**{**first["extra"]["recipe"], "members": len(models)})
+    members = len(models) if len(models) > 1 else first["extra"]["recipe"]["members"]
+    recipe = Recipe(**{**first["extra"]["recipe"], "members": members})
     fold = int(re.search(r"fold (\d) held out", first["extra"]["held_out"]["split"]).group(1))
     by_name = {s.name: s for s in load_medseg_folder(args.data)}
     missing = [name for name in held_out_names(first) if name not in by_name]
@@ -74,15 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     held_out = [by_name[name] for name in held_out_names(first)]
 
     per_run = [h["extra"]["train_seconds"] for h in headers]
-    seconds = {"lung": per_run[0].get("lung", 0.0)}
-    for phase in ("pretrain", "finetune"):
-        seconds[phase] = sum(run.get(phase, 0.0) for run in per_run)
+    seconds = dict(per_run[0])
+    for run in per_run[1:]:
+        for phase, value in run.items():
+            if phase != "lung":
+                seconds[phase] = seconds.get(phase, 0.0) + value
     data = split_training_data(first["training_data"])
-    data["infection_members"] = f"{len(models)} networks, seeds {recipe.seed}-{recipe.seed + len(models) - 1}"
+    infection = models[0].infection
+    if len(models) > 1:
+        data["infection_members"] = f"{len(models)} networks, seeds {recipe.seed}-{recipe.seed + len(models) - 1}"
+        infection = ProbabilityMean([m.infection for m in models]).eval()
     config = first["config"]
     infection_config = dict(config["infection"], in_channels=2 if recipe.mode == "channel" else 1)
-    ensemble = ProbabilityMean([m.infection for m in models]).eval()
-    trained = TrainedCHSNet(recipe, models[0].lung, config["lung"], ensemble, infection_config, data, seconds)
+    trained = TrainedCHSNet(recipe, models[0].lung, config["lung"], infection, infection_config, data, seconds)
 
     metrics = measure(trained, held_out)
     doctor_source = first["extra"]["held_out"]["data"]
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             doctor_source=doctor_source,
             held_out_fold=fold,
             seconds=sum(seconds.values()),
+            threads=args.threads,
         )
         print(f"registered {entry.id}")
     return 0

@@ -205,6 +205,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in row.items() if k != "shapes"}), flush=True)
             rows.append(row)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     if args.modules and (out / "e2e.csv").exists():  # a partial rerun replaces only its own rows
         done = {(row["command"], row["ct"]) for row in rows}
         kept = [row for row in _read_rows(out / "e2e.csv") if (row["command"], row["ct"]) not in done]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from lungai.checkpoint import load_model
@@ -364,6 +365,7 @@ def train(config: Training, *, progress: ProgressCallback | None = None, cancel=
             doctor_source=doctor_source,
             held_out_fold=config.held_out_fold,
             seconds=seconds,
+            threads=torch.get_num_threads(),
         )
     report(progress, 1.0, "done")
     return outcome
@@ -380,8 +382,10 @@ def publish_trained(
     doctor_source: str,
     held_out_fold: int,
     seconds: float,
+    threads: int,
 ) -> ModelEntry:
-    """Register a trained CHS-Net checkpoint with its recipe described, held-out metrics and training seconds."""
+    """Register a trained CHS-Net checkpoint with its recipe described, held-out metrics and the training's
+    seconds with the torch threads they ran on."""
     recipe = trained.recipe
     widths = "the paper's widths" if recipe.widths == PAPER_WIDTHS else "widths of our choice"
     return publish(
@@ -405,7 +409,8 @@ def publish_trained(
         ),
         metrics=registry_metrics(metrics, held_out, doctor_source, held_out_fold),
         timings={
-            "train_seconds_cpu_1_thread": round(seconds, 1),
+            "train_seconds": round(seconds, 1),
+            "torch_threads": threads,
             **{f"{k}_seconds": round(v, 1) for k, v in trained.seconds.items()},
         },
     )
