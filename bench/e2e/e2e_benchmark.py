@@ -147,16 +147,17 @@ def markdown(rows: list[dict]) -> str:
 
 def target(module: str, ct: str, row: dict) -> str:
     """Verdict for the big CT. Time is judged on the wall time and, because the machine is shared, on the CPU time:
-    with one thread CPU seconds are what the command takes on an idle core (2 threads can only be faster)."""
+    with one thread CPU seconds are what the command takes on an idle core. With more threads the CPU seconds add up
+    the cores' work, so the wall time alone is judged."""
     if not ct.startswith("512x512x300"):
         return ""
-    verdict = f"memory {'met' if row['peak_rss_mb'] < TARGET_MEMORY_MB else 'MISSED'}"
-    if module in TARGET_SECONDS:
-        limit = TARGET_SECONDS[module]
-        wall = "met" if row["wall_s"] <= limit else "MISSED"
-        cpu = "met" if row["cpu_s"] <= limit else "MISSED"
-        verdict = f"<= {limit} s: wall {wall}, CPU {cpu}; " + verdict
-    return verdict
+    memory = f"memory {'met' if row['peak_rss_mb'] < TARGET_MEMORY_MB else 'MISSED'}"
+    if module not in TARGET_SECONDS:
+        return memory
+    limit = TARGET_SECONDS[module]
+    judged = {"wall": row["wall_s"]} | ({"CPU": row["cpu_s"]} if int(row["threads"]) == 1 else {})
+    times = ", ".join(f"{name} {'met' if seconds <= limit else 'MISSED'}" for name, seconds in judged.items())
+    return f"<= {limit} s: {times}; {memory}"
 
 
 def _read_rows(path: Path) -> list[dict]:

@@ -11,10 +11,12 @@ No module needs to cooperate, so the split survives the modules' changes. Events
 - other ``lungai.timing.stage`` markers (preprocess, postprocess) where a module sets them;
 - ``imports``: module imports during the command (the commands import their heavy dependencies lazily).
 
-An event inside another event counts for the outer one. Time no event covers is preprocessing before the first
+Outermost network calls are tracked per thread (a module may run batches in several threads); overlapping events
+count once, for the one that started first. Time no event covers is preprocessing before the first
 network call, postprocessing after the last, and ``between`` in between (per-batch pre- and postprocessing of
 modules that interleave them with network calls). The split is made twice: on the wall clock and on the process's
-CPU clock (one thread: the CPU split is what an idle core would show, whatever the machine's load). Also recorded:
+CPU clock (one thread: the CPU split is what an idle core would show, whatever the machine's load; with more
+threads the CPU seconds of a stage add up every thread's work during it). Also recorded:
 the input shape of every outermost network call, and where the peak resident memory was reached (its value is
 sampled at every event's end).
 """
@@ -27,6 +29,7 @@ import functools
 import json
 import resource
 import sys
+import threading
 import time
 
 T0 = time.perf_counter()
@@ -114,20 +117,22 @@ def install() -> None:
 
     timing.STAGE_LISTENERS.append(on_stage)
 
-    depth, starts = [0], []
+    calls, shapes_lock = threading.local(), threading.Lock()  # modules may call networks from several threads
 
     def pre(module, args):
-        if depth[0] == 0:
-            starts.append(_now())
+        depth = getattr(calls, "depth", 0)
+        if depth == 0:
+            calls.started = _now()
             shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
             key = "x".join(str(s) for s in shape)
-            SHAPES[key] = SHAPES.get(key, 0) + 1
-        depth[0] += 1
+            with shapes_lock:
+                SHAPES[key] = SHAPES.get(key, 0) + 1
+        calls.depth = depth + 1
 
     def post(module, args, output):
-        depth[0] -= 1
-        if depth[0] == 0:
-            _record("network", starts.pop(), _now())
+        calls.depth -= 1
+        if calls.depth == 0:
+            _record("network", calls.started, _now())
 
     torch.nn.modules.module.register_module_forward_pre_hook(pre)
     torch.nn.modules.module.register_module_forward_hook(post)

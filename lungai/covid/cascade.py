@@ -10,10 +10,12 @@ With ``tta`` the infection probability is averaged over the slice and its left-r
 In ``direct`` mode (the paper's non-hierarchical ablation) the infection network sees the whole
 slice and no lung stage runs. A slice with no predicted lung gets no infection in the
 hierarchical modes. With ``mask`` the infection probability is zero outside the predicted lungs.
+On the CPU, batches run side by side, one per thread torch was given (:mod:`lungai.parallel`).
 """
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +25,8 @@ from torch import nn
 from lungai.covid.grid import GridBox
 from lungai.covid.raiunet import CHSNet, stage2_input
 from lungai.device import resolve_device
-from lungai.progress import CancelToken, ProgressCallback, check_cancel, report
+from lungai.parallel import cpu_workers, map_in_threads
+from lungai.progress import CancelToken, ProgressCallback, report
 from lungai.tta import flip_average
 
 LUNG_MARGIN = 0.1
@@ -67,14 +70,17 @@ class Cascade:
         device: str | torch.device = "cpu",
         batch_size: int = BATCH_SIZE,
         tta: bool = False,
+        workers: int | None = None,
     ) -> None:
-        """``infection`` may be None while only lung maps and stage-2 inputs are needed (training stage 2)."""
+        """``infection`` may be None while only lung maps and stage-2 inputs are needed (training stage 2);
+        ``workers``: batches computed at once (default :func:`lungai.parallel.cpu_workers`)."""
         if (lung is None) != (lung_input is None):
             raise ValueError("give both a lung network and lung_input (hierarchical), or neither (direct)")
         self.lung, self.infection, self.lung_input = lung, infection, lung_input
         self.size, self.device, self.batch_size = int(size), resolve_device(str(device)), batch_size
         self.lung_size = int(lung_size or size)
         self.tta = tta
+        self.workers = cpu_workers(self.device) if workers is None else workers
         for network in (lung, infection):
             if network is not None:
                 network.to(self.device).eval()
@@ -95,11 +101,12 @@ class Cascade:
         self, images: list[np.ndarray], progress: ProgressCallback | None = None, cancel: CancelToken | None = None
     ) -> list[SliceResult]:
         """Probabilities for each slice; progress per batch, cancellable between batches."""
+        batches = [images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size)]
         results: list[SliceResult] = []
-        for start in range(0, len(images), self.batch_size):
-            check_cancel(cancel)
-            results += self._segment_batch(images[start : start + self.batch_size])
-            report(progress, len(results) / len(images), f"slice {len(results)}/{len(images)}")
+        with closing(map_in_threads(self._segment_batch, batches, self.workers, cancel)) as done:
+            for batch in done:
+                results += batch
+                report(progress, len(results) / len(images), f"slice {len(results)}/{len(images)}")
         return results
 
     def lung_probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
