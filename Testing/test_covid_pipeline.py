@@ -351,7 +351,10 @@ def test_a_model_trained_with_flips_measures_segments_and_evaluates_with_them(ti
     lung = ["--lung-size", "32", "--lung-weights", str(tiny_weights.parent / "lung" / "last.pt")]
     base = ["--progress", "none", "--device", "cpu", "covid", "train", "--data", str(medseg_dir()), "--limit", "4"]
     assert lungai_main([*base, *tiny, *lung, "--tta", "--out", str(tmp_path / "flips")]) == 0
-    header = load_checkpoint(tmp_path / "flips" / "chsnet.pt").header
+    assert lungai_main([*base, *tiny, *lung, "--out", str(tmp_path / "plain")]) == 0
+    flips, plain = (load_checkpoint(tmp_path / name / "chsnet.pt") for name in ("flips", "plain"))
+    assert all(torch.equal(v, plain.state_dict[k]) for k, v in flips.state_dict.items())  # --tta trains nothing else
+    header = flips.header
     assert header["extra"]["recipe"]["tta"] is True
     assert load(tmp_path / "flips" / "chsnet.pt", device="cpu").network.tta
     assert not load(tiny_weights, device="cpu").network.tta  # trained without --tta: no flips by default
@@ -361,6 +364,22 @@ def test_a_model_trained_with_flips_measures_segments_and_evaluates_with_them(ti
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["tta"] is True  # the figure training measured, reproduced by evaluate
     assert metrics["infection"]["dice"] == pytest.approx(header["metrics"]["held_out_infection_dice"], abs=1e-3)
+    # registered without flips: the checkpoint the command without --tta gives, weights and held-out figures
+    registered = ["--data", str(medseg_dir()), "--runs", str(tmp_path / "flips" / "chsnet.pt"), "--no-tta"]
+    assert assemble_members_script().main([*registered, "--out", str(tmp_path / "no_flips")]) == 0
+    no_flips = load_checkpoint(tmp_path / "no_flips" / "chsnet.pt")
+    assert not load(tmp_path / "no_flips" / "chsnet.pt", device="cpu").network.tta
+    assert all(torch.equal(v, plain.state_dict[k]) for k, v in no_flips.state_dict.items())
+    figures = {k: v for k, v in plain.header["metrics"].items() if not k.endswith("seconds_per_slice")}
+    assert figures and all(no_flips.header["metrics"][k] == pytest.approx(v, abs=1e-4) for k, v in figures.items())
+
+
+def assemble_members_script():
+    script = Path(__file__).resolve().parents[1] / "bench" / "covid" / "assemble_members.py"
+    spec = importlib.util.spec_from_file_location("assemble_members", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_members_train_one_after_another_as_separate_seeded_runs_would(tiny_weights, tmp_path):
@@ -390,10 +409,7 @@ def test_members_train_one_after_another_as_separate_seeded_runs_would(tiny_weig
     assert isinstance(load(tmp_path / "pair" / "chsnet.pt", device="cpu").network.infection, ProbabilityMean)
     # the same model assembled from the two seeded runs trained apart (bench/covid/assemble_members.py)
     assert lungai_main([*base, *tiny, *lung, "--seed", "0", "--out", str(tmp_path / "seed0")]) == 0
-    script = Path(__file__).resolve().parents[1] / "bench" / "covid" / "assemble_members.py"
-    spec = importlib.util.spec_from_file_location("assemble_members", script)
-    assemble = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(assemble)
+    assemble = assemble_members_script()
     runs = [str(tmp_path / name / "chsnet.pt") for name in ("seed0", "seed1")]
     assert assemble.main(["--data", str(medseg_dir()), "--runs", *runs, "--out", str(tmp_path / "assembled")]) == 0
     assembled = load_checkpoint(tmp_path / "assembled" / "chsnet.pt")

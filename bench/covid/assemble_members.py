@@ -6,10 +6,12 @@ is exactly that run's infection network (``Testing/test_covid_pipeline.py``), so
 command gives. It is measured on the runs' held-out slices as training measures, written as ``chsnet.pt`` and,
 with ``--register``, published under the one command that makes it (bench/covid/trials.md, fifth trial).
 Given one run (for instance the ``--members 2`` command itself, trained without ``--register``), the script
-measures and publishes that run as it is. ``--threads`` is the torch threads each run trained on.
+measures and publishes that run as it is. ``--threads`` is the torch threads each run trained on. ``--no-tta``
+records the model without left-right flips at inference, as the same command without ``--tta`` would (the flag
+changes no weight; ``Testing/test_covid_pipeline.py``).
 
     python bench/covid/assemble_members.py --data ../shared/data/covid_infection_medseg \
-        --runs RUN0/chsnet.pt [RUN1/chsnet.pt ...] --out OUT [--threads 1] \
+        --runs RUN0/chsnet.pt [RUN1/chsnet.pt ...] --out OUT [--threads 1] [--no-tta] \
         [--register chsnet-covid --command "lungai ... --members 2"]
 """
 
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register", help="publish under this model id")
     parser.add_argument("--command", default="", help="the one lungai command that trains this model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads each run trained on")
+    parser.add_argument("--no-tta", action="store_true", help="no left-right flips at inference")
     args = parser.parse_args(argv)
     if (args.out / "chsnet.pt").exists():
         parser.error(f"{args.out / 'chsnet.pt'} exists; give a new --out folder")
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     check_members(headers, models)
     first = headers[0]
     members = len(models) if len(models) > 1 else first["extra"]["recipe"]["members"]
-    recipe = Recipe(**{**first["extra"]["recipe"], "members": members})
+    recipe = Recipe(**{**first["extra"]["recipe"], "members": members, **({"tta": False} if args.no_tta else {})})
     fold = int(re.search(r"fold (\d) held out", first["extra"]["held_out"]["split"]).group(1))
     by_name = {s.name: s for s in load_medseg_folder(args.data)}
     missing = [name for name in held_out_names(first) if name not in by_name]
