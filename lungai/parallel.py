@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -20,6 +21,17 @@ from lungai.progress import CancelToken, check_cancel
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``count`` inside the block and given back after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cpu_workers(device: torch.device) -> int:
@@ -43,17 +55,12 @@ def map_in_threads(
             check_cancel(cancel)
             yield function(item)
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="lungai-batch") as pool:
-            pending: deque[Future] = deque()
-            for item in items:
-                check_cancel(cancel)
-                pending.append(pool.submit(function, item))
-                if len(pending) == workers:
-                    yield pending.popleft().result()
-            while pending:
+    with torch_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="lungai-batch") as pool:
+        pending: deque[Future] = deque()
+        for item in items:
+            check_cancel(cancel)
+            pending.append(pool.submit(function, item))
+            if len(pending) == workers:
                 yield pending.popleft().result()
-    finally:
-        torch.set_num_threads(threads)
+        while pending:
+            yield pending.popleft().result()

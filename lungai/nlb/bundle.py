@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from lungai.nlb.framing import INPUT_SIZE
+from lungai.parallel import torch_threads
 from lungai.timing import forward_times_ms
 
 LICENCE = "Apache-2.0; trained on IQ-OTH/NCCD (CC BY 4.0) and LIDC-IDRI (CC BY 3.0)"
@@ -15,12 +16,8 @@ LICENCE = "Apache-2.0; trained on IQ-OTH/NCCD (CC BY 4.0) and LIDC-IDRI (CC BY 3
 def cpu_latency_ms(model: torch.nn.Module, size: int = INPUT_SIZE, repeats: int = 20) -> float:
     """Median time of one forward pass of a size x size slice on one CPU thread."""
     model = model.cpu().eval()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         times = forward_times_ms(model, torch.rand(1, 1, size, size), repeats, warmup=1)
-    finally:
-        torch.set_num_threads(threads)
     return round(sorted(times)[repeats // 2], 1)
 
 
