@@ -1,6 +1,6 @@
 """Cost of UGS-Net per module against MONAI's AttentionUnet of the same widths, measured in one run (issue 15).
 
-    PYTHONPATH=. /work/bin/cpu-slot python bench/ugsnet/cost.py --out bench/ugsnet --repeats 3 \
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/ugsnet/cost.py --out bench/ugsnet --repeats 3 \
         --before bench/ugsnet/cost_before.csv --note "..."
 
 writes cost.md and cost.csv (``--before``: a cost.csv of an earlier tree, shown as before/after ratios).
@@ -393,7 +393,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="what else ran on the machine (written into cost.md)")
     args = parser.parse_args()
     shown = [f'"{a}"' if " " in a else a for a in sys.argv[1:]]
-    command = " ".join(["PYTHONPATH=. /work/bin/cpu-slot python bench/ugsnet/cost.py", *shown])
+    command = " ".join(["OMP_NUM_THREADS=1 PYTHONPATH=. python bench/ugsnet/cost.py", *shown])
     load_before = os.getloadavg()
     before = read_before(args.before)
 

@@ -1,6 +1,6 @@
 """How far from the readers' own agreement a model is, on held-out patient folds (issue 13 diagnosis).
 
-    PYTHONPATH=. /work/bin/cpu-slot python bench/ugsnet/recipe_analysis.py --data ../shared/data/lidc_multireader.npz \
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/ugsnet/recipe_analysis.py --data ../shared/data/lidc_multireader.npz \
         --runs bench/ugsnet/recipe_runs --folds 0 1 --out bench/ugsnet
 
 Writes ``recipe_analysis.md``: per fold, (1) the Dice against Label1 of the other readers' masks of the same crop

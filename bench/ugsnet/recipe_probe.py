@@ -1,6 +1,6 @@
 """Short recipe-diagnosis runs (issue 13): train one model on the patients of folds != K, score fold K.
 
-    PYTHONPATH=. /work/bin/cpu-slot python bench/ugsnet/recipe_probe.py --data ../shared/data/lidc_multireader.npz \
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/ugsnet/recipe_probe.py --data ../shared/data/lidc_multireader.npz \
         --kind monai_unet --features 16 32 64 128 256 --epochs 20 --fusion dicebce --tag NAME
 
 Prints per-epoch seconds and the held-out Dice vs Label1 (threshold 0.5, with and without flip averaging), and

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 13 side-by-side: UGS-Net and MONAI UNet, one recipe and budget, held-out patient folds 0 and 1.
-# Run from the repository root with the shared data beside it; one thread (e.g. under /work/bin/cpu-slot).
+# Run from the repository root with the shared data beside it; one thread (it sets OMP_NUM_THREADS=1).
 # Fold 0's UGS-Net is the bundled model (registered into Resources/Models as ugsnet-lidc-w8).
 set -euo pipefail
 DATA=${DATA:-../shared/data/lidc_multireader.npz}
