@@ -4,10 +4,10 @@
         --runs bench/ugsnet/recipe_runs --folds 0 1 --out bench/ugsnet
 
 Writes ``recipe_analysis.md``: per fold, (1) the Dice against Label1 of the other readers' masks of the same crop
-(a second reader, their majority, the union and intersection of all readers), the ceiling a model trained on one
-reader's outlines can expect; (2) per run ``<runs>/<kind>_fold<k>/last.pt``, the Dice against Label1 of each output
-head at thresholds 0.3 to 0.6, without and with test-time flips (:mod:`lungai.tta`); (3) per run, the final mask's
-Dice (threshold 0.5) on every crop of the fold's patients, single-reader crops included (what ``lungai ugsnet
+(a second reader, their majority and union; the union and intersection of all readers), the ceiling a model trained
+on one reader's outlines can expect; (2) per run ``<runs>/<kind>_fold<k>/last.pt``, the Dice against Label1 of each
+output head at thresholds 0.3 to 0.6, without and with test-time flips (:mod:`lungai.tta`); (3) per run, the final
+mask's Dice (threshold 0.5) on every crop of the fold's patients, single-reader crops included (what ``lungai ugsnet
 evaluate`` scores by default, ``--min-readers 1``).
 """
 
@@ -36,10 +36,12 @@ def reader_rows(crops) -> list[tuple[str, float]]:
     n = crops.n_readers
     label1 = crops.label1
     others_majority = [crops.masks[i, 1 : n[i]].mean(0) >= 0.5 for i in range(len(crops))]
+    others_union = [crops.masks[i, 1 : n[i]].any(0) for i in range(len(crops))]
     all_majority = [crops.masks[i, : n[i]].mean(0) >= 0.5 for i in range(len(crops))]
     return [
         ("second reader (masks[:, 1])", mean_dice(crops.masks[:, 1], label1)),
         ("majority of the other readers (>= half)", mean_dice(others_majority, label1)),
+        ("union of the other readers", mean_dice(others_union, label1)),
         ("majority of all readers, Label1 included", mean_dice(all_majority, label1)),
         ("union of all readers", mean_dice(crops.union, label1)),
         ("intersection of all readers", mean_dice(crops.intersection, label1)),
