@@ -2,9 +2,9 @@
 
 A file holds N axial crops (``image_hu`` (N, H, W)), up to four reader masks (``masks`` (N, 4, H, W), the
 first ``n_readers`` real, ``masks[:, 0]`` the crop's own reader, "Label1"), ``pixel_spacing_mm`` and
-``patient_id``. Every crop is centred on its nodule; :func:`prepare_crops` resamples it to the network input
-(see :mod:`lungai.ugsnet.preprocess`). Targets (seed 001, Sec. III-B/D): union and intersection of the real
-masks (the MCM), every real annotation (fusion loss) and Label1 (baselines, evaluation).
+``patient_id``. Every crop is centred on its nodule; :func:`prepare_crops` cuts the network input, the central
+64 x 64 native pixels, from it (see :mod:`lungai.ugsnet.preprocess`). Targets (seed 001, Sec. III-B/D): union and
+intersection of the real masks (the MCM), every real annotation (fusion loss) and Label1 (baselines, evaluation).
 
 Padding masks never count as annotations: ``n_readers`` says how many are real and every consumer masks
 with :func:`reader_validity`. Crops with fewer than ``min_readers`` readers are dropped (the paper keeps
@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lungai.errors import InputError
-from lungai.ugsnet.preprocess import INPUT_SIZE, INPUT_SPACING_MM, normalise_hu, resample_mask, resample_patch
+from lungai.ugsnet.preprocess import INPUT_SIZE, extract_patch, normalise_hu
 
 MAX_READERS = 4
 REQUIRED_KEYS = ("image_hu", "masks", "n_readers", "pixel_spacing_mm", "patient_id")
@@ -29,9 +29,9 @@ REQUIRED_KEYS = ("image_hu", "masks", "n_readers", "pixel_spacing_mm", "patient_
 
 @dataclass
 class CropSet:
-    """Crops resampled to the network grid. Arrays share the first axis (N)."""
+    """Crops on the network grid (native pixels). Arrays share the first axis (N)."""
 
-    image_hu: np.ndarray  # (N, S, S) float32 HU on the INPUT_SPACING_MM grid
+    image_hu: np.ndarray  # (N, S, S) float32 HU
     masks: np.ndarray  # (N, 4, S, S) bool, first n_readers real
     n_readers: np.ndarray  # (N,) int
     patient_id: np.ndarray  # (N,) str
@@ -94,10 +94,8 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def prepare_crops(
-    arrays: dict[str, np.ndarray], *, min_readers: int = 2, size: int = INPUT_SIZE, spacing_mm: float = INPUT_SPACING_MM
-) -> CropSet:
-    """Select crops with at least ``min_readers`` readers and resample them around the crop centre."""
+def prepare_crops(arrays: dict[str, np.ndarray], *, min_readers: int = 2, size: int = INPUT_SIZE) -> CropSet:
+    """Select crops with at least ``min_readers`` readers and cut the central ``size`` x ``size`` native pixels."""
     n_readers = np.asarray(arrays["n_readers"]).astype(int)
     if np.any(n_readers < 1) or np.any(n_readers > MAX_READERS):
         bad = np.nonzero((n_readers < 1) | (n_readers > MAX_READERS))[0][:5]
@@ -118,15 +116,9 @@ def prepare_crops(
     images = np.empty((len(rows), size, size), np.float32)
     masks = np.zeros((len(rows), MAX_READERS, size, size), bool)
     for out, row in enumerate(rows):
-        spacing = float(arrays["pixel_spacing_mm"][row])
-        images[out] = resample_patch(arrays["image_hu"][row], center, spacing, spacing_out_mm=spacing_mm, size=size)
+        images[out] = extract_patch(arrays["image_hu"][row].astype(np.float32), center, size=size)
         for reader in range(n_readers[row]):
-            masks[out, reader] = resample_mask(
-                masks_in[row, reader], center, spacing, spacing_out_mm=spacing_mm, size=size
-            )
-    # A tiny nodule can vanish on the coarser grid: keep at least its centre pixel so it stays an annotation.
-    for out, reader in zip(*np.nonzero(~masks.any((2, 3)) & reader_validity(n_readers[rows]))):
-        masks[out, reader, size // 2, size // 2] = True
+            masks[out, reader] = extract_patch(masks_in[row, reader], center, size=size, edge=False)
     return CropSet(images, masks, n_readers[rows], np.asarray(arrays["patient_id"])[rows].astype(str), rows)
 
 

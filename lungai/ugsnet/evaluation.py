@@ -2,7 +2,8 @@
 intersection; Complex-Nodule Validation (Table III); HU of predicted versus real HC and LC regions (Fig. 8).
 
 NSD: MONAI's surface Dice (pooled formula: boundary points of both masks within the tolerance of the other
-boundary, divided by all boundary points), tolerance 1 pixel of the input grid (0.55 mm), on the 64 x 64 grid.
+boundary, divided by all boundary points), tolerance 1 pixel on the 64 x 64 grid of native pixels (the V1 code's
+1-pixel tolerance; 0.46 to 0.98 mm over LIDC).
 Where one mask is empty the surface metric is undefined: we score 0 (1 when both are empty).
 """
 
@@ -19,16 +20,15 @@ from lungai.plotting import overlay_rgb
 from lungai.progress import CancelToken, ProgressCallback
 from lungai.ugsnet.data import CropSet
 from lungai.ugsnet.inference import ConfidenceMasks, confidence_masks, predict_probabilities
-from lungai.ugsnet.preprocess import INPUT_SPACING_MM
 
-NSD_TOLERANCE_MM = INPUT_SPACING_MM
+NSD_TOLERANCE_PIXELS = 1.0
 COMPLEX_THRESHOLDS = (0.6, 0.7, 0.8)
 
 
 def nsd_or_edge_case(pred: np.ndarray, ref: np.ndarray) -> float:
     if not pred.any() or not ref.any():
         return float(pred.any() == ref.any())
-    return metrics.nsd(pred, ref, tolerance_mm=NSD_TOLERANCE_MM, spacing=(INPUT_SPACING_MM, INPUT_SPACING_MM))
+    return metrics.nsd(pred, ref, tolerance_mm=NSD_TOLERANCE_PIXELS, spacing=(1.0, 1.0))
 
 
 def overlap_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -175,7 +175,7 @@ def evaluate_crops(
         "test_time_flips": bool(tta),
         "scores_of_final": summarise(rows),
         "hu": hu_summary(hu),
-        "nsd": f"MONAI surface Dice, tolerance {NSD_TOLERANCE_MM} mm (1 pixel of the 64 x 64 input)",
+        "nsd": f"MONAI surface Dice, tolerance {NSD_TOLERANCE_PIXELS:g} pixel of the 64 x 64 native-pixel input",
     }
     write_json(out_dir / "metrics.json", result)
     with open(out_dir / "per_crop.csv", "w", newline="") as handle:

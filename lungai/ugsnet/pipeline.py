@@ -3,15 +3,17 @@ and evaluate on multi-reader crops.
 
 Nodule points in, final / high-confidence / low-confidence masks and measurements out.
 
-For each point (RAS, Slicer's world frame) the axial slice through it is resampled to the network input
-(64 x 64 at 0.55 mm, :mod:`lungai.ugsnet.preprocess`) around the point, segmented, and the sigmoid maps
-are resampled back onto the slice's own pixel grid. The nodule is followed slice by slice up and down while
-its final mask still overlaps the previous slice's (at most ``max_extent_mm`` through the point), so each
-nodule gets the axial slices that actually contain it. HC = intersection head AND union head, LC = union
-minus HC, each restricted to the connected region that holds the final nodule.
+For each point (RAS, Slicer's world frame) the network input, the 64 x 64 native pixels of the axial slice around
+the point (:mod:`lungai.ugsnet.preprocess`), is segmented, and the sigmoid maps are placed back on the slice.
+The nodule is followed slice by slice up and down while its final mask still overlaps the previous slice's (at
+most ``max_extent_mm`` through the point), so each nodule gets the axial slices that actually contain it.
+HC = intersection head AND union head, LC = union minus HC, each restricted to the connected region
+that holds the final nodule.
 
 Bad input: a point outside the volume, a non-axial volume or in-plane spacing coarser than
-``MAX_INPLANE_SPACING_MM`` raise InputError before any work; a point whose surroundings hold almost no lung
+``MAX_INPLANE_SPACING_MM`` raise InputError before any work; in-plane pixels outside the training range
+(:data:`lungai.ugsnet.preprocess.TRAINED_SPACING_MM`: the network sees native pixels, so the nodule's size in
+pixels follows the scan), a point whose surroundings hold almost no lung
 parenchyma, a nodule that reaches the volume's edge, slices thicker than ``THICK_SLICE_MM`` or no nodule
 found at the point (nothing predicted, or only air) are reported per nodule in ``NoduleResult.warnings``
 (and the table).
@@ -44,7 +46,7 @@ from lungai.ugsnet.data import load_npz, prepare_crops
 from lungai.ugsnet.evaluation import evaluate_crops
 from lungai.ugsnet.inference import predict_probabilities
 from lungai.ugsnet.networks import DEMO_FEATURES
-from lungai.ugsnet.preprocess import INPUT_SIZE, INPUT_SPACING_MM, resample_patch
+from lungai.ugsnet.preprocess import INPUT_SIZE, TRAINED_SPACING_MM, extract_patch, paste_patch
 from lungai.ugsnet.task import BUDGET_ATTENTION_POOL
 from lungai.ugsnet.training import BUDGET_TRAIN, split_by_patient, train_model
 from lungai.validation import validate_ct
@@ -116,21 +118,11 @@ def check_volume_and_points(volume: Volume, points_ras) -> np.ndarray:
 
 
 def _slice_probabilities(model, volume: Volume, k: int, center_rc, device) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Sigmoid maps of every head on slice k's own pixel grid (within the patch) and the HU patch."""
-    spacing_rc = (volume.spacing[1], volume.spacing[0])
-    patch = resample_patch(volume.array[k].astype(np.float32), center_rc, spacing_rc)
+    """Sigmoid maps of every head on slice k's pixel grid (zero outside the patch) and the HU patch."""
+    patch = extract_patch(volume.array[k].astype(np.float32), center_rc)
     probabilities = predict_probabilities(model, patch[None], device=device)
-    rows, cols = volume.shape[1:]
-    grid_r, grid_c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    to_patch = [
-        (grid_r - center_rc[0]) * spacing_rc[0] / INPUT_SPACING_MM + (INPUT_SIZE - 1) / 2.0,
-        (grid_c - center_rc[1]) * spacing_rc[1] / INPUT_SPACING_MM + (INPUT_SIZE - 1) / 2.0,
-    ]
-    back = {
-        name: ndimage.map_coordinates(p[0], to_patch, order=1, mode="constant", cval=0.0)
-        for name, p in probabilities.items()
-    }
-    return back, patch
+    shape = volume.shape[1:]
+    return {name: paste_patch(p[0], center_rc, shape) for name, p in probabilities.items()}, patch
 
 
 def _regions(
@@ -183,17 +175,22 @@ def segment_nodules(
             warnings.append(
                 f"slices are {sz:.1f} mm thick (> {THICK_SLICE_MM:g} mm): volumes and the slice range are coarse"
             )
+        low, high = TRAINED_SPACING_MM
+        if not (low <= sx <= high and low <= sy <= high):
+            warnings.append(
+                f"pixels are {sx:.2f} x {sy:.2f} mm, outside the {low:g}-{high:g} mm the network was trained on: "
+                "it sees native pixels, so the nodule looks smaller or larger than any it learned; check the contour"
+            )
         rr, cc = np.ogrid[:rows, :cols]
         seed = ((rr - j) * sy) ** 2 + ((cc - i) * sx) ** 2 <= seed_radius_mm**2
         prob, patch = _slice_probabilities(model, volume, k0, center, device)
         lung = np.mean((patch > LUNG_HU_RANGE[0]) & (patch < LUNG_HU_RANGE[1]))
         if lung < MIN_LUNG_FRACTION:
             warnings.append(
-                f"the point seems outside the lungs: only {100 * lung:.0f}% of the 35 mm window around "
+                f"the point seems outside the lungs: only {100 * lung:.0f}% of the {INPUT_SIZE}-pixel window around "
                 "it is lung parenchyma"
             )
-        half_fov = (INPUT_SIZE / 2) * INPUT_SPACING_MM
-        if min(j * sy, i * sx, (rows - 1 - j) * sy, (cols - 1 - i) * sx) < half_fov:
+        if min(j, i, rows - 1 - j, cols - 1 - i) < INPUT_SIZE // 2:
             warnings.append("the point is near the volume's in-plane edge: the crop was padded with edge values")
         masks = {name: np.zeros((slices, rows, cols), bool) for name in REGION_NAMES}
         regions = _regions(prob, seed, threshold, volume.array[k0])

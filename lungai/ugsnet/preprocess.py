@@ -1,11 +1,15 @@
-"""Network input of UGS-Net: an axial patch around the nodule, HU-windowed, at a fixed pixel spacing.
+"""Network input of UGS-Net: a block of the slice's own (native) pixels around the nodule, HU-windowed.
 
 Crop size in the sources: the journal version (seed 001, Sec. III-A) crops 50 x 50 pixels around the nodule;
 its earlier version (seed 000, Sec. III-A) states 64 x 64; the public UGS-Net-V1 (MICCAI 2022) code crops 50 x 50
-native pixels and resizes them to 64 x 64, so that model sees a scan-dependent pixel size. We keep the 64 x 64
-input but resample to one physical spacing, ``INPUT_SPACING_MM`` = 0.55 mm (field of view 35.2 mm, the median
-LIDC spacing 0.7 mm x the journal's 50 pixels), so that a CT of any in-plane resolution can be mapped to the
-model and back (Slicer module) without a scale change.
+native pixels and resizes them to 64 x 64. We take ``INPUT_SIZE`` = 64 x 64 **native** pixels (seed 000's size,
+no resize), so the network sees the pixels the readers drew their contours on. Measured choice (issue 13, fold 0,
+MONAI UNet, 30 epochs, ``bench/ugsnet/README.md``): resampling the crops to one physical spacing (0.55, 0.7 or 0.85
+mm) scored 0.82, 0.81 and 0.81 Dice against Label1, native pixels 0.85, also when the native model's output is
+scored on the 0.55 mm grid (0.847): with nodules about 10 pixels across, the interpolation of image and contour
+costs more than a scanner-dependent pixel size does. The price: the physical field of view follows the scan
+(64 x 0.46 to 0.98 mm = 29 to 63 mm over LIDC), so CTs with pixels outside the training range get a warning
+(:data:`TRAINED_SPACING_MM`, :mod:`lungai.ugsnet.pipeline`).
 Intensities: HU clipped to the lung window ``HU_WINDOW`` = [-1000, 400] and scaled to [0, 1] (the V1 code used
 raw HU or a 3-window stack; one window keeps the model single-channel).
 """
@@ -13,14 +17,12 @@ raw HU or a 3-window stack; one window keeps the model single-channel).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from lungai.intensity import window_to_unit
 
 INPUT_SIZE = 64
-INPUT_SPACING_MM = 0.55
+TRAINED_SPACING_MM = (0.46, 0.98)  # in-plane pixel spacing range of the LIDC training crops
 HU_WINDOW = (-1000.0, 400.0)
-AIR_HU = -1000.0
 
 
 def normalise_hu(image_hu: np.ndarray, window: tuple[float, float] = HU_WINDOW) -> np.ndarray:
@@ -28,55 +30,28 @@ def normalise_hu(image_hu: np.ndarray, window: tuple[float, float] = HU_WINDOW) 
     return window_to_unit(image_hu, window)
 
 
-def patch_coordinates(
-    center_rc: tuple[float, float],
-    spacing_in_mm: float | tuple[float, float],
-    spacing_out_mm: float = INPUT_SPACING_MM,
-    size: int = INPUT_SIZE,
+def patch_origin(center_rc: tuple[float, float], size: int = INPUT_SIZE) -> tuple[int, int]:
+    """Image (row, col) of the patch's pixel (0, 0): the pixel nearest ``center_rc`` lands on (size // 2, size // 2)."""
+    return tuple(int(np.floor(c + 0.5)) - size // 2 for c in center_rc)  # type: ignore[return-value]
+
+
+def extract_patch(
+    image: np.ndarray, center_rc: tuple[float, float], *, size: int = INPUT_SIZE, edge: bool = True
 ) -> np.ndarray:
-    """Fractional (row, col) input-pixel coordinates of a ``size`` x ``size`` output grid.
-
-    The output grid is centred on ``center_rc`` (input pixel coordinates); output pixel (r, c) lies at
-    ``center + (r - (size - 1) / 2) * spacing_out / spacing_in``. Returns an array (2, size, size).
-    """
-    sr, sc = (spacing_in_mm, spacing_in_mm) if np.isscalar(spacing_in_mm) else spacing_in_mm
-    offsets = (np.arange(size, dtype=np.float64) - (size - 1) / 2.0) * spacing_out_mm
-    rows = center_rc[0] + offsets / sr
-    cols = center_rc[1] + offsets / sc
-    return np.stack(np.meshgrid(rows, cols, indexing="ij"))
+    """The ``size`` x ``size`` block of ``image`` (H, W) at :func:`patch_origin`; pixels beyond the image take the
+    nearest edge value (``edge``, for CT) or zero (masks)."""
+    r0, c0 = patch_origin(center_rc, size)
+    height, width = image.shape
+    pad = max(0, -r0, -c0, r0 + size - height, c0 + size - width)
+    padded = np.pad(image, pad, mode="edge" if edge else "constant")
+    return padded[r0 + pad : r0 + pad + size, c0 + pad : c0 + pad + size].copy()
 
 
-def resample_patch(
-    image: np.ndarray,
-    center_rc: tuple[float, float],
-    spacing_in_mm: float | tuple[float, float],
-    *,
-    order: int = 1,
-    spacing_out_mm: float = INPUT_SPACING_MM,
-    size: int = INPUT_SIZE,
-    mode: str = "nearest",
-) -> np.ndarray:
-    """Sample a 2-D ``image`` on the patch grid of :func:`patch_coordinates` (outside: nearest edge value)."""
-    coords = patch_coordinates(center_rc, spacing_in_mm, spacing_out_mm, size)
-    return ndimage.map_coordinates(np.asarray(image, dtype=np.float32), coords, order=order, mode=mode)
-
-
-def resample_mask(
-    mask: np.ndarray,
-    center_rc: tuple[float, float],
-    spacing_in_mm: float | tuple[float, float],
-    *,
-    spacing_out_mm: float = INPUT_SPACING_MM,
-    size: int = INPUT_SIZE,
-) -> np.ndarray:
-    """Resample a binary mask (linear interpolation of the indicator, threshold 0.5, zero outside)."""
-    value = resample_patch(
-        mask.astype(np.float32),
-        center_rc,
-        spacing_in_mm,
-        order=1,
-        spacing_out_mm=spacing_out_mm,
-        size=size,
-        mode="constant",
-    )
-    return value >= 0.5
+def paste_patch(patch: np.ndarray, center_rc: tuple[float, float], shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`extract_patch`: ``patch`` placed on a zero image of ``shape``, cut at the image's edges."""
+    out = np.zeros(shape, patch.dtype)
+    r0, c0 = patch_origin(center_rc, patch.shape[0])
+    rows = slice(max(r0, 0), min(r0 + patch.shape[0], shape[0]))
+    cols = slice(max(c0, 0), min(c0 + patch.shape[1], shape[1]))
+    out[rows, cols] = patch[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
+    return out
