@@ -1,4 +1,4 @@
-"""Multi-reader LIDC crops: resampling, MCM targets, patient folds and bad input (real data)."""
+"""Multi-reader LIDC crops: the native-pixel patch, MCM targets, patient folds and bad input (real data)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from conftest import shared_data_dir
 
 from lungai.errors import InputError
 from lungai.ugsnet.data import CropDataset, load_npz, patient_folds, prepare_crops
-from lungai.ugsnet.preprocess import INPUT_SIZE, normalise_hu, patch_coordinates, resample_patch
+from lungai.ugsnet.preprocess import INPUT_SIZE, extract_patch, normalise_hu, paste_patch
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +37,19 @@ def test_single_reader_crops_are_kept_only_when_asked(arrays):
     assert (crops.intersection[single] == crops.label1[single]).all()
 
 
-def test_resampling_keeps_physical_size():
-    image = np.zeros((71, 71), np.float32)
-    image[25:46, 25:46] = 1.0  # 21 pixels at 0.7 mm = 14.7 mm
-    patch = resample_patch(image, (35, 35), 0.7) > 0.5
-    assert abs(patch[32].sum() * 0.55 - 14.7) <= 1.1
-    coords = patch_coordinates((35.0, 35.0), 0.55)
-    assert np.allclose(coords[:, 31:33, 31:33].mean((1, 2)), [35.0, 35.0])
+def test_patch_is_the_native_block_around_the_centre_and_pastes_back(arrays):
+    crops = prepare_crops(arrays, min_readers=2)
+    row = crops.index[0]  # 71 x 71 source crop, centre pixel 35: the patch is rows and columns 3 to 66, unresampled
+    assert np.array_equal(crops.image_hu[0], arrays["image_hu"][row, 3:67, 3:67])
+    assert np.array_equal(crops.label1[0], arrays["masks"][row, 0, 3:67, 3:67])
+    image = np.arange(100 * 120, dtype=np.float32).reshape(100, 120)
+    patch = extract_patch(image, (50.2, 59.7))
+    assert patch[INPUT_SIZE // 2, INPUT_SIZE // 2] == image[50, 60]  # nearest pixel to the point at the centre
+    assert np.array_equal(paste_patch(patch, (50.2, 59.7), image.shape)[18:82, 28:92], image[18:82, 28:92])
+    corner = extract_patch(image, (2.0, 118.0))  # beyond the image: edge values for CT, zeros for masks
+    assert corner[0, 0] == image[0, 86] and corner[0, -1] == image[0, -1] and corner[-1, -1] == image[33, -1]
+    assert not extract_patch(image > 0, (2.0, 118.0), edge=False)[:, -1].any()
+    assert paste_patch(corner, (2.0, 118.0), image.shape)[:34, 86:].tolist() == image[:34, 86:].tolist()
 
 
 def test_patient_folds_never_share_a_patient(arrays):

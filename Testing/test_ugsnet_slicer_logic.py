@@ -135,10 +135,13 @@ def test_bad_points_and_volumes(mrml_scene, model, sample):
     coarse, coarse_point = crop_volume({**sample, "pixel_spacing_mm": sample["pixel_spacing_mm"] * 3}, 0)
     with pytest.raises(InputError, match="too coarse"):
         logic.run(_scene_volume(coarse, "coarse"), [coarse_point])
+    wide, wide_point = crop_volume({**sample, "pixel_spacing_mm": np.full_like(sample["pixel_spacing_mm"], 1.3)}, 0)
+    _, _, results = logic.run(_scene_volume(wide, "wide"), [wide_point])
+    assert any("1.30 x 1.30 mm, outside the 0.46-0.98 mm" in w for w in results[0].warnings)
     thick, thick_point = crop_volume(sample, 0, slices=3, slice_thickness_mm=8.0)
     air = thick.like(np.full(thick.shape, -1000, np.int16))
     _, _, results = logic.run(_scene_volume(air, "air"), [thick_point])
     assert any("8.0 mm thick" in w for w in results[0].warnings)
     assert any("outside the lungs" in w for w in results[0].warnings)
     assert any("no nodule was found" in w for w in results[0].warnings)
-    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1  # only the air run made one
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 2  # the wide and air runs
