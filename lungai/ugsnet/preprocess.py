@@ -3,13 +3,15 @@
 Crop size in the sources: the journal version (seed 001, Sec. III-A) crops 50 x 50 pixels around the nodule;
 its earlier version (seed 000, Sec. III-A) states 64 x 64; the public UGS-Net-V1 (MICCAI 2022) code crops 50 x 50
 native pixels and resizes them to 64 x 64. We take ``INPUT_SIZE`` = 64 x 64 **native** pixels (seed 000's size,
-no resize), so the network sees the pixels the readers drew their contours on. Measured choice (issue 13, fold 0,
-MONAI UNet, 30 epochs, ``bench/ugsnet/README.md``): resampling the crops to one physical spacing (0.55, 0.7 or 0.85
-mm) scored 0.82, 0.81 and 0.81 Dice against Label1, native pixels 0.85, also when the native model's output is
-scored on the 0.55 mm grid (0.847): with nodules about 10 pixels across, the interpolation of image and contour
-costs more than a scanner-dependent pixel size does. The price: the physical field of view follows the scan
-(64 x 0.46 to 0.98 mm = 29 to 63 mm over LIDC), so CTs with pixels outside the training range get a warning
-(:data:`TRAINED_SPACING_MM`, :mod:`lungai.ugsnet.pipeline`).
+no resize). Measured choice (issue 13, fold 0, MONAI UNet, 30 epochs, ``bench/ugsnet/README.md``): resampling the
+crops to one physical spacing (0.55, 0.7 or 0.85 mm) scored 0.82, 0.81 and 0.81 Dice against Label1, native pixels
+0.85 (0.847 when that model's output is scored on the 0.55 mm grid). Caveat, measured on the bundled model: much of
+the gain depends on the nodule sitting on the patch's centre pixel as in the LIDC crops (centred on the crop's
+reader's nodule); moving the centre by up to 1 / 2 / 3 pixels per axis drops Dice from 0.872 to 0.824 / 0.787 /
+0.737, and random shifts in training made the model robust to them but cost its centred score (MONAI UNet: 0.79
+centred and shifted). So points placed in Slicer should sit on the nodule's centre. The physical field of view
+follows the scan (64 x 0.46 to 0.98 mm = 29 to 63 mm over LIDC), so CTs with pixels outside the training range get
+a warning (:data:`TRAINED_SPACING_MM`, :mod:`lungai.ugsnet.pipeline`).
 Intensities: HU clipped to the lung window ``HU_WINDOW`` = [-1000, 400] and scaled to [0, 1] (the V1 code used
 raw HU or a 3-window stack; one window keeps the model single-channel).
 """
