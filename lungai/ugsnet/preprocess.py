@@ -3,9 +3,9 @@
 Crop size in the sources: the journal version (seed 001, Sec. III-A) crops 50 x 50 pixels around the nodule;
 its earlier version (seed 000, Sec. III-A) states 64 x 64; the public UGS-Net-V1 (MICCAI 2022) code crops 50 x 50
 native pixels and resizes them to 64 x 64. We take ``INPUT_SIZE`` = 64 x 64 **native** pixels (seed 000's size,
-no resize). Measured choice (issue 13, fold 0, MONAI UNet, 30 epochs, ``bench/ugsnet/README.md``): resampling the
+no resize). Measured choice (issue 13, fold 0, MONAI UNet, 30 epochs, ``bench/ugsnet/input_grid.md``): resampling the
 crops to one physical spacing (0.55, 0.7 or 0.85 mm) scored 0.82, 0.81 and 0.81 Dice against Label1, native pixels
-0.85 (0.847 when that model's output is scored on the 0.55 mm grid). Caveat, measured on the bundled model: much of
+0.85 (0.849 when that model's output is scored on the 0.55 mm grid). Caveat, measured on the bundled model: much of
 the gain depends on the nodule sitting on the patch's centre pixel as in the LIDC crops (centred on the crop's
 reader's nodule); moving the centre by up to 1 / 2 / 3 pixels per axis drops Dice from 0.872 to 0.824 / 0.787 /
 0.737, and random shifts in training made the model robust to them but cost its centred score (MONAI UNet: 0.79
